@@ -1,0 +1,438 @@
+"""Run records: one directory per run, written atomically (docs/design.md, "Run records").
+
+Layout of a finished run directory ``<run_dir>/``::
+
+    config.yaml       resolved config (task, dataset, method, variant, profile, seed, ...)
+    metrics.json      final metrics (floats; empty for a failed run)
+    history.csv       one row per epoch/step (may be empty)
+    provenance.json   git commit + dirty flag, package versions, python, platform, host, device,
+                      profile, seed, start/end ISO times, wall_time_s
+    status.json       {"status": "complete" | "failed", "reason": str | null}
+
+All work happens in ``<run_dir>.partial/`` (the path string with ".partial" appended); only
+:meth:`RunWriter.finish` / :meth:`RunWriter.fail` rename it to ``<run_dir>`` with ``os.replace``,
+so a killed run never looks complete. A run whose final metrics contain NaN/inf is recorded as
+``failed`` (never averaged into a table, e.g. Table V of the paper).
+
+Usage::
+
+    w = RunWriter(run_dir)
+    if w.is_complete():
+        return                                 # re-running a finished run is a no-op
+    state = w.load_checkpoint()                # dict or None (resume)
+    w.start(config, profile="cpu", seed=0)
+    for epoch in ...:
+        w.log({"epoch": epoch, "train_loss": ...})
+        w.save_checkpoint({"model": model.state_dict(), "epoch": epoch})
+    w.finish({"mae": ..., "mse": ..., "r2": ...})
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+__all__ = ["RunWriter", "load_runs", "load_history", "flatten", "to_builtin", "RECORD_COLUMNS"]
+
+#: Columns load_runs always provides (besides flattened config keys and metric names).
+RECORD_COLUMNS = ["status", "reason", "path", "profile", "seed", "wall_time_s", "git_commit", "device"]
+
+_HISTORY_KEY = "__gal_records_history__"
+_WALL_KEY = "__gal_records_wall_time_s__"
+_START_KEY = "__gal_records_start_time__"
+
+_VERSION_PACKAGES = {
+    "torch": "torch",
+    "torchvision": "torchvision",
+    "numpy": "numpy",
+    "scipy": "scipy",
+    "pandas": "pandas",
+    "sklearn": "scikit-learn",
+    "timm": "timm",
+}
+
+
+# --------------------------------------------------------------------------- helpers
+def _scalar(v: Any) -> Any:
+    """Convert a python/numpy/0-dim torch scalar to a python int/float/bool; other values unchanged."""
+    if isinstance(v, bool | int | float | str) or v is None:
+        return v
+    if hasattr(v, "detach") and hasattr(v, "cpu"):  # torch tensor (import-free check)
+        t = v.detach().cpu()
+        if t.numel() != 1:
+            raise TypeError(f"expected a scalar tensor, got shape {tuple(t.shape)}")
+        return t.item()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        if v.size != 1:
+            raise TypeError(f"expected a scalar array, got shape {v.shape}")
+        return v.reshape(()).item()
+    return v
+
+
+def to_builtin(obj: Any) -> Any:
+    """Recursively convert config/metric values to YAML/JSON-safe builtins (tuples -> lists,
+    numpy/torch scalars -> python numbers, Paths -> str)."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_builtin(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_builtin(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.ndarray) and obj.size != 1:
+        return obj.tolist()
+    return _scalar(obj)
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten a nested mapping: ``{"a": {"b": 1}} -> {"a.b": 1}``. Lists are kept as values."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def _git_info() -> tuple[str, bool | str]:
+    """(commit, dirty) of the git repository containing the cwd; ("unknown", "unknown") without git."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
+        porcelain = subprocess.run(
+            ["git", "status", "--porcelain"], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        return commit or "unknown", bool(porcelain.strip())
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", "unknown"
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out: dict[str, str] = {}
+    for key, dist in _VERSION_PACKAGES.items():
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[key] = "not installed"
+    out["python"] = platform.python_version()
+    return out
+
+
+def _infer_device() -> str:
+    if "torch" not in sys.modules:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})"
+    return "cpu"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(to_builtin(obj), f, indent=2, sort_keys=True, allow_nan=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _read_status(run_dir: Path) -> dict[str, Any] | None:
+    p = run_dir / "status.json"
+    if not p.is_file():
+        return None
+    try:
+        return _read_json(p)
+    except (OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- writer
+class RunWriter:
+    """Writer for one run directory (docs/design.md, "Run records").
+
+    Args:
+        run_dir: final directory of the run, e.g. ``results/runs/table5/paper/boston/gal/seed-0``.
+        device: device string to record in provenance; inferred from torch if ``None``
+            (can also be given to :meth:`start`).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], device: str | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.partial_dir = Path(str(self.run_dir) + ".partial")
+        self.device = device
+        self._history: list[dict[str, Any]] = []
+        self._config: dict[str, Any] | None = None
+        self._profile: str | None = None
+        self._seed: int | None = None
+        self._start_iso: str | None = None
+        self._t0: float | None = None
+        self._wall_before = 0.0  # wall time of earlier (interrupted) sessions, restored on resume
+        self._git: tuple[str, bool | str] | None = None
+        self._resumed = False
+        self._closed = False
+
+    # -- state ------------------------------------------------------------------
+    def is_complete(self) -> bool:
+        """True only if the final directory exists with ``status.json`` saying ``complete``."""
+        st = _read_status(self.run_dir)
+        return st is not None and st.get("status") == "complete"
+
+    def status(self) -> str | None:
+        """``"complete"``, ``"failed"`` or ``None`` (no finished record)."""
+        st = _read_status(self.run_dir)
+        return None if st is None else st.get("status")
+
+    # -- checkpoint ---------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.partial_dir / "checkpoint.pt"
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """Return the last state saved by :meth:`save_checkpoint` (in ``<run_dir>.partial``), or None.
+
+        The history rows logged up to that checkpoint are restored into the writer, so logging
+        can simply continue after a resume.
+        """
+        p = self.checkpoint_path
+        if not p.is_file():
+            return None
+        import torch
+
+        state = torch.load(p, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict):
+            return None
+        self._history = list(state.pop(_HISTORY_KEY, []))
+        self._wall_before = float(state.pop(_WALL_KEY, 0.0))
+        start_iso = state.pop(_START_KEY, None)
+        if start_iso:
+            self._start_iso = start_iso
+        self._resumed = True
+        return state
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Atomically save ``state`` (torch.save to a temp file, then ``os.replace``) together with
+        the history logged so far (also written to ``history.csv`` in the partial directory)."""
+        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        import torch
+
+        full = dict(state)
+        full[_HISTORY_KEY] = list(self._history)
+        full[_WALL_KEY] = self._elapsed()
+        full[_START_KEY] = self._start_iso
+        tmp = self.partial_dir / "checkpoint.pt.tmp"
+        torch.save(full, tmp)
+        os.replace(tmp, self.checkpoint_path)
+        self._write_history()
+
+    # -- lifecycle ----------------------------------------------------------------
+    def start(
+        self,
+        config: Mapping[str, Any],
+        profile: str,
+        seed: int,
+        device: str | None = None,
+    ) -> None:
+        """Begin (or resume) the run: create ``<run_dir>.partial/`` and write ``config.yaml``.
+
+        ``profile`` and ``seed`` are added to the config if it lacks them. An existing
+        ``.partial`` directory is kept (its checkpoint is what :meth:`load_checkpoint` reads).
+        """
+        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        cfg = to_builtin(dict(config))
+        cfg.setdefault("profile", profile)
+        cfg.setdefault("seed", seed)
+        self._config = cfg
+        self._profile = profile
+        self._seed = int(seed)
+        if device is not None:
+            self.device = device
+        if self._start_iso is None:
+            self._start_iso = _now_iso()
+        self._t0 = time.monotonic()
+        self._git = _git_info()
+        with open(self.partial_dir / "config.yaml", "w") as f:
+            yaml.safe_dump(cfg, f, sort_keys=False)
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        """Buffer one history row (epoch or step); flushed on checkpoint/finish/fail."""
+        self._history.append({str(k): _scalar(v) for k, v in row.items()})
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return list(self._history)
+
+    def finish(self, metrics: Mapping[str, Any], keep_checkpoint: bool = False) -> str:
+        """Write the final record and atomically rename ``.partial`` -> final.
+
+        Metrics may be python numbers, numpy scalars or 0-dim torch tensors. If any metric is
+        NaN/inf the run is recorded as ``failed`` instead (reason names the metric) and is never
+        averaged. Returns the final status (``"complete"`` or ``"failed"``).
+        """
+        clean: dict[str, Any] = {}
+        bad: list[str] = []
+        for k, v in metrics.items():
+            val = _scalar(v)
+            if isinstance(val, bool):
+                val = int(val)
+            if isinstance(val, int | float) and not math.isfinite(val):
+                bad.append(f"{k}={val}")
+            clean[str(k)] = val
+        if bad:
+            self._finalize("failed", f"non-finite metric(s): {', '.join(bad)}", clean, keep_checkpoint)
+            return "failed"
+        self._finalize("complete", None, clean, keep_checkpoint)
+        return "complete"
+
+    def fail(self, reason: str, metrics: Mapping[str, Any] | None = None) -> str:
+        """Finalize the directory as a ``failed`` record (never averaged). Returns ``"failed"``."""
+        clean = {str(k): _scalar(v) for k, v in (metrics or {}).items()}
+        self._finalize("failed", str(reason), clean, keep_checkpoint=False)
+        return "failed"
+
+    # -- internals ----------------------------------------------------------------
+    def _elapsed(self) -> float:
+        now = time.monotonic()
+        return self._wall_before + (now - self._t0 if self._t0 is not None else 0.0)
+
+    def _write_history(self) -> None:
+        pd.DataFrame(self._history).to_csv(self.partial_dir / "history.csv", index=False)
+
+    def _finalize(
+        self, status: str, reason: str | None, metrics: dict[str, Any], keep_checkpoint: bool
+    ) -> None:
+        if self._config is None:
+            raise RuntimeError("RunWriter.start(config, profile, seed) must be called before finish/fail")
+        if self.is_complete():
+            raise FileExistsError(
+                f"{self.run_dir} is already a complete run; check RunWriter.is_complete() first"
+            )
+        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        commit, dirty = self._git if self._git is not None else _git_info()
+        device = self.device if self.device is not None else _infer_device()
+        provenance = {
+            "git_commit": commit,
+            "git_dirty": dirty,
+            "versions": _versions(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "hostname": socket.gethostname(),
+            "device": device,
+            "profile": self._profile,
+            "seed": self._seed,
+            "start_time": self._start_iso,
+            "end_time": _now_iso(),
+            "wall_time_s": round(self._elapsed(), 3),
+            "resumed": self._resumed,
+        }
+        _write_json(self.partial_dir / "metrics.json", metrics)
+        self._write_history()
+        _write_json(self.partial_dir / "provenance.json", provenance)
+        if not keep_checkpoint:
+            for name in ("checkpoint.pt", "checkpoint.pt.tmp"):
+                p = self.partial_dir / name
+                if p.exists():
+                    p.unlink()
+        _write_json(self.partial_dir / "status.json", {"status": status, "reason": reason})
+        if self.run_dir.exists():
+            shutil.rmtree(self.run_dir)  # an incomplete/failed older record (complete ones raise above)
+        self.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.partial_dir, self.run_dir)
+        self._closed = True
+
+
+# --------------------------------------------------------------------------- readers
+def _load_one(run_dir: Path) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    cfg_path = run_dir / "config.yaml"
+    if cfg_path.is_file():
+        with open(cfg_path) as f:
+            cfg = yaml.safe_load(f) or {}
+        row.update(flatten(cfg))
+    prov: dict[str, Any] = {}
+    if (run_dir / "provenance.json").is_file():
+        prov = _read_json(run_dir / "provenance.json")
+    metrics: dict[str, Any] = {}
+    if (run_dir / "metrics.json").is_file():
+        metrics = _read_json(run_dir / "metrics.json")
+    row.update(metrics)
+    st = _read_status(run_dir) or {}
+    row["status"] = st.get("status", "unknown")
+    row["reason"] = st.get("reason")
+    row["path"] = str(run_dir)
+    row.setdefault("profile", prov.get("profile"))
+    row.setdefault("seed", prov.get("seed"))
+    row["wall_time_s"] = prov.get("wall_time_s")
+    row["git_commit"] = prov.get("git_commit", "unknown")
+    row["git_dirty"] = prov.get("git_dirty", "unknown")
+    row["device"] = prov.get("device")
+    return row
+
+
+def load_runs(root: str | os.PathLike[str]) -> pd.DataFrame:
+    """Load every finished run record under ``root`` into a DataFrame (one row per run dir).
+
+    A run dir is any directory containing ``status.json``; ``*.partial`` directories (unfinished
+    or killed runs) are ignored. Columns: flattened config keys (``a.b`` for nested dicts), the
+    metric names from metrics.json, and ``status, reason, path, profile, seed, wall_time_s,
+    git_commit, device`` (plus ``git_dirty``). Failed runs are included (``status == "failed"``);
+    aggregation code must exclude them. Returns an empty frame (with those columns) if none.
+    """
+    root = Path(root)
+    rows: list[dict[str, Any]] = []
+    if root.is_dir():
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.endswith(".partial"))
+            if "status.json" in filenames and not dirpath.endswith(".partial"):
+                rows.append(_load_one(Path(dirpath)))
+                dirnames[:] = []  # a run dir does not contain other runs
+    df = pd.DataFrame(rows)
+    for c in [*RECORD_COLUMNS, "git_dirty"]:
+        if c not in df.columns:
+            df[c] = pd.Series(dtype=object)
+    if len(df):
+        df = df.sort_values("path", kind="stable").reset_index(drop=True)
+    return df
+
+
+def load_history(run_path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The per-epoch/step history (``history.csv``) of one run directory; empty frame if none."""
+    p = Path(run_path) / "history.csv"
+    if not p.is_file():
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(p)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
