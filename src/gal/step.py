@@ -1,0 +1,365 @@
+"""The GAL step: Algorithm 1 with Eqs. 3-7 of the paper.
+
+For a feature tensor ``z`` of shape ``[..., d]`` (h acts on the last dimension; every leading
+position is one "sample" row) and a mean-reduced loss ``l``:
+
+* ``grad = dl/dz``                                   (Alg. 1 line 4)
+* ``v = h(z)``                                        (Eq. 3, line 5)
+* ``v~ = alpha * ||grad_i|| * v_i / ||v_i||``          (Eq. 4; norms per row, safe epsilon)
+* ``g = grad + v~``                                   (Eq. 5, line 6)
+* ``eta~ = beta * lr``, lr the optimizer's *current* learning rate
+* tentative loss ``l(z - eta~ g)``                    (line 7)
+* remainder ``r = l(z - eta~ g) - l(z) + eta~ <grad, g>``  (Eq. 7); h is trained on ``|r|`` (obj. 6)
+* the model receives ``g`` or ``grad`` through z by the update policy (lines 7-10).
+
+Everything stays on the device: decisions use :func:`torch.where`, and no ``.item()``,
+``bool(tensor)`` or ``.cpu()`` is called inside the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from gal.adjuster import NoiseAdjuster, build_adjuster
+
+POLICIES = ("leq", "lt", "always", "never")
+GRANULARITIES = ("batch", "sample")
+FIRST_ORDER = ("sum", "sample_mean", "element_mean")
+NOISE_SCALING = ("eq4", "unit")
+
+LossFn = Callable[..., torch.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class GALStats:
+    """Per-step diagnostics, all detached 0-dim tensors on the feature's device (no host sync).
+
+    Attributes:
+        loss: the reduced loss ``l(z)`` (what a plain loop would log).
+        tentative_loss: ``l(z - eta~ g)`` (line 7); in ``sample`` granularity the mean over rows.
+        remainder: ``r`` of Eq. 7 (``sample``: mean of the per-row ``r_i``).
+        abs_remainder: ``|r|``, the objective (6) h is trained on (``sample``: mean ``|r_i|``).
+        accept_rate: fraction of adjusted updates accepted by the policy (lines 7-10).
+        cosine: mean cosine similarity between ``v~`` and ``dl/dz`` (Fig. 6, right).
+        g_beats_grad: fraction for which ``l(z - eta~ g) < l(z - eta~ dl/dz)`` (Fig. 8b);
+            NaN when ``compare_vanilla=False``.
+    """
+
+    loss: torch.Tensor
+    tentative_loss: torch.Tensor
+    remainder: torch.Tensor
+    abs_remainder: torch.Tensor
+    accept_rate: torch.Tensor
+    cosine: torch.Tensor
+    g_beats_grad: torch.Tensor
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        """``{name: tensor}`` for loggers; reduce (e.g. ``float()``) when you choose to sync."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def _accept(policy: str, tentative: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+    """Update policy of Alg. 1 lines 7-10 (Fig. 8a) as a boolean tensor."""
+    if policy == "leq":
+        return tentative <= loss
+    if policy == "lt":
+        return tentative < loss
+    if policy == "always":
+        return torch.ones_like(loss, dtype=torch.bool)
+    return torch.zeros_like(loss, dtype=torch.bool)
+
+
+def _per_row(values: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Per-row losses from ``loss_fn(..., reduction="none")`` as a flat ``[N]`` vector.
+
+    Accepted shapes: ``z.shape[:-1]`` (one value per row), anything with N elements (e.g. a
+    trailing singleton as ``mse_loss`` gives on ``[B, 1]``), or ``z.shape`` (element-wise losses,
+    averaged over the last dimension so that their mean equals the mean-reduced loss).
+    """
+    n = z.numel() // z.shape[-1]
+    if values.shape == z.shape and z.shape[-1] != 1:
+        values = values.mean(dim=-1)
+    if values.numel() != n:
+        raise ValueError(
+            f"loss_fn(z, y, reduction='none') returned shape {tuple(values.shape)}; granularity="
+            f"'sample' needs one loss per row of z, i.e. shape {tuple(z.shape[:-1])} "
+            f"(or {tuple(z.shape)} for element-wise losses)"
+        )
+    return values.reshape(n)
+
+
+class GradientAdjuster(nn.Module):
+    """Gradient Adjustment Learning for any model, loss and optimizer (Algorithm 1).
+
+    Args:
+        dim: feature dimension d that h sees (last dimension of z).
+        arch: hidden widths of h (Sec. V-B notation), e.g. ``(100, 32, 16)``.
+        alpha: magnitude ratio of Eq. 4 (``alpha=0`` is standard training, bit for bit).
+        beta: tentative-rate scalar, ``eta~ = beta * lr``.
+        policy: ``"leq"`` (line 7, default), ``"lt"`` (line 7 with ``<``), ``"always"`` (line 8),
+            ``"never"`` (line 10, standard training).
+        granularity: ``"batch"`` - one decision per step on the reduced loss, as the authors' code
+            does; ``"sample"`` - one decision per row, as Algorithm 1 is written ("for each pair").
+            In ``sample`` granularity each row's tentative step is the *same vector* as in
+            ``batch`` granularity (``eta~ * g_i``, with ``g`` from the batch-mean loss), the
+            tentative loss, acceptance and remainder are per row (``r_i`` uses the per-row loss
+            ``l_i`` and its gradient ``N * grad_i``, so that ``mean_i r_i`` equals the batch ``r``
+            for a separable loss), and h is trained on the mean of the per-row ``|r_i|``.
+            ``loss_fn`` is then also called as ``loss_fn(z, y, reduction="none")``.
+        first_order: the first-order term of Eq. 7. ``"sum"`` (default, the paper): the full inner
+            product ``eta~ <dl/dz, g>`` summed over rows and dims (dl/dz of the mean loss already
+            carries 1/N). ``"sample_mean"``: the authors' CIFAR/ImageNet code, which averages the
+            per-row inner products over the N rows (an extra 1/N). ``"element_mean"``: the
+            authors' 3D-example code, which averages over all N*d coordinates.
+        adjuster: ``"mlp"`` (default), ``"cnn"`` (Table VIII), ``"uniform"``/``"normal"``
+            (Table VI noise, no parameters).
+        activation: activation between h's layers; ``None`` reproduces the authors' code.
+        noise_scaling: for noise adjusters, ``"eq4"`` (``alpha*|grad|*v/|v|``) or ``"unit"``
+            (``alpha*v/|v|``), Table VI's two rows.
+        seed: seed of h's private RNG (initialisation and noise); the global RNG is never used.
+        eps: safe epsilon of the normalisation ``v/||v||`` in Eq. 4.
+        compare_vanilla: also evaluate ``l(z - eta~ dl/dz)`` for the Fig. 8b diagnostic (one extra
+            loss evaluation; turn off for expensive losses).
+        h: a custom module to use as h (overrides ``adjuster``/``arch``/``activation``).
+        distributed: ``None`` (auto: on when torch.distributed is initialised with >1 rank),
+            ``True`` or ``False``. When on, losses, decisions and the remainder are those of the
+            *global* batch (one small all-reduce per step) and h's gradients are summed across
+            ranks, so N ranks reproduce one process with the same global batch. Do not wrap the
+            adjuster itself in DistributedDataParallel.
+        process_group: process group for the distributed reductions (default: world).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        arch: Sequence[int] = (100, 32, 16),
+        alpha: float = 1e-3,
+        beta: float = 1.0,
+        policy: str = "leq",
+        granularity: str = "batch",
+        first_order: str = "sum",
+        adjuster: str = "mlp",
+        activation: str | None = "relu",
+        noise_scaling: str = "eq4",
+        seed: int = 0,
+        eps: float = 1e-12,
+        compare_vanilla: bool = True,
+        h: nn.Module | None = None,
+        distributed: bool | None = None,
+        process_group: Any = None,
+    ) -> None:
+        super().__init__()
+        for name, value, allowed in (
+            ("policy", policy, POLICIES),
+            ("granularity", granularity, GRANULARITIES),
+            ("first_order", first_order, FIRST_ORDER),
+            ("noise_scaling", noise_scaling, NOISE_SCALING),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0 (Eq. 4 uses alpha in [0, 1]), got {alpha}")
+        self.dim = int(dim)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.policy = policy
+        self.granularity = granularity
+        self.first_order = first_order
+        self.noise_scaling = noise_scaling
+        self.eps = float(eps)
+        self.compare_vanilla = bool(compare_vanilla)
+        self.distributed = distributed
+        self.process_group = process_group
+        self.h = h if h is not None else build_adjuster(adjuster, dim, arch, activation, seed)
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, alpha={self.alpha}, beta={self.beta}, policy={self.policy!r}, "
+            f"granularity={self.granularity!r}, first_order={self.first_order!r}"
+        )
+
+    # -- distributed helpers -------------------------------------------------------------
+    def _world_size(self) -> int:
+        if self.distributed is False:
+            return 1
+        if not (dist.is_available() and dist.is_initialized()):
+            if self.distributed:
+                raise RuntimeError(
+                    "GradientAdjuster(distributed=True) needs torch.distributed to be initialised "
+                    "(call torch.distributed.init_process_group first, e.g. under torchrun)"
+                )
+            return 1
+        return dist.get_world_size(self.process_group)
+
+    def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self.process_group)
+        return t
+
+    # -- the step ------------------------------------------------------------------------
+    def adjust(
+        self, z: torch.Tensor, y: Any, loss_fn: LossFn, lr: float | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, GALStats]:
+        """Compute the gradient to send into the model, h's objective and the diagnostics.
+
+        Returns ``(chosen, h_objective, stats)``: ``chosen`` has z's shape and dtype and is the
+        gradient of this rank's loss w.r.t. z under the update policy (``g`` or ``dl/dz``);
+        ``h_objective`` is a scalar whose gradient w.r.t. h's parameters is this rank's share of
+        ``d|r|/dtheta`` (objective 6). :meth:`backward` back-propagates both; call this directly
+        when the model has other losses to combine (e.g. DETR's classification terms).
+        """
+        if z.shape[-1] != self.dim:
+            raise ValueError(f"z has last dimension {z.shape[-1]}, the adjuster was built for dim={self.dim}")
+        world = self._world_size()
+        compute_dtype = torch.float32 if z.dtype in (torch.float16, torch.bfloat16) else z.dtype
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            zs = z.detach().to(compute_dtype).requires_grad_(True)
+            n_rows = z.numel() // self.dim
+            n_global = n_rows * world
+            sample = self.granularity == "sample"
+            if sample:
+                per = _per_row(loss_fn(zs, y, reduction="none"), zs)
+                loss = per.mean()
+            else:
+                loss = loss_fn(zs, y)
+                if loss.ndim != 0:
+                    raise ValueError(
+                        "loss_fn(z, y) must return the mean-reduced scalar loss "
+                        f"(got shape {tuple(loss.shape)})"
+                    )
+            (grad,) = torch.autograd.grad(loss, zs)
+            if world > 1:  # gradient of the *global* batch-mean loss
+                grad = grad / world
+            zd = zs.detach()
+            loss = loss.detach()
+
+            v = self.h(zd)
+            direction = F.normalize(v, dim=-1, eps=self.eps)  # v / ||v|| (Eq. 4)
+            if isinstance(self.h, NoiseAdjuster) and self.noise_scaling == "unit":
+                v_tilde = self.alpha * direction
+            else:
+                v_tilde = self.alpha * grad.norm(dim=-1, keepdim=True) * direction
+            g = grad + v_tilde  # Eq. 5
+            eta = self.beta * lr
+            moved = zd - eta * g
+
+            scale = {"sum": 1.0, "sample_mean": 1.0 / n_global,
+                     "element_mean": 1.0 / (n_global * self.dim)}[self.first_order]
+            inner = (grad * g).sum(dim=-1).reshape(n_rows)  # <dl/dz_i, g_i> per row
+            cos = F.cosine_similarity(v_tilde.detach(), grad, dim=-1, eps=self.eps).reshape(n_rows)
+
+            if sample:
+                per_t = _per_row(loss_fn(moved, y, reduction="none"), zs)
+                # per-row remainder: l_i(z_i - eta g_i) - l_i(z_i) + eta <grad l_i, g_i>, with
+                # grad l_i = N * grad_i, scaled like the batch first-order term.
+                r_rows = per_t - per.detach() + eta * scale * n_global * inner
+                accept = _accept(self.policy, per_t.detach(), per.detach())
+                chosen = torch.where(accept.reshape(*z.shape[:-1], 1), g.detach(), grad)
+                h_objective = r_rows.abs().sum() / n_global
+                if self.compare_vanilla:
+                    with torch.no_grad():
+                        per_v = _per_row(loss_fn(zd - eta * grad, y, reduction="none"), zs)
+                    beats = (per_t.detach() < per_v).to(compute_dtype).sum()
+                else:
+                    beats = torch.full((), float("nan"), device=zd.device, dtype=compute_dtype)
+                sums = torch.stack([
+                    per.detach().sum(), per_t.detach().sum(), r_rows.detach().sum(),
+                    r_rows.detach().abs().sum(), accept.to(compute_dtype).sum(), cos.sum(), beats,
+                ])
+                if world > 1:
+                    sums = self._all_reduce(sums)
+                sums = sums / n_global
+                stats = GALStats(sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6])
+            else:
+                loss_t = loss_fn(moved, y)
+                first = eta * scale * inner.sum()
+                if self.compare_vanilla:
+                    with torch.no_grad():
+                        loss_v = loss_fn(zd - eta * grad, y)
+                else:
+                    loss_v = torch.full((), float("nan"), device=zd.device, dtype=compute_dtype)
+                if world > 1:
+                    sums = self._all_reduce(torch.stack(
+                        [loss, loss_t.detach(), first.detach(), cos.sum(), loss_v.detach()]))
+                    g_loss, g_loss_t, g_first = sums[0] / world, sums[1] / world, sums[2]
+                    g_cos, g_loss_v = sums[3] / n_global, sums[4] / world
+                    r = g_loss_t - g_loss + g_first
+                    # this rank's share of d|r|/dtheta; the shares are summed across ranks
+                    h_objective = torch.sign(r) * (loss_t / world + first)
+                else:
+                    g_loss, g_loss_t, g_cos, g_loss_v = loss, loss_t.detach(), cos.mean(), loss_v
+                    r_graph = loss_t - loss + first  # Eq. 7
+                    r = r_graph.detach()
+                    h_objective = r_graph.abs()  # objective (6)
+                accept = _accept(self.policy, g_loss_t, g_loss)
+                chosen = torch.where(accept, g.detach(), grad)
+                beats = (g_loss_t < g_loss_v).to(compute_dtype)
+                if not self.compare_vanilla:
+                    beats = g_loss_v
+                stats = GALStats(g_loss, g_loss_t, r, r.abs(), accept.to(compute_dtype), g_cos, beats)
+
+            if world > 1:  # back to this rank's loss scale (DDP averages model grads over ranks)
+                chosen = chosen * world
+        return chosen.to(z.dtype), h_objective, stats
+
+    def backward(
+        self,
+        z: torch.Tensor,
+        y: Any,
+        loss_fn: LossFn,
+        lr: float | torch.Tensor,
+        *,
+        scaler: Any = None,
+        weight: float = 1.0,
+    ) -> GALStats:
+        """One GAL step's backward pass (Algorithm 1 lines 3-16, minus the optimizer step).
+
+        Back-propagates the policy-chosen gradient (``g`` or ``dl/dz``) into the model through
+        ``z`` and ``|r|`` (objective 6) into h's parameters; the caller then steps its
+        optimizer(s) as usual.
+
+        Args:
+            z: the model's output features ``[..., d]`` (or a parameter tensor itself, Fig. 4).
+            y: targets, passed through to ``loss_fn``.
+            loss_fn: ``loss_fn(z, y)`` -> mean-reduced loss (and ``reduction="none"`` for
+                ``granularity="sample"``).
+            lr: the optimizer's current learning rate (``opt.param_groups[0]["lr"]``).
+            scaler: a ``torch.amp.GradScaler``; both back-propagated gradients are scaled by it.
+            weight: multiplies both gradients (e.g. ``1/accumulation_steps``).
+
+        Returns:
+            :class:`GALStats` (detached tensors; ``stats.loss`` is the reduced loss).
+        """
+        chosen, h_objective, stats = self.adjust(z, y, loss_fn, lr)
+        if scaler is not None:
+            chosen = scaler.scale(chosen)
+            h_objective = scaler.scale(h_objective)
+        if weight != 1.0:
+            chosen = chosen * weight
+            h_objective = h_objective * weight
+        params = [p for p in self.h.parameters() if p.requires_grad]
+        trains_h = bool(params) and h_objective.requires_grad
+        if self._world_size() > 1 and trains_h:
+            z.backward(chosen)
+            grads = torch.autograd.grad(h_objective, params, allow_unused=True)
+            grads = [torch.zeros_like(p) if gr is None else gr for p, gr in zip(params, grads, strict=True)]
+            flat = self._all_reduce(torch.cat([gr.reshape(-1) for gr in grads]))
+            offset = 0
+            for p in params:
+                part = flat[offset:offset + p.numel()].view_as(p)
+                offset += p.numel()
+                if p.grad is None:
+                    p.grad = part.clone()
+                else:
+                    p.grad.add_(part)
+        elif trains_h:
+            torch.autograd.backward([z, h_objective], [chosen, torch.ones_like(h_objective)])
+        else:
+            z.backward(chosen)
+        return stats
