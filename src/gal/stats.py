@@ -1,0 +1,284 @@
+"""Statistics over seeds (issue 3 part 4), with ``scipy.stats``.
+
+* :func:`summarize` -- mean ± std over seeds. **std uses ddof=1** (sample standard deviation).
+  Evidence: Table V of the paper reports mean±std over 5 seeds and the two-sample t-test of
+  baseline vs. proposed. Feeding its mean/std (n=5) into the pooled Student test reproduces the
+  paper's t and p only if the stds are ddof=1 stds (Boston MAE: t=5.03, p=1.02e-3 vs. the
+  paper's (5.02, 1.02e-03); with ddof=0 stds it would be t=4.50, p=2.0e-3); all nine t-test cells
+  agree the same way (checked in tests/test_stats.py).
+* :func:`ttest_student` -- the paper's two-sample t-test (Table V), Student's, equal variances
+  (``scipy.stats.ttest_ind``). Sign convention as the paper: ``t = (mean(a) - mean(b)) / se``
+  with ``a`` = baseline, ``b`` = GAL, so a lower GAL error gives t > 0.
+* :func:`ttest_welch` -- Welch's unequal-variance t-test.
+* :func:`ttest_paired` -- paired t-test (``scipy.stats.ttest_rel``) over the seeds present in both
+  arms (baseline and GAL runs of one seed share split, init and batch order).
+* :func:`ci_mean_diff` -- 95% CI of ``mean(b) - mean(a)`` with the Welch-Satterthwaite df.
+* :func:`compare` -- all of the above for two sets of run records, per metric (``gal compare``).
+* :func:`verdict` -- the reproduction rule of the tables (see its docstring).
+
+Failed runs (``status != "complete"``, e.g. NaN/inf metrics) are excluded and counted, never
+averaged.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+__all__ = [
+    "DDOF",
+    "ALPHA",
+    "Summary",
+    "TestResult",
+    "summarize",
+    "ttest_student",
+    "ttest_welch",
+    "ttest_paired",
+    "ci_mean_diff",
+    "verdict",
+    "VERDICT_RULE",
+    "complete_runs",
+    "compare_values",
+    "compare",
+]
+
+#: ddof of the reported std (see module docstring for the evidence from Table V).
+DDOF = 1
+#: significance level of the verdict rule.
+ALPHA = 0.05
+
+VERDICT_RULE = (
+    "Verdict per metric (GAL vs. baseline, same variant and dataset): "
+    "'reproduced' if the GAL mean is better than the baseline mean in the paper's direction "
+    "(lower MAE/MSE, higher R2) and Welch's t-test gives p < 0.05; "
+    "'not reproduced' if the GAL mean is worse than the baseline mean "
+    "(this includes a significant difference in the opposite direction, p < 0.05); "
+    "'inconclusive' otherwise (better but p >= 0.05, equal means, or too few runs for a test)."
+)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """n, mean and std (ddof=:data:`DDOF`) of one metric over seeds."""
+
+    n: int
+    mean: float
+    std: float
+
+    def fmt(self, digits: int = 4) -> str:
+        if self.n == 0:
+            return "—"
+        if self.n == 1 or not math.isfinite(self.std):
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """A t-test result: statistic, two-sided p value, degrees of freedom, n used."""
+
+    t: float
+    p: float
+    df: float
+    n: int
+
+
+def _clean(x: Iterable[Any]) -> np.ndarray:
+    a = np.asarray(list(x), dtype=float).ravel()
+    return a[np.isfinite(a)]
+
+
+def summarize(values: Iterable[float], ddof: int = DDOF) -> Summary:
+    """Mean ± std over seeds (Table V's "mean±std"); non-finite values are dropped."""
+    a = _clean(values)
+    n = int(a.size)
+    if n == 0:
+        return Summary(0, math.nan, math.nan)
+    std = float(np.std(a, ddof=ddof)) if n > ddof else math.nan
+    return Summary(n, float(np.mean(a)), std)
+
+
+def _nan_test(n: int) -> TestResult:
+    return TestResult(math.nan, math.nan, math.nan, n)
+
+
+def _result(res: Any, n: int) -> TestResult:
+    df = getattr(res, "df", math.nan)
+    return TestResult(float(res.statistic), float(res.pvalue), float(df), n)
+
+
+def ttest_student(a: Iterable[float], b: Iterable[float]) -> TestResult:
+    """The paper's two-sample t-test (Table V): Student's, pooled variance, two-sided.
+
+    ``t = (mean(a) - mean(b)) / (s_p * sqrt(1/n_a + 1/n_b))``, df = n_a + n_b - 2.
+    """
+    x, y = _clean(a), _clean(b)
+    if x.size < 2 or y.size < 2:
+        return _nan_test(int(x.size + y.size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _result(st.ttest_ind(x, y, equal_var=True), int(x.size + y.size))
+
+
+def ttest_welch(a: Iterable[float], b: Iterable[float]) -> TestResult:
+    """Welch's two-sample t-test (unequal variances, Welch-Satterthwaite df), two-sided."""
+    x, y = _clean(a), _clean(b)
+    if x.size < 2 or y.size < 2:
+        return _nan_test(int(x.size + y.size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _result(st.ttest_ind(x, y, equal_var=False), int(x.size + y.size))
+
+
+def ttest_paired(a: Mapping[Any, float], b: Mapping[Any, float]) -> TestResult:
+    """Paired t-test (``scipy.stats.ttest_rel``) over the keys (seeds) present in both mappings
+    with finite values; ``t = mean(a_i - b_i) / (sd(a_i - b_i) / sqrt(n))``, df = n - 1."""
+    keys = sorted(
+        k for k in set(a) & set(b)
+        if math.isfinite(float(a[k])) and math.isfinite(float(b[k]))
+    )
+    n = len(keys)
+    if n < 2:
+        return _nan_test(n)
+    x = np.array([float(a[k]) for k in keys])
+    y = np.array([float(b[k]) for k in keys])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _result(st.ttest_rel(x, y), n)
+
+
+def ci_mean_diff(a: Iterable[float], b: Iterable[float], level: float = 0.95) -> tuple[float, float]:
+    """Confidence interval of ``mean(b) - mean(a)`` (Welch-Satterthwaite df).
+
+    ``se = sqrt(s_a^2/n_a + s_b^2/n_b)``,
+    ``df = se^4 / ((s_a^2/n_a)^2/(n_a-1) + (s_b^2/n_b)^2/(n_b-1))``,
+    ``diff ± t_{(1+level)/2, df} * se``. Returns (nan, nan) with fewer than 2 runs per arm.
+    """
+    x, y = _clean(a), _clean(b)
+    if x.size < 2 or y.size < 2:
+        return (math.nan, math.nan)
+    diff = float(y.mean() - x.mean())
+    va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    se = math.sqrt(va + vb)
+    if se == 0.0:
+        return (diff, diff)
+    df = se**4 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
+    q = float(st.t.ppf(0.5 + level / 2.0, df))
+    return (diff - q * se, diff + q * se)
+
+
+def verdict(
+    mean_baseline: float,
+    mean_gal: float,
+    p_welch: float,
+    higher_is_better: bool,
+    alpha: float = ALPHA,
+) -> str:
+    """Reproduction verdict for one metric (Tables V ff.); the rule is :data:`VERDICT_RULE`:
+
+    * ``"reproduced"``: GAL mean better than baseline mean in the paper's direction and
+      Welch p < ``alpha``;
+    * ``"not reproduced"``: GAL mean worse than baseline mean (includes a significant difference
+      in the opposite direction);
+    * ``"inconclusive"``: otherwise (better but not significant, equal, or no test possible).
+    """
+    if not (math.isfinite(mean_baseline) and math.isfinite(mean_gal)):
+        return "inconclusive"
+    delta = mean_gal - mean_baseline
+    better = delta > 0 if higher_is_better else delta < 0
+    worse = delta < 0 if higher_is_better else delta > 0
+    if worse:
+        return "not reproduced"
+    if better and math.isfinite(p_welch) and p_welch < alpha:
+        return "reproduced"
+    return "inconclusive"
+
+
+def complete_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """(complete runs, number of non-complete runs) of a load_runs frame. Failed runs are
+    excluded from every aggregate and only counted."""
+    if len(df) == 0:
+        return df, 0
+    ok = df["status"] == "complete"
+    return df[ok], int((~ok).sum())
+
+
+def _by_seed(df: pd.DataFrame, metric: str, seed_col: str) -> dict[Any, float]:
+    out: dict[Any, float] = {}
+    if seed_col not in df.columns:
+        return out
+    for s, v in zip(df[seed_col], df[metric], strict=True):
+        if pd.notna(s) and pd.notna(v):
+            out[int(s) if float(s).is_integer() else s] = float(v)
+    return out
+
+
+def compare_values(
+    a: Sequence[float],
+    b: Sequence[float],
+    higher_is_better: bool,
+    a_by_seed: Mapping[Any, float] | None = None,
+    b_by_seed: Mapping[Any, float] | None = None,
+) -> dict[str, Any]:
+    """All statistics for one metric, A (baseline) vs. B (GAL); keys as in :func:`compare`."""
+    sa, sb = summarize(a), summarize(b)
+    stu, wel = ttest_student(a, b), ttest_welch(a, b)
+    pair = ttest_paired(a_by_seed or {}, b_by_seed or {})
+    lo, hi = ci_mean_diff(a, b)
+    return {
+        "n_a": sa.n, "mean_a": sa.mean, "std_a": sa.std,
+        "n_b": sb.n, "mean_b": sb.mean, "std_b": sb.std,
+        "diff": sb.mean - sa.mean if sa.n and sb.n else math.nan,
+        "ci_low": lo, "ci_high": hi,
+        "t": stu.t, "p": stu.p,
+        "welch_t": wel.t, "welch_p": wel.p, "welch_df": wel.df,
+        "paired_n": pair.n, "paired_t": pair.t, "paired_p": pair.p,
+        "higher_is_better": bool(higher_is_better),
+        "verdict": verdict(sa.mean, sb.mean, wel.p, higher_is_better),
+    }
+
+
+def compare(
+    df_a: pd.DataFrame,
+    df_b: pd.DataFrame,
+    metrics: Sequence[str],
+    higher_is_better: Mapping[str, bool],
+    seed_col: str = "seed",
+) -> pd.DataFrame:
+    """Compare two sets of run records (``load_runs`` frames), A = baseline, B = GAL.
+
+    One row per metric with: ``metric, n_a, mean_a, std_a, n_b, mean_b, std_b, failed_a,
+    failed_b, diff`` (= mean_b - mean_a), ``ci_low, ci_high`` (95% Welch CI of diff), ``t, p``
+    (Student, the paper's Table V test, t sign = A - B), ``welch_t, welch_p, welch_df,
+    paired_n, paired_t, paired_p`` (over seeds present in both), ``higher_is_better, verdict``.
+    Failed runs are excluded and counted in ``failed_a``/``failed_b``.
+    """
+    ca, fa = complete_runs(df_a)
+    cb, fb = complete_runs(df_b)
+    rows = []
+    for m in metrics:
+        hib = bool(higher_is_better.get(m, False))
+        va = ca[m].tolist() if m in ca.columns else []
+        vb = cb[m].tolist() if m in cb.columns else []
+        r = compare_values(
+            va, vb, hib,
+            _by_seed(ca, m, seed_col) if m in ca.columns else {},
+            _by_seed(cb, m, seed_col) if m in cb.columns else {},
+        )
+        rows.append({"metric": m, **r, "failed_a": fa, "failed_b": fb})
+    cols = ["metric", "n_a", "mean_a", "std_a", "n_b", "mean_b", "std_b", "failed_a", "failed_b",
+            "diff", "ci_low", "ci_high", "t", "p", "welch_t", "welch_p", "welch_df",
+            "paired_n", "paired_t", "paired_p", "higher_is_better", "verdict"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def summary_dict(s: Summary) -> dict[str, Any]:
+    """A Summary as a plain dict."""
+    return asdict(s)

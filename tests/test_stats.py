@@ -1,0 +1,149 @@
+"""Statistics (issue 3 part 4): scipy AND independent hand formulas on fixed data; paper data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+
+from gal import paper_values as pv
+from gal.stats import (
+    ci_mean_diff,
+    compare,
+    summarize,
+    ttest_paired,
+    ttest_student,
+    ttest_welch,
+    verdict,
+)
+
+A = [3.91, 4.52, 3.40, 4.10, 3.84]  # "baseline"
+B = [2.95, 2.61, 3.12, 2.70, 2.66]  # "gal"
+SEEDS = [0, 1, 2, 3, 4]
+
+
+def test_summarize_ddof1():
+    s = summarize(A)
+    assert s.n == 5
+    assert s.mean == pytest.approx(sum(A) / 5, abs=1e-12)
+    hand = math.sqrt(sum((x - s.mean) ** 2 for x in A) / 4)
+    assert s.std == pytest.approx(hand, rel=1e-12)
+    assert summarize([1.0, float("nan"), 3.0]).n == 2  # non-finite dropped
+    assert summarize([]).n == 0
+
+
+def test_student_equals_scipy_and_hand():
+    r = ttest_student(A, B)
+    ref = st.ttest_ind(A, B, equal_var=True)
+    assert r.t == pytest.approx(ref.statistic, rel=1e-12)
+    assert r.p == pytest.approx(ref.pvalue, rel=1e-12)
+    a, b = np.array(A), np.array(B)
+    na, nb = len(a), len(b)
+    sp2 = (((a - a.mean()) ** 2).sum() + ((b - b.mean()) ** 2).sum()) / (na + nb - 2)
+    t_hand = (a.mean() - b.mean()) / math.sqrt(sp2 * (1 / na + 1 / nb))
+    p_hand = 2 * st.t.sf(abs(t_hand), na + nb - 2)
+    assert r.t == pytest.approx(t_hand, rel=1e-10)
+    assert r.p == pytest.approx(p_hand, rel=1e-8)
+    assert r.df == na + nb - 2
+    assert r.t > 0  # paper's sign: baseline - gal
+
+
+def test_welch_equals_scipy_and_hand():
+    r = ttest_welch(A, B)
+    ref = st.ttest_ind(A, B, equal_var=False)
+    assert r.t == pytest.approx(ref.statistic, rel=1e-12)
+    assert r.p == pytest.approx(ref.pvalue, rel=1e-12)
+    a, b = np.array(A), np.array(B)
+    va, vb = a.var(ddof=1) / 5, b.var(ddof=1) / 5
+    t_hand = (a.mean() - b.mean()) / math.sqrt(va + vb)
+    df_hand = (va + vb) ** 2 / (va**2 / 4 + vb**2 / 4)
+    assert r.t == pytest.approx(t_hand, rel=1e-10)
+    assert r.df == pytest.approx(df_hand, rel=1e-10)
+    assert r.p == pytest.approx(2 * st.t.sf(abs(t_hand), df_hand), rel=1e-8)
+
+
+def test_paired_uses_shared_seeds_only():
+    a = dict(zip(SEEDS, A, strict=True))
+    b = dict(zip(SEEDS, B, strict=True))
+    b_missing = {k: v for k, v in b.items() if k != 2}
+    b_missing[9] = 100.0  # seed absent from a: ignored
+    r = ttest_paired(a, b_missing)
+    keys = [0, 1, 3, 4]
+    ref = st.ttest_rel([a[k] for k in keys], [b[k] for k in keys])
+    assert r.n == 4
+    assert r.t == pytest.approx(ref.statistic, rel=1e-12)
+    assert r.p == pytest.approx(ref.pvalue, rel=1e-12)
+    d = np.array([a[k] - b[k] for k in keys])
+    t_hand = d.mean() / (d.std(ddof=1) / math.sqrt(4))
+    assert r.t == pytest.approx(t_hand, rel=1e-10)
+    assert r.p == pytest.approx(2 * st.t.sf(abs(t_hand), 3), rel=1e-8)
+    assert math.isnan(ttest_paired({0: 1.0}, {0: 2.0}).p)
+
+
+def test_ci_hand_and_scipy():
+    lo, hi = ci_mean_diff(A, B)
+    a, b = np.array(A), np.array(B)
+    va, vb = a.var(ddof=1) / 5, b.var(ddof=1) / 5
+    se = math.sqrt(va + vb)
+    df = se**4 / (va**2 / 4 + vb**2 / 4)
+    q = st.t.ppf(0.975, df)
+    d = b.mean() - a.mean()
+    assert lo == pytest.approx(d - q * se, rel=1e-10)
+    assert hi == pytest.approx(d + q * se, rel=1e-10)
+    # scipy's Welch CI is for mean(x) - mean(y): call with (B, A)
+    ref = st.ttest_ind(B, A, equal_var=False).confidence_interval(0.95)
+    assert lo == pytest.approx(ref.low, rel=1e-8) and hi == pytest.approx(ref.high, rel=1e-8)
+    assert hi < 0  # GAL lower error
+    assert all(math.isnan(x) for x in ci_mean_diff([1.0], B))
+
+
+def test_verdict_rule():
+    assert verdict(4.0, 3.0, 0.01, higher_is_better=False) == "reproduced"
+    assert verdict(4.0, 3.0, 0.2, higher_is_better=False) == "inconclusive"
+    assert verdict(4.0, 5.0, 0.01, higher_is_better=False) == "not reproduced"
+    assert verdict(4.0, 4.1, 0.8, higher_is_better=False) == "not reproduced"
+    assert verdict(0.5, 0.7, 0.01, higher_is_better=True) == "reproduced"
+    assert verdict(0.7, 0.5, 0.01, higher_is_better=True) == "not reproduced"
+    assert verdict(0.5, 0.5, math.nan, higher_is_better=True) == "inconclusive"
+    assert verdict(0.5, 0.7, math.nan, higher_is_better=True) == "inconclusive"
+
+
+def _runs(values, seeds, status=None):
+    status = status or ["complete"] * len(values)
+    return pd.DataFrame({"mae": values, "r2": [-v for v in values], "seed": seeds, "status": status})
+
+
+def test_compare_excludes_failed_and_counts_them():
+    da = _runs(A + [float("nan")], SEEDS + [5], ["complete"] * 5 + ["failed"])
+    db = _runs(B + [1e9], SEEDS + [5], ["complete"] * 5 + ["failed"])
+    out = compare(da, db, ["mae", "r2"], {"mae": False, "r2": True}).set_index("metric")
+    m = out.loc["mae"]
+    assert m["n_a"] == 5 and m["n_b"] == 5 and m["failed_a"] == 1 and m["failed_b"] == 1
+    assert m["mean_b"] == pytest.approx(np.mean(B))  # the 1e9 failed run is not averaged
+    assert m["p"] == pytest.approx(st.ttest_ind(A, B).pvalue, rel=1e-12)
+    assert m["welch_p"] == pytest.approx(st.ttest_ind(A, B, equal_var=False).pvalue, rel=1e-12)
+    assert m["paired_n"] == 5
+    assert m["paired_p"] == pytest.approx(st.ttest_rel(A, B).pvalue, rel=1e-12)
+    assert m["diff"] == pytest.approx(np.mean(B) - np.mean(A))
+    assert m["verdict"] == "reproduced"
+    # r2 = -mae here: GAL higher r2 -> better in the higher-is-better direction
+    assert out.loc["r2", "verdict"] == "reproduced"
+    flipped = compare(da, db, ["mae"], {"mae": True}).set_index("metric")
+    assert flipped.loc["mae", "verdict"] == "not reproduced"
+
+
+def test_paper_table5_ttests_match_ddof1_stds():
+    """Evidence for DDOF=1: the paper's own t/p follow from its mean±std only if std has ddof=1."""
+    for ds in ("boston", "diabetes", "california"):
+        for m in ("mae", "mse", "r2"):
+            b, g = pv.table5_value(ds, "baseline", m), pv.table5_value(ds, "gal", m)
+            tt = pv.table5_ttest(ds, m)
+            r1 = st.ttest_ind_from_stats(b["mean"], b["std"], 5, g["mean"], g["std"], 5)
+            c = math.sqrt(5 / 4)
+            r0 = st.ttest_ind_from_stats(b["mean"], b["std"] * c, 5, g["mean"], g["std"] * c, 5)
+            assert r1.statistic == pytest.approx(tt["t"], rel=0.01), (ds, m)
+            assert r1.pvalue == pytest.approx(tt["p"], rel=0.05), (ds, m)
+            assert abs(r0.statistic - tt["t"]) > 0.3  # ddof=0 reading does not fit
