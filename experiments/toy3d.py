@@ -1,0 +1,322 @@
+"""Fig. 4 of the paper (Sec. IV-D, "Adaptivity to Optimization Methods"): the 3D example.
+
+The cost is ``f(x, y) = -sin(x^2) cos(3 y^2) exp(-(x y)^2) - exp(-(x + y)^2)`` and the parameters
+``p = (x, y)`` start at (0.75, 1.0). The parameter vector itself is the "feature" z that the
+adjustment module h sees (d = 2): GAL (Algorithm 1, Eqs. 3-7) adjusts the gradient of f at p.
+For each of five optimizers (GD, Lookahead(GD), RMSprop, Adam, AdaBound; per-optimizer settings in
+``experiments/configs/toy3d.yaml``) this writes run records (docs/design.md, "Run records")::
+
+    <runs_root>/fig4/<convention>/<optimizer>/<arm>/seed-<k>/
+
+``arm`` is ``baseline`` (the plain optimizer on f, deterministic: seed 0 only) or ``gal`` (one run
+per seed of h's initialisation). ``convention`` is ``paper`` (Eq. 7's full inner product,
+``first_order="sum"``; h trained by its own optimizer instance of the same type and
+hyperparameters, Alg. 1 line 14) or ``authors`` (the authors' 3D code: ``first_order=
+"element_mean"``, h's parameters in the same optimizer as (x, y)). ``history.csv`` has one row per
+step: ``step, x, y, f`` (row 0 = the start, row t = after t updates) and, for GAL, the diagnostics
+of the update that led to the row (``loss, tentative_loss, remainder, ..., g_beats_grad``).
+
+Run ``python -m experiments.toy3d --profile cpu`` (only missing runs are run), then
+``gal figure 4`` renders the figure from the records (``gal.figures.render_figure``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+CONFIG_PATH = Path(__file__).resolve().parent / "configs" / "toy3d.yaml"
+ARMS = ("baseline", "gal")
+CONVENTIONS = ("paper", "authors")
+DIAGNOSTICS = (
+    "loss",
+    "tentative_loss",
+    "remainder",
+    "abs_remainder",
+    "accept_rate",
+    "cosine",
+    "g_beats_grad",
+)
+
+
+# --------------------------------------------------------------------------- the surface
+def surface(p: torch.Tensor) -> torch.Tensor:
+    """The 3D cost of Sec. IV-D / Fig. 4, ``f(x, y)`` at ``p = (x, y)`` (a 0-dim tensor)."""
+    x, y = p[..., 0], p[..., 1]
+    return -torch.sin(x**2) * torch.cos(3 * y**2) * torch.exp(-((x * y) ** 2)) - torch.exp(
+        -((x + y) ** 2)
+    )
+
+
+# --------------------------------------------------------------------------- config
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _apply_overrides(cfg: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML)."""
+    cfg = copy.deepcopy(cfg)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        node = cfg
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return cfg
+
+
+def load_toy3d_config(
+    profile: str = "cpu", overrides: Sequence[str] = (), path: Path = CONFIG_PATH
+) -> dict[str, Any]:
+    """Resolved config of the Fig. 4 experiment (``common`` merged with ``profiles[profile]``).
+
+    Uses the shared loader ``gal.config.load_config`` (which validates keys and types against
+    ``common``); if it is absent, reads the YAML with the same layout (``common:`` +
+    ``profiles: {paper: ..., cpu: ...}``) itself. ``overrides`` are ``a.b=value`` strings.
+    """
+    try:
+        from gal.config import load_config, parse_overrides
+    except ImportError:  # the shared loader is absent: same YAML layout, read here
+        load_config = parse_overrides = None
+    if load_config is not None and parse_overrides is not None:
+        cfg = dict(load_config(path, profile, parse_overrides(list(overrides))))
+    else:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh)
+        profiles = raw.get("profiles", {}) or {}
+        if profile not in profiles:
+            raise ValueError(f"unknown profile {profile!r}; known: {sorted(profiles)}")
+        cfg = _deep_merge(raw.get("common", {}) or {}, profiles[profile] or {})
+        cfg = _apply_overrides(cfg, overrides)
+    cfg["profile"] = profile
+    return cfg
+
+
+def run_config(
+    cfg: Mapping[str, Any], convention: str, optimizer: str, arm: str, seed: int
+) -> dict[str, Any]:
+    """The resolved config of one run (what its ``config.yaml`` records)."""
+    o = cfg["optimizers"][optimizer]
+    out: dict[str, Any] = {
+        "task": cfg.get("task", "fig4"),
+        "convention": convention,
+        "optimizer": optimizer,
+        "label": o.get("label", optimizer),
+        "arm": arm,
+        "method": arm,
+        "seed": int(seed),
+        "profile": cfg.get("profile"),
+        "start": [float(v) for v in cfg["start"]],
+        "dtype": cfg.get("dtype", "float64"),
+        "steps": int(o["steps"]),
+        "lr": float(o["lr"]),
+        "optimizer_kwargs": dict(o.get("kwargs") or {}),
+    }
+    if arm == "gal":
+        g = dict(cfg.get("gal") or {})
+        conv = cfg["conventions"][convention]
+        out["gal"] = {
+            "alpha": float(o["alpha"]),
+            "beta": float(o["beta"]),
+            "arch": [int(a) for a in g.get("arch", [64, 24])],
+            "policy": g.get("policy", "leq"),
+            "granularity": g.get("granularity", "batch"),
+            "adjuster": g.get("adjuster", "mlp"),
+            "activation": g.get("activation", "relu"),
+            "noise_scaling": g.get("noise_scaling", "eq4"),
+            "first_order": conv["first_order"],
+            "h_optimizer": conv["h_optimizer"],
+        }
+    return out
+
+
+# --------------------------------------------------------------------------- one run
+def _dtype(name: str) -> torch.dtype:
+    return {"float64": torch.float64, "float32": torch.float32}[name]
+
+
+def simulate(rc: Mapping[str, Any], log: Callable[[dict[str, Any]], None]) -> dict[str, float]:
+    """Run one optimisation path of Fig. 4 (Sec. IV-D) and ``log`` one row per step.
+
+    ``rc`` is a run config from :func:`run_config`. The baseline is the plain optimizer on f
+    (``f(p).backward(); opt.step()``). The GAL arm follows Algorithm 1 with z = p: ``adj.backward``
+    puts the chosen gradient (g or the vanilla one, lines 7-10) into ``p.grad`` and the gradient of
+    |r| (Eq. 6-7) into h's parameters; then the optimizer(s) step. Returns final metrics.
+    """
+    from gal.optim import build_optimizer
+
+    dtype = _dtype(rc["dtype"])
+    p = torch.nn.Parameter(torch.tensor(rc["start"], dtype=dtype))
+    name, lr, kw = rc["optimizer"], rc["lr"], dict(rc["optimizer_kwargs"])
+    steps = int(rc["steps"])
+    gal_cfg = rc.get("gal")
+
+    optimizers: list[torch.optim.Optimizer] = []
+    adj = None
+    if gal_cfg is None:
+        optimizers.append(build_optimizer(name, [p], lr, **kw))
+    else:
+        from gal import GradientAdjuster
+
+        adj = GradientAdjuster(
+            dim=2,
+            arch=tuple(gal_cfg["arch"]),
+            alpha=gal_cfg["alpha"],
+            beta=gal_cfg["beta"],
+            policy=gal_cfg["policy"],
+            granularity=gal_cfg["granularity"],
+            first_order=gal_cfg["first_order"],
+            adjuster=gal_cfg["adjuster"],
+            activation=gal_cfg["activation"],
+            noise_scaling=gal_cfg["noise_scaling"],
+            seed=int(rc["seed"]),
+        )
+        adj.h.to(dtype)
+        h_params = list(adj.h.parameters())
+        if gal_cfg["h_optimizer"] == "shared":  # the authors' code: one optimizer for (x, y) and h
+            optimizers.append(build_optimizer(name, [p, *h_params], lr, **kw))
+        elif gal_cfg["h_optimizer"] == "separate":  # Alg. 1 line 14: Phi(.; Theta) for theta
+            optimizers.append(build_optimizer(name, [p], lr, **kw))
+            if h_params:
+                optimizers.append(build_optimizer(name, h_params, lr, **kw))
+        else:
+            raise ValueError(f"unknown h_optimizer {gal_cfg['h_optimizer']!r}")
+    opt = optimizers[0]
+
+    def loss_fn(z: torch.Tensor, _y: Any, reduction: str = "mean") -> torch.Tensor:
+        return surface(z)
+
+    def position_row(step: int) -> dict[str, Any]:
+        with torch.no_grad():
+            fv = surface(p)
+        pd = p.detach()
+        return {"step": step, "x": float(pd[0]), "y": float(pd[1]), "f": float(fv)}
+
+    log(position_row(0))
+    fs = [position_row(0)["f"]]
+    accepted = 0.0
+    for t in range(1, steps + 1):
+        for o in optimizers:
+            o.zero_grad(set_to_none=True)
+        diag: dict[str, float] = {}
+        if adj is None:
+            surface(p).backward()
+        else:
+            stats = adj.backward(p, None, loss_fn, lr=opt.param_groups[0]["lr"])
+            diag = {k: float(v) for k, v in stats.as_dict().items()}
+            accepted += diag.get("accept_rate", float("nan"))
+        for o in optimizers:
+            o.step()
+        row = position_row(t)
+        row.update(diag)
+        fs.append(row["f"])
+        log(row)
+    metrics = {"final_f": fs[-1], "min_f": min(fs), "final_x": float(p.detach()[0]), "final_y": float(p.detach()[1])}
+    if adj is not None:
+        metrics["mean_accept_rate"] = accepted / max(steps, 1)
+    return metrics
+
+
+def run_record(rc: dict[str, Any], run_dir: Path, force: bool = False) -> str:
+    """Write one run record (skipped if it is complete with the same config). Returns its status."""
+    from gal.records import RunWriter
+
+    w = RunWriter(run_dir, device="cpu")
+    if w.is_complete() and not force:
+        with open(run_dir / "config.yaml") as fh:
+            old = yaml.safe_load(fh)
+        if old == yaml.safe_load(yaml.safe_dump(rc, sort_keys=False)):
+            return "skipped"
+        print(f"[toy3d] config changed, re-running {run_dir}", flush=True)
+        force = True
+    if force and run_dir.exists():
+        shutil.rmtree(run_dir)
+    partial = Path(str(run_dir) + ".partial")
+    if partial.exists():  # runs take < 1 s: restart from scratch instead of resuming
+        shutil.rmtree(partial)
+    w.start(rc, profile=str(rc["profile"]), seed=int(rc["seed"]))
+    try:
+        metrics = simulate(rc, w.log)
+    except Exception as exc:  # recorded as failed, never averaged; re-raised for visibility
+        w.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    return w.finish(metrics)
+
+
+def planned_runs(
+    cfg: Mapping[str, Any],
+    conventions: Iterable[str] | None = None,
+    optimizers: Iterable[str] | None = None,
+    arms: Iterable[str] | None = None,
+    seeds: int | None = None,
+) -> list[tuple[str, str, str, int]]:
+    """(convention, optimizer, arm, seed) of every run of Fig. 4 (baseline: seed 0 only)."""
+    n_seeds = int(seeds if seeds is not None else cfg.get("seeds", 5))
+    convs = list(conventions) if conventions else list(cfg["conventions"])
+    opts = list(optimizers) if optimizers else list(cfg["optimizers"])
+    arm_list = list(arms) if arms else list(ARMS)
+    out = []
+    for conv in convs:
+        for name in opts:
+            for arm in arm_list:
+                for seed in range(1 if arm == "baseline" else n_seeds):
+                    out.append((conv, name, arm, seed))
+    return out
+
+
+def run_dir_of(runs_root: Path, convention: str, optimizer: str, arm: str, seed: int) -> Path:
+    """``<runs_root>/fig4/<convention>/<optimizer>/<arm>/seed-<k>``."""
+    return Path(runs_root) / "fig4" / convention / optimizer / arm / f"seed-{seed}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: run the missing Fig. 4 runs (Sec. IV-D) and write their records."""
+    ap = argparse.ArgumentParser(prog="python -m experiments.toy3d", description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", default="cpu", help="config profile (cpu | paper)")
+    ap.add_argument("--runs-root", type=Path, default=Path("results/runs"))
+    ap.add_argument("--config", type=Path, default=CONFIG_PATH)
+    ap.add_argument("--seeds", type=int, default=None, help="number of h-init seeds (default: config)")
+    ap.add_argument("--convention", action="append", choices=CONVENTIONS, help="repeatable; default all")
+    ap.add_argument("--optimizer", action="append", help="repeatable; default all in the config")
+    ap.add_argument("--arm", action="append", choices=ARMS, help="repeatable; default both")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--force", action="store_true", help="re-run complete runs")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(1)
+    cfg = load_toy3d_config(args.profile, args.overrides, args.config)
+    plan = planned_runs(cfg, args.convention, args.optimizer, args.arm, args.seeds)
+    t0 = time.monotonic()
+    counts: dict[str, int] = {}
+    for conv, name, arm, seed in plan:
+        rc = run_config(cfg, conv, name, arm, seed)
+        status = run_record(rc, run_dir_of(args.runs_root, conv, name, arm, seed), args.force)
+        counts[status] = counts.get(status, 0) + 1
+    print(
+        f"[toy3d] {len(plan)} runs under {args.runs_root / 'fig4'}: {counts} "
+        f"in {time.monotonic() - t0:.1f}s",
+        flush=True,
+    )
+    return 0 if counts.get("failed", 0) == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
