@@ -1,0 +1,543 @@
+"""Table V of the paper (Sec. V-B): regression with and without GAL, as run records.
+
+Datasets: Boston housing (``mlxtend.data.boston_housing_data``), diabetes
+(``sklearn.datasets.load_diabetes``) and California housing
+(``sklearn.datasets.fetch_california_housing``; downloads on a machine with internet, else reads
+the ``SCIKIT_LEARN_DATA`` cache). Regressors are ReLU MLPs (100-50), (64-32), (256-64) with one
+output z, trained with Adam on the MSE loss; GAL adjusts the gradient w.r.t. z (d = 1) with
+adjusters (16-4), (128-4), (128-2) and alpha = beta = 0.001 (Sec. V-B).
+
+Methods, each one run record under ``<runs-root>/<variant>/<dataset>/<method>/seed-<k>/``:
+
+* ``baseline`` - standard training;
+* ``gal`` - GAL (Algorithm 1);
+* ``gal_alpha0`` - GAL with alpha = 0, a control that must equal ``baseline`` exactly;
+* ``noise_normal`` - Table VI's N(0, 1) adjuster with Eq. 4 scaling (perturbation control);
+* ``ols``, ``mlp_sklearn`` - reference rows (LinearRegression, MLPRegressor) on the same splits.
+
+All methods of one seed share the split; the torch methods also share initialisation and batch
+order. Metrics (MAE, MSE, R2, Table V) are computed on the held-out split in the original target
+units. Variants: ``paper`` (unscaled inputs and target) and ``standardized`` (features and target
+standardised on the training split).
+
+Usage::
+
+    python -m experiments.regression --profile cpu --seeds 5 [--datasets boston,diabetes]
+        [--variants paper,standardized] [--methods baseline,gal] [--runs-root results/runs/table5]
+        [--set datasets.boston.epochs=10 ...] [--retry-failed]
+
+Only missing runs are executed (a finished run is a no-op; an interrupted one resumes from its last
+checkpoint); a run whose loss becomes NaN/inf is recorded as failed and never averaged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import os
+import sys
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from experiments.common import (
+    DIAGNOSTICS,
+    EpochAverager,
+    choose_device,
+    config_hash,
+    run_epochs,
+    seed_everything,
+    set_threads,
+)
+from gal import GradientAdjuster
+from gal.config import ConfigError, load_config, parse_overrides
+from gal.optim import build_optimizer
+from gal.records import RunWriter
+
+CONFIG_PATH = Path(__file__).resolve().parent / "configs" / "regression.yaml"
+DEFAULT_RUNS_ROOT = Path("results/runs/table5")
+DATASETS = ("boston", "diabetes", "california")
+VARIANTS = ("paper", "standardized")
+TORCH_METHODS = ("baseline", "gal", "gal_alpha0", "noise_normal")
+SKLEARN_METHODS = ("ols", "mlp_sklearn")
+METHODS = TORCH_METHODS + SKLEARN_METHODS
+
+__all__ = [
+    "CONFIG_PATH",
+    "DATASETS",
+    "METHODS",
+    "VARIANTS",
+    "DatasetUnavailable",
+    "RunSpec",
+    "load_dataset",
+    "main",
+    "make_split",
+    "plan_runs",
+    "regression_metrics",
+    "run_one",
+    "run_table",
+]
+
+
+class DatasetUnavailable(RuntimeError):
+    """A dataset cannot be loaded (e.g. California housing neither cached nor downloadable)."""
+
+
+# --------------------------------------------------------------------------- data
+@functools.cache
+def load_dataset(name: str, allow_download: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` as float64 arrays for one of :data:`DATASETS` (Sec. V-A, Table V).
+
+    California housing uses ``fetch_california_housing`` (cache in ``SCIKIT_LEARN_DATA`` or
+    ``~/scikit_learn_data``; downloads there if ``allow_download`` and the machine is online).
+    """
+    if name == "boston":
+        from mlxtend.data import boston_housing_data
+
+        X, y = boston_housing_data()
+    elif name == "diabetes":
+        from sklearn.datasets import load_diabetes
+
+        X, y = load_diabetes(return_X_y=True)  # sklearn's default (mean-centred, scaled features)
+    elif name == "california":
+        from sklearn.datasets import fetch_california_housing, get_data_home
+
+        home = get_data_home()
+        try:
+            X, y = fetch_california_housing(return_X_y=True, download_if_missing=allow_download)
+        except Exception as e:  # any failure here means "not available"
+            raise DatasetUnavailable(
+                f"California housing is not available: not cached in {home} "
+                f"({'download failed: ' + type(e).__name__ + ': ' + str(e) if allow_download else 'download disabled by data.allow_download=false'}). "
+                f"Fix: set SCIKIT_LEARN_DATA=<folder holding cal_housing_py3.pkz> "
+                f"(e.g. SCIKIT_LEARN_DATA=../shared/data/scikit_learn_data), or run once on a "
+                f"machine with internet so scikit-learn can download it."
+            ) from None
+    else:
+        raise ConfigError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64).reshape(-1)
+
+
+@dataclasses.dataclass
+class Split:
+    """One seed's split, in training units (standardised or not) plus the inverse transform."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test_raw: np.ndarray  # held-out target in original units (metrics)
+    y_test: np.ndarray  # held-out target in training units (val_loss)
+    y_mean: float = 0.0
+    y_scale: float = 1.0
+
+    def to_original(self, pred: np.ndarray) -> np.ndarray:
+        return np.asarray(pred, dtype=np.float64).reshape(-1) * self.y_scale + self.y_mean
+
+
+def make_split(
+    X: np.ndarray, y: np.ndarray, *, test_size: float, seed: int, variant: str
+) -> Split:
+    """Train / held-out split (``train_test_split``, ``random_state=seed``) and the variant's
+    scaling: ``paper`` leaves inputs and target unscaled; ``standardized`` fits
+    ``StandardScaler`` on the training split for the features and the target."""
+    from sklearn.model_selection import train_test_split
+
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, random_state=seed)
+    if variant == "paper":
+        return Split(X_tr, y_tr, X_te, y_te, y_te.copy())
+    if variant == "standardized":
+        mu, sd = X_tr.mean(axis=0), X_tr.std(axis=0)
+        sd = np.where(sd > 0, sd, 1.0)
+        ym, ys = float(y_tr.mean()), float(y_tr.std()) or 1.0
+        return Split((X_tr - mu) / sd, (y_tr - ym) / ys, (X_te - mu) / sd, y_te,
+                     (y_te - ym) / ys, ym, ys)
+    raise ConfigError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MAE, MSE and R2 of Table V (NaN when the predictions are not finite)."""
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(y_pred)):
+        return {"mae": float("nan"), "mse": float("nan"), "r2": float("nan")}
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    return {
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+        "mse": float(mean_squared_error(y_true, y_pred)),
+        "r2": float(r2_score(y_true, y_pred)),
+    }
+
+
+# --------------------------------------------------------------------------- runs
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run of Table V."""
+
+    variant: str
+    dataset: str
+    method: str
+    seed: int
+
+    def run_dir(self, root: str | os.PathLike[str]) -> Path:
+        return Path(root) / self.variant / self.dataset / self.method / f"seed-{self.seed}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant}/{self.dataset}/{self.method}/seed-{self.seed}"
+
+
+def run_settings(cfg: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:
+    """The effective settings of one run (what its result depends on; hashed for resume)."""
+    ds = cfg["datasets"][spec.dataset]
+    split_seed = cfg["data"]["split_seed"]
+    s: dict[str, Any] = {
+        "test_size": cfg["data"]["test_size"],
+        "split_seed": spec.seed if split_seed is None else int(split_seed),
+        "hidden": list(ds["hidden"]),
+        "epochs": int(ds["epochs"]),
+        "batch_size": int(ds["batch_size"]),
+        "optimizer": cfg["train"]["optimizer"],
+        "lr": float(cfg["train"]["lr"]),
+        "weight_decay": float(cfg["train"]["weight_decay"]),
+        "dtype": cfg["dtype"],
+        "device": cfg["device"],
+    }
+    if spec.method in ("gal", "gal_alpha0", "noise_normal"):
+        g = cfg["gal"]
+        s.update({
+            "alpha": 0.0 if spec.method == "gal_alpha0" else float(g["alpha"]),
+            "beta": float(g["beta"]),
+            "policy": g["policy"],
+            "granularity": g["granularity"],
+            "first_order": g["first_order"],
+            "h_optimizer": g["h_optimizer"],
+        })
+        if spec.method == "noise_normal":
+            s.update({"adjuster": cfg["noise"]["adjuster"], "noise_scaling": cfg["noise"]["noise_scaling"]})
+        else:
+            s.update({"adjuster": "mlp", "adjuster_arch": list(ds["adjuster_arch"]),
+                      "activation": g["activation"]})
+    if spec.method == "mlp_sklearn":
+        s.update({f"sklearn_{k}": v for k, v in cfg["mlp_sklearn"].items()})
+    if spec.method == "ols":
+        s = {"test_size": s["test_size"], "split_seed": s["split_seed"]}
+    return s
+
+
+def record_config(
+    cfg: Mapping[str, Any], spec: RunSpec, profile: str, settings: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """config.yaml of a run: identifiers, effective settings and the full resolved config."""
+    return {
+        "task": "regression",
+        "table": 5,
+        "dataset": spec.dataset,
+        "method": spec.method,
+        "variant": spec.variant,
+        "seed": spec.seed,
+        "profile": profile,
+        "config_hash": config_hash(settings),
+        "settings": dict(settings),
+        "config_file": "experiments/configs/regression.yaml",
+        "overrides": dict(overrides or {}),
+        "config": dict(cfg),
+    }
+
+
+def build_regressor(in_dim: int, hidden: Sequence[int]) -> nn.Sequential:
+    """ReLU MLP ``in -> hidden[0] -> ... -> 1`` (Sec. V-B notation ``(100-50)``)."""
+    layers: list[nn.Module] = []
+    widths = [in_dim, *hidden]
+    for a, b in zip(widths[:-1], widths[1:], strict=True):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    layers.append(nn.Linear(widths[-1], 1))
+    return nn.Sequential(*layers)
+
+
+def mse_loss(z: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """The regression loss l(z) (mean-reduced MSE; ``reduction="none"`` for per-sample GAL)."""
+    return F.mse_loss(z, y, reduction=reduction)
+
+
+def _fail_hint(settings: Mapping[str, Any], variant: str) -> str:
+    hint = f"lower the learning rate (train.lr, now {settings.get('lr')})"
+    if variant == "paper":
+        hint += " or use the 'standardized' variant"
+    return hint + "; this run is recorded as failed and excluded from tables"
+
+
+def _run_torch(
+    writer: RunWriter, spec: RunSpec, cfg: Mapping[str, Any], settings: Mapping[str, Any],
+    split: Split,
+) -> str:
+    """Train one torch regressor (baseline / GAL / controls) with checkpoints; finish the record."""
+    device = choose_device(cfg["device"])
+    dtype = getattr(torch, cfg["dtype"])
+    seed_everything(spec.seed)
+    Xtr = torch.as_tensor(split.X_train, dtype=dtype, device=device)
+    ytr = torch.as_tensor(split.y_train, dtype=dtype, device=device).reshape(-1, 1)
+    Xte = torch.as_tensor(split.X_test, dtype=dtype, device=device)
+    yte = torch.as_tensor(split.y_test, dtype=dtype, device=device).reshape(-1, 1)
+    model = build_regressor(Xtr.shape[1], settings["hidden"]).to(device=device, dtype=dtype)
+    opt_name, lr, wd = settings["optimizer"], settings["lr"], settings["weight_decay"]
+
+    adj: GradientAdjuster | None = None
+    h_opt: torch.optim.Optimizer | None = None
+    model_params = list(model.parameters())
+    if spec.method != "baseline":
+        adj = GradientAdjuster(
+            dim=1, arch=tuple(settings.get("adjuster_arch", ())), alpha=settings["alpha"],
+            beta=settings["beta"], policy=settings["policy"], granularity=settings["granularity"],
+            first_order=settings["first_order"], adjuster=settings["adjuster"],
+            activation=settings.get("activation", "relu"),
+            noise_scaling=settings.get("noise_scaling", "eq4"), seed=spec.seed,
+        ).to(device=device, dtype=dtype)
+        h_params = [p for p in adj.h.parameters() if p.requires_grad]
+        if h_params and settings["h_optimizer"] == "shared":
+            model_params = model_params + h_params
+        elif h_params:
+            h_opt = build_optimizer(opt_name, h_params, lr, weight_decay=wd)
+    opt = build_optimizer(opt_name, model_params, lr, weight_decay=wd)
+    batches = torch.Generator(device="cpu")
+    batches.manual_seed(spec.seed)
+    n, bs = Xtr.shape[0], int(settings["batch_size"])
+    names = ("train_loss", *DIAGNOSTICS) if adj is not None else ("train_loss",)
+
+    def train_epoch(epoch: int) -> dict[str, float]:
+        model.train()
+        avg = EpochAverager(names)
+        perm = torch.randperm(n, generator=batches).to(device)
+        for i in range(0, n, bs):
+            idx = perm[i:i + bs]
+            xb, yb = Xtr[idx], ytr[idx]
+            z = model(xb)
+            if adj is None:
+                loss = mse_loss(z, yb)
+                loss.backward()
+                avg.add({"train_loss": loss})
+            else:
+                stats = adj.backward(z, yb, mse_loss, lr=opt.param_groups[0]["lr"])
+                d = stats.as_dict()
+                d["train_loss"] = d.pop("loss")
+                avg.add(d)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if h_opt is not None:
+                h_opt.step()
+                h_opt.zero_grad(set_to_none=True)
+        return avg.means()
+
+    @torch.no_grad()
+    def predict() -> torch.Tensor:
+        model.eval()
+        return model(Xte)
+
+    def evaluate(epoch: int) -> dict[str, float]:
+        return {"val_loss": float(mse_loss(predict(), yte))}
+
+    def get_state() -> dict[str, Any]:
+        st: dict[str, Any] = {"model": model.state_dict(), "opt": opt.state_dict(),
+                              "batches": batches.get_state()}
+        if adj is not None:
+            st["adjuster"] = adj.state_dict()
+        if h_opt is not None:
+            st["h_opt"] = h_opt.state_dict()
+        return st
+
+    def set_state(st: dict[str, Any]) -> None:
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        batches.set_state(st["batches"])
+        if adj is not None:
+            adj.load_state_dict(st["adjuster"])
+        if h_opt is not None:
+            h_opt.load_state_dict(st["h_opt"])
+
+    outcome = run_epochs(
+        writer, epochs=int(settings["epochs"]), settings_hash=config_hash(settings),
+        train_epoch=train_epoch, evaluate=evaluate, get_state=get_state, set_state=set_state,
+        checkpoint_every=int(cfg["train"]["checkpoint_every"]),
+        fail_hint=_fail_hint(settings, spec.variant),
+    )
+    if outcome == "failed":
+        return "failed"
+    pred = split.to_original(predict().double().cpu().numpy())
+    metrics = regression_metrics(split.y_test_raw, pred)
+    return writer.finish(metrics)
+
+
+def _run_sklearn(
+    writer: RunWriter, spec: RunSpec, settings: Mapping[str, Any], split: Split
+) -> str:
+    """Reference rows: OLS (LinearRegression) or MLPRegressor with the same hidden widths."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LinearRegression
+    from sklearn.neural_network import MLPRegressor
+
+    if spec.method == "ols":
+        est: Any = LinearRegression()
+    else:
+        epochs = int(settings["epochs"])
+        est = MLPRegressor(
+            hidden_layer_sizes=tuple(settings["hidden"]), activation="relu",
+            solver=settings["sklearn_solver"], alpha=float(settings["sklearn_l2"]),
+            batch_size=int(settings["batch_size"]), learning_rate_init=float(settings["lr"]),
+            max_iter=epochs, shuffle=True, random_state=spec.seed,
+            early_stopping=bool(settings["sklearn_early_stopping"]), tol=0.0,
+            n_iter_no_change=epochs + 1,
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            est.fit(split.X_train, split.y_train)
+            pred = split.to_original(est.predict(split.X_test))
+        except ValueError as e:  # sklearn refuses non-finite weights/predictions
+            return writer.fail(f"{spec.method} failed: {e}; {_fail_hint(settings, spec.variant)}")
+    if hasattr(est, "loss_curve_"):
+        for i, loss in enumerate(est.loss_curve_, start=1):
+            writer.log({"epoch": i, "train_loss": float(loss)})
+    metrics = regression_metrics(split.y_test_raw, pred)
+    if not all(np.isfinite(list(metrics.values()))):
+        return writer.fail(
+            f"non-finite predictions of {spec.method}; {_fail_hint(settings, spec.variant)}")
+    return writer.finish(metrics)
+
+
+def run_one(
+    spec: RunSpec, cfg: Mapping[str, Any], profile: str, runs_root: str | os.PathLike[str],
+    overrides: Mapping[str, Any] | None = None, retry_failed: bool = False,
+) -> str:
+    """Run (or resume, or skip) one run of Table V; returns ``"skipped"``, ``"complete"`` or
+    ``"failed"``. A finished run (complete, or failed unless ``retry_failed``) is a no-op."""
+    writer = RunWriter(spec.run_dir(runs_root), device=str(choose_device(cfg["device"])))
+    status = writer.status()
+    if status == "complete" or (status == "failed" and not retry_failed):
+        return "skipped"
+    settings = run_settings(cfg, spec)
+    X, y = load_dataset(spec.dataset, bool(cfg["data"]["allow_download"]))
+    split = make_split(X, y, test_size=float(settings["test_size"]), seed=settings["split_seed"],
+                       variant=spec.variant)
+    writer.start(record_config(cfg, spec, profile, settings, overrides), profile=profile,
+                 seed=spec.seed)
+    if spec.method in SKLEARN_METHODS:
+        return _run_sklearn(writer, spec, settings, split)
+    return _run_torch(writer, spec, cfg, settings, split)
+
+
+def _check_choice(kind: str, values: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise ConfigError(
+            f"unknown {kind} {', '.join(map(repr, bad))}; choose from {', '.join(allowed)} "
+            f"(--{kind} a,b or run.{kind} in {CONFIG_PATH.name})"
+        )
+    return list(values)
+
+
+def plan_runs(
+    cfg: Mapping[str, Any], seeds: int | Sequence[int] | None = None,
+    datasets: Sequence[str] | None = None, variants: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+) -> list[RunSpec]:
+    """All runs of the table in a stable order (variant, dataset, method, seed)."""
+    ds = _check_choice("datasets", datasets or cfg["run"]["datasets"], DATASETS)
+    vs = _check_choice("variants", variants or cfg["run"]["variants"], VARIANTS)
+    ms = _check_choice("methods", methods or cfg["run"]["methods"], METHODS)
+    if seeds is None:
+        seeds = int(cfg["seeds"])
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    return [RunSpec(v, d, m, s) for v in vs for d in ds for m in ms for s in seed_list]
+
+
+def run_table(
+    profile: str = "cpu",
+    seeds: int | Sequence[int] | None = None,
+    datasets: Sequence[str] | None = None,
+    variants: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    runs_root: str | os.PathLike[str] = DEFAULT_RUNS_ROOT,
+    overrides: Mapping[str, Any] | None = None,
+    config_path: str | os.PathLike[str] = CONFIG_PATH,
+    progress: bool = True,
+    retry_failed: bool = False,
+) -> dict[str, int]:
+    """Run the missing runs of Table V; returns counts ``{"complete", "failed", "skipped"}``."""
+    over = dict(overrides or {})
+    if isinstance(seeds, int):
+        over.setdefault("seeds", seeds)
+    cfg = load_config(config_path, profile, over)
+    set_threads(cfg["num_threads"])
+    plan = plan_runs(cfg, seeds, datasets, variants, methods)
+    todo = []
+    counts = {"complete": 0, "failed": 0, "skipped": 0}
+    for spec in plan:
+        st = RunWriter(spec.run_dir(runs_root)).status()
+        if st == "complete" or (st == "failed" and not retry_failed):
+            counts["skipped"] += 1
+        else:
+            todo.append(spec)
+    for name in sorted({s.dataset for s in todo}):  # fail fast, before any run starts
+        load_dataset(name, bool(cfg["data"]["allow_download"]))
+    from tqdm.auto import tqdm
+
+    bar = tqdm(todo, desc="table5 runs", unit="run", disable=not progress or not todo,
+               dynamic_ncols=True)
+    for spec in bar:
+        bar.set_postfix_str(spec.label)
+        outcome = run_one(spec, cfg, profile, runs_root, overrides, retry_failed)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    bar.close()
+    return counts
+
+
+def _csv(s: str | None) -> list[str] | None:
+    return [x.strip() for x in s.split(",") if x.strip()] if s else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point (``python -m experiments.regression``)."""
+    ap = argparse.ArgumentParser(prog="python -m experiments.regression",
+                                 description="Table V (Sec. V-B) regression runs -> run records")
+    ap.add_argument("--profile", default="cpu", help="config profile: cpu (default) or paper")
+    ap.add_argument("--seeds", type=int, default=None,
+                    help="number of seeds (runs use seeds 0..N-1); default: the config's 'seeds'")
+    ap.add_argument("--datasets", help=f"comma list from {','.join(DATASETS)}")
+    ap.add_argument("--variants", help=f"comma list from {','.join(VARIANTS)}")
+    ap.add_argument("--methods", help=f"comma list from {','.join(METHODS)}")
+    ap.add_argument("--runs-root", default=str(DEFAULT_RUNS_ROOT),
+                    help="where run records go (default results/runs/table5)")
+    ap.add_argument("--config", default=str(CONFIG_PATH), help="config file (default: regression.yaml)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key, e.g. --set datasets.boston.epochs=10 (repeatable)")
+    ap.add_argument("--retry-failed", action="store_true", help="re-run runs recorded as failed")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    t0 = time.monotonic()
+    try:
+        counts = run_table(
+            profile=args.profile, seeds=args.seeds, datasets=_csv(args.datasets),
+            variants=_csv(args.variants), methods=_csv(args.methods), runs_root=args.runs_root,
+            overrides=parse_overrides(args.overrides), config_path=args.config,
+            progress=not args.no_progress, retry_failed=args.retry_failed,
+        )
+    except (ConfigError, DatasetUnavailable) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"table5 runs: {counts['complete']} complete, {counts['failed']} failed, "
+          f"{counts['skipped']} already done; {time.monotonic() - t0:.1f}s -> {args.runs_root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Experiment configuration shared by every task of the suite (issue 3, part 2).
+
+One YAML file per experiment family (e.g. ``experiments/configs/regression.yaml`` for Table V,
+Sec. V-B of the paper) with this shape::
+
+    common:            # every setting, with its default (the schema: names and types)
+      train:
+        lr: 0.001
+    profiles:
+      paper: {}        # the paper's stated settings (overrides of common)
+      cpu:             # a profile that runs on a 2-core CPU with the data at hand
+        train:
+          lr: 0.003
+
+``load_config(path, profile, overrides)`` deep-merges ``common`` <- ``profiles[profile]`` <-
+``overrides`` and returns a plain dict. ``common`` is the schema: a profile or an override may
+only set keys that exist in ``common``, with a value of a compatible type (an int where a float
+is expected is accepted and converted; ``null`` in ``common`` means "any value"). Every problem
+(missing/malformed file, unknown profile, unknown key, wrong type) raises one :class:`ConfigError`
+whose message names the file, the key and how to fix it.
+
+Overrides may be nested dicts or dotted keys (``{"train.lr": 0.1}``); the command line form
+``--set train.lr=0.1`` is parsed by :func:`parse_overrides` (values are YAML scalars/lists).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["ConfigError", "load_config", "parse_overrides", "deep_merge", "get_path"]
+
+_TOP_KEYS = ("common", "profiles")
+_ALLOWED_TOP_KEYS = {"common", "profiles", "description"}
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the file, the key and the fix."""
+
+
+def _type_name(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "str"
+    if isinstance(v, list | tuple):
+        return "list"
+    if isinstance(v, Mapping):
+        return "mapping"
+    return type(v).__name__
+
+
+def _coerce(base: Any, new: Any, where: str, key: str, file: str) -> Any:
+    """Check that ``new`` may replace ``base`` (the default in ``common``) and return it.
+
+    Rules: ``null`` on either side is accepted; bool only replaces bool; an int replaces a float
+    (converted to float); a list replaces a list; a mapping is handled by the caller.
+    """
+    if base is None or new is None:
+        return new
+    tb, tn = _type_name(base), _type_name(new)
+    if tb == tn:
+        return list(new) if tn == "list" else new
+    if tb == "float" and tn == "int":
+        return float(new)
+    hint = f"e.g. {key.rsplit('.', 1)[-1]}: {yaml.safe_dump(base, default_flow_style=True).strip()}"
+    if hint.endswith("..."):
+        hint = hint[:-3].strip()
+    raise ConfigError(
+        f"{file}: {where}: key '{key}' must be of type {tb} (like its default in 'common:'), "
+        f"got {tn} {new!r}. Fix the value ({hint})."
+    )
+
+
+def _merge_checked(
+    base: dict[str, Any], new: Mapping[str, Any], where: str, file: str, prefix: str = ""
+) -> dict[str, Any]:
+    """Deep-merge ``new`` into a copy of ``base``; every key of ``new`` must exist in ``base``."""
+    out = copy.deepcopy(base)
+    for k, v in new.items():
+        key = f"{prefix}{k}"
+        if k not in base:
+            known = ", ".join(sorted(map(str, base))) or "(none)"
+            parent = prefix[:-1] or "the top level"
+            raise ConfigError(
+                f"{file}: {where}: unknown key '{key}' (known keys under {parent}: {known}). "
+                f"Fix the spelling, or add '{key}' with a commented default to 'common:' in {file}."
+            )
+        b = base[k]
+        if isinstance(b, Mapping):
+            if not isinstance(v, Mapping):
+                raise ConfigError(
+                    f"{file}: {where}: key '{key}' is a section (mapping) in 'common:', "
+                    f"got {_type_name(v)} {v!r}. Fix: set its sub-keys, e.g. '{key}.<name>'."
+                )
+            out[k] = _merge_checked(dict(b), v, where, file, key + ".")
+        else:
+            if isinstance(v, Mapping) and b is not None:
+                raise ConfigError(
+                    f"{file}: {where}: key '{key}' is a single value in 'common:', got a mapping. "
+                    f"Fix: give it a {_type_name(b)} value."
+                )
+            out[k] = _coerce(b, copy.deepcopy(v), where, key, file)
+    return out
+
+
+def deep_merge(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """Unchecked deep merge (``new`` wins); nested mappings are merged, other values replaced."""
+    out = copy.deepcopy(dict(base))
+    for k, v in new.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _undot(overrides: Mapping[str, Any], file: str) -> dict[str, Any]:
+    """``{"a.b": 1, "c": {"d": 2}} -> {"a": {"b": 1}, "c": {"d": 2}}``."""
+    out: dict[str, Any] = {}
+    for k, v in overrides.items():
+        if not isinstance(k, str) or not k:
+            raise ConfigError(f"{file}: overrides: keys must be non-empty strings, got {k!r}.")
+        parts = k.split(".")
+        if any(not p for p in parts):
+            raise ConfigError(f"{file}: overrides: malformed key {k!r}; use dotted names like 'train.lr'.")
+        nested: Any = _undot(v, file) if isinstance(v, Mapping) else v
+        for p in reversed(parts):
+            nested = {p: nested}
+        out = deep_merge(out, nested)
+    return out
+
+
+def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
+    """Parse command-line ``KEY=VALUE`` items (``train.lr=0.1``, ``model.hidden=[64,32]``).
+
+    Values are parsed as YAML (numbers, booleans, null, lists); a value that is not valid YAML is
+    kept as a string.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(
+                f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. --set train.lr=0.001"
+            )
+        key, raw = item.split("=", 1)
+        try:
+            val = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            val = raw
+        out[key.strip()] = val
+    return out
+
+
+def get_path(cfg: Mapping[str, Any], dotted: str) -> Any:
+    """``get_path(cfg, "train.lr")`` -> ``cfg["train"]["lr"]`` (KeyError if absent)."""
+    cur: Any = cfg
+    for p in dotted.split("."):
+        cur = cur[p]
+    return cur
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    file = str(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"{file}: config file not found. Fix: pass an existing file "
+            f"(configs live in experiments/configs/)."
+        )
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(
+            f"{file}: malformed YAML{where}: {problem}. Fix the YAML syntax (indentation, "
+            f"'key: value' pairs, matching brackets)."
+        ) from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{file}: top level must be a mapping with keys 'common:' and 'profiles:', "
+            f"got {_type_name(data)}. Fix: see the docstring of gal.config."
+        )
+    extra = sorted(set(map(str, data)) - _ALLOWED_TOP_KEYS)
+    if extra:
+        raise ConfigError(
+            f"{file}: unknown top-level key(s) {', '.join(extra)}; allowed are 'common:', "
+            f"'profiles:' (and 'description:'). Fix: move settings under 'common:'."
+        )
+    for k in _TOP_KEYS:
+        if k not in data or not isinstance(data[k], Mapping):
+            raise ConfigError(
+                f"{file}: '{k}:' is missing or not a mapping. Fix: add '{k}:' as a mapping "
+                f"(common: all settings with defaults; profiles: {{paper: ..., cpu: ...}})."
+            )
+    for name, prof in data["profiles"].items():
+        if prof is not None and not isinstance(prof, Mapping):
+            raise ConfigError(
+                f"{file}: profile '{name}' must be a mapping of overrides (or empty), "
+                f"got {_type_name(prof)}."
+            )
+    return dict(data)
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    profile: str,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Load ``path``, apply ``profiles[profile]`` then ``overrides`` to ``common``; validate.
+
+    Args:
+        path: the experiment family's YAML (e.g. ``experiments/configs/regression.yaml``).
+        profile: a key of ``profiles:`` (``"paper"`` = the paper's stated settings, Sec. V-B;
+            ``"cpu"`` = a 2-core CPU budget).
+        overrides: nested or dotted-key dict applied last (``{"train.lr": 1.0}``).
+
+    Returns:
+        The resolved config (a new plain dict; ``common`` keys only).
+
+    Raises:
+        ConfigError: one error naming the file, the key and the fix.
+    """
+    p = Path(path)
+    file = str(p)
+    data = _read_yaml(p)
+    profiles = data["profiles"]
+    if profile not in profiles:
+        avail = ", ".join(sorted(map(str, profiles))) or "(none)"
+        raise ConfigError(
+            f"{file}: unknown profile '{profile}' (available: {avail}). "
+            f"Fix: use --profile with one of them, or add it under 'profiles:'."
+        )
+    cfg = _merge_checked(dict(data["common"]), profiles[profile] or {}, f"profile '{profile}'", file)
+    if overrides:
+        cfg = _merge_checked(cfg, _undot(overrides, file), "overrides", file)
+    return cfg
