@@ -1,0 +1,195 @@
+"""Table V renderer and the `gal` CLI (issue 3 part 5): paper and ours land in the right cells."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+
+import gal.records as records
+from gal.cli import main
+from gal.records import RunWriter
+from gal.tables import TABLE5_COLUMNS, render_table5
+
+COMMIT = "abcdef1234567890"
+
+# paper variant, boston: known per-seed metrics
+BASE = {0: (4.0, 24.0, 0.70), 1: (4.4, 26.0, 0.68), 2: (3.9, 22.0, 0.75)}
+GAL = {0: (3.0, 14.0, 0.85), 1: (2.9, 13.0, 0.86), 2: (3.2, 15.0, 0.83)}
+OLS = {0: (3.5, 21.0, 0.72)}
+# standardized variant, diabetes
+SBASE = {0: (43.0, 3000.0, 0.40), 1: (44.0, 3100.0, 0.38)}
+SGAL = {0: (44.5, 3150.0, 0.37), 1: (45.0, 3200.0, 0.36)}
+SA0 = {0: (43.0, 3000.0, 0.40), 1: (44.0, 3100.0, 0.3800001)}  # seed 1 differs
+
+
+def _write(root, variant, dataset, method, seed, metrics, nan=False):
+    d = root / "table5" / variant / dataset / method / f"seed-{seed}"
+    w = RunWriter(d, device="cpu")
+    cfg = {"task": "regression", "table": 5, "dataset": dataset, "method": method,
+           "variant": variant}
+    w.start(cfg, profile="cpu", seed=seed)
+    w.log({"epoch": 0, "train_loss": 1.0})
+    mae, mse, r2 = metrics
+    w.finish({"mae": float("nan") if nan else mae, "mse": mse, "r2": r2})
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(records, "_git_info", lambda: (COMMIT, False))
+    root = tmp_path / "runs"
+    for s, m in BASE.items():
+        _write(root, "paper", "boston", "baseline", s, m)
+        _write(root, "paper", "boston", "gal_alpha0", s, m)  # identical: the control passes
+    for s, m in GAL.items():
+        _write(root, "paper", "boston", "gal", s, m)
+    _write(root, "paper", "boston", "gal", 3, (1.0, 1.0, 1.0), nan=True)  # failed, excluded
+    for s, m in OLS.items():
+        _write(root, "paper", "boston", "ols", s, m)
+    for s, m in SBASE.items():
+        _write(root, "standardized", "diabetes", "baseline", s, m)
+    for s, m in SGAL.items():
+        _write(root, "standardized", "diabetes", "gal", s, m)
+    for s, m in SA0.items():
+        _write(root, "standardized", "diabetes", "gal_alpha0", s, m)
+    # a killed run: ignored
+    k = RunWriter(root / "table5" / "paper" / "boston" / "gal" / "seed-9", device="cpu")
+    k.start({"task": "regression", "table": 5, "dataset": "boston", "method": "gal",
+             "variant": "paper"}, "cpu", 9)
+    return root
+
+
+def _ms(vals, i):
+    a = np.array([v[i] for v in vals.values()])
+    return f"{a.mean():.4f} ± {a.std(ddof=1):.4f}"
+
+
+def _cell(grid, variant, dataset, method, col):
+    sel = grid[(grid["Variant"] == variant) & (grid["Dataset"] == dataset) & (grid["Method"] == method)]
+    assert len(sel) == 1, (variant, dataset, method, len(sel))
+    return sel.iloc[0][col]
+
+
+def test_table5_cells(runs, tmp_path):
+    out = tmp_path / "tables"
+    paths = render_table5(runs, out)
+    for k in ("md", "csv", "tex"):
+        assert paths[k].is_file()
+    grid = pd.read_csv(paths["csv"], dtype=str, keep_default_na=False)
+    assert list(grid.columns) == TABLE5_COLUMNS
+    B, G = "Boston housing", "Diabetes"
+
+    # ours beside paper (paper variant): means ± std (ddof=1) from the runs, paper from the yaml
+    assert _cell(grid, "paper", B, "Baseline", "MAE↓ ours") == _ms(BASE, 0)
+    assert _cell(grid, "paper", B, "Baseline", "MAE↓ paper") == "3.9535 ± 0.4307"
+    assert _cell(grid, "paper", B, "Baseline", "MSE↓ paper") == "23.0956 ± 4.1695"
+    assert _cell(grid, "paper", B, "GAL (proposed)", "R²↑ ours") == _ms(GAL, 2)
+    assert _cell(grid, "paper", B, "GAL (proposed)", "R²↑ paper") == "0.8699 ± 0.0206"
+    assert _cell(grid, "paper", B, "GAL (proposed)", "MAE↓ ours") == "3.0333 ± 0.1528"
+    # failed run excluded and counted
+    assert _cell(grid, "paper", B, "GAL (proposed)", "n") == "3 (+1 failed)"
+    assert _cell(grid, "paper", B, "Baseline", "n") == "3"
+    # the paper has nothing for controls / references
+    assert _cell(grid, "paper", B, "GAL α=0 (control)", "MAE↓ paper") == "—"
+    assert _cell(grid, "paper", B, "OLS (reference)", "MAE↓ ours") == "3.5000"  # n=1: no std
+    assert _cell(grid, "paper", B, "OLS (reference)", "MAE↓ paper") == "—"
+    # not run
+    assert _cell(grid, "paper", B, "N(0,1) noise, Eq. 4 (control)", "n") == "not run"
+    assert _cell(grid, "paper", B, "N(0,1) noise, Eq. 4 (control)", "MSE↓ ours") == "—"
+    assert _cell(grid, "paper", B, "MLPRegressor (reference)", "R²↑ ours") == "—"
+    # alpha=0 control equals the baseline exactly
+    assert _cell(grid, "paper", B, "GAL α=0 (control)", "check").startswith("✓")
+    assert "3/3" in _cell(grid, "paper", B, "GAL α=0 (control)", "check")
+
+    # t-test row: ours from scipy (baseline first, as the paper), paper's (t, p)
+    a = [v[0] for v in BASE.values()]
+    g = [v[0] for v in GAL.values()]
+    ref = st.ttest_ind(a, g)
+    assert _cell(grid, "paper", B, "t-test (t, p)", "MAE↓ ours") == f"({ref.statistic:.2f}, {ref.pvalue:.2e})"
+    assert _cell(grid, "paper", B, "t-test (t, p)", "MAE↓ paper") == "(5.02, 1.02e-03)"
+    assert _cell(grid, "paper", B, "t-test (t, p)", "R²↑ paper") == "(-4.92, 1.16e-03)"
+    w = st.ttest_ind(a, g, equal_var=False)
+    assert _cell(grid, "paper", B, "Welch (t, p)", "MAE↓ ours") == f"({w.statistic:.2f}, {w.pvalue:.2e})"
+    pr = st.ttest_rel(a, g)
+    assert _cell(grid, "paper", B, "paired (t, p)", "MAE↓ ours") == f"({pr.statistic:.2f}, {pr.pvalue:.2e}) n=3"
+    ci = st.ttest_ind(g, a, equal_var=False).confidence_interval(0.95)
+    assert _cell(grid, "paper", B, "95% CI Δ (GAL − baseline)", "MAE↓ ours") == f"[{ci.low:.4f}, {ci.high:.4f}]"
+
+    # verdicts on the GAL row: GAL better and Welch p < 0.05 -> reproduced
+    assert w.pvalue < 0.05
+    assert _cell(grid, "paper", B, "GAL (proposed)", "MAE↓ verdict") == "reproduced"
+    assert _cell(grid, "paper", B, "Baseline", "MAE↓ verdict") == ""
+
+    # standardized variant: no paper values at all; GAL worse -> not reproduced; alpha0 flagged
+    assert _cell(grid, "standardized", G, "Baseline", "MAE↓ ours") == _ms(SBASE, 0)
+    assert _cell(grid, "standardized", G, "Baseline", "MAE↓ paper") == "—"
+    assert _cell(grid, "standardized", G, "t-test (t, p)", "MAE↓ paper") == "—"
+    assert _cell(grid, "standardized", G, "GAL (proposed)", "MAE↓ verdict") == "not reproduced"
+    assert _cell(grid, "standardized", G, "GAL (proposed)", "R²↑ verdict") == "not reproduced"
+    assert _cell(grid, "standardized", G, "GAL α=0 (control)", "check").startswith("✗ differs from baseline on 1/2")
+
+    # rows: 6 methods + 4 statistics rows per (variant, dataset) present
+    assert len(grid) == 2 * 10
+    assert (grid["Profile"] == "cpu").all()
+
+    # markdown: header note and the same cells in the pipe table
+    md = paths["md"].read_text()
+    assert "profile(s) cpu" in md
+    assert "1 excluded" in md
+    assert COMMIT[:10] in md
+    assert "3 seeds (0, 1, 2)" in md
+    assert "reproduced" in md and "Welch" in md and "p < 0.05" in md
+    assert "NOT every seed equals the baseline" in md
+    line = next(ln for ln in md.splitlines() if ln.startswith("| cpu | paper | Boston housing | Baseline |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[TABLE5_COLUMNS.index("MAE↓ ours")] == _ms(BASE, 0)
+    assert cells[TABLE5_COLUMNS.index("MAE↓ paper")] == "3.9535 ± 0.4307"
+    tex = paths["tex"].read_text()
+    assert r"3.9535 $\pm$ 0.4307" in tex and r"\toprule" in tex
+
+    num = pd.read_csv(paths["numeric"])
+    sel = num[(num["variant"] == "paper") & (num["method"] == "gal") & (num["metric"] == "mae")]
+    assert sel["n"].iloc[0] == 3 and sel["failed"].iloc[0] == 1
+    assert math.isclose(sel["mean"].iloc[0], np.mean(g))
+
+
+def test_cli_table_and_errors(runs, tmp_path, capsys):
+    out = tmp_path / "t"
+    assert main(["table", "5", "--runs", str(runs), "--out", str(out)]) == 0
+    assert (out / "table5.md").is_file()
+    assert main(["table", "3", "--runs", str(runs), "--out", str(out)]) == 2
+    assert "not implemented yet" in capsys.readouterr().err
+    assert main(["table", "5", "--runs", str(tmp_path / "empty"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "no runs found under" in err and "make table5" in err and "\n" not in err
+
+
+def test_cli_compare(runs, capsys):
+    a = runs / "table5" / "paper" / "boston" / "baseline"
+    b = runs / "table5" / "paper" / "boston" / "gal"
+    assert main(["compare", str(a), str(b)]) == 0
+    outp = capsys.readouterr().out
+    for m in ("mae", "mse", "r2"):
+        assert m in outp
+    ref = st.ttest_ind([v[1] for v in BASE.values()], [v[1] for v in GAL.values()])
+    assert f"{ref.pvalue:.2e}" in outp
+    assert "1 failed excluded" in outp
+    assert "reproduced" in outp
+    assert main(["compare", str(a), str(runs / "nope")]) == 1
+
+
+def test_cli_figure_dispatch(monkeypatch, tmp_path, capsys):
+    import gal.figures
+
+    calls = {}
+
+    def fake(n, runs_root, out_dir, gif=False):
+        calls.update(n=n, runs=runs_root, out=out_dir, gif=gif)
+        return [out_dir / "figX.png"]
+
+    monkeypatch.setattr(gal.figures, "render_figure", fake)
+    assert main(["figure", "4", "--gif", "--runs", str(tmp_path), "--out", str(tmp_path / "f")]) == 0
+    assert calls == {"n": 4, "runs": tmp_path, "out": tmp_path / "f", "gif": True}
