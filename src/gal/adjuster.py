@@ -20,8 +20,9 @@ standard training).
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -47,16 +48,15 @@ def _activation(name: str | None) -> nn.Module | None:
         ) from None
 
 
-def _init_with_private_rng(module: nn.Module, seed: int) -> None:
-    """Re-run every submodule's default ``reset_parameters`` under a forked, seeded RNG.
+@contextlib.contextmanager
+def _private_rng(seed: int) -> Iterator[None]:
+    """Build (and default-initialise) layers from a seeded, forked RNG.
 
-    The global RNG state is restored afterwards, so the caller's stream is untouched.
+    The global CPU RNG state is restored on exit, so the caller's stream is untouched.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for m in module.modules():
-            if hasattr(m, "reset_parameters") and m is not module:
-                m.reset_parameters()
+        yield
 
 
 class MLPAdjuster(nn.Module):
@@ -76,14 +76,14 @@ class MLPAdjuster(nn.Module):
         super().__init__()
         widths = [int(dim), *map(int, arch), int(dim)]
         layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
-            layers.append(nn.Linear(a, b))
-            act = _activation(activation) if i < len(widths) - 2 else None
-            if act is not None:
-                layers.append(act)
+        with _private_rng(seed):
+            for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+                layers.append(nn.Linear(a, b))
+                act = _activation(activation) if i < len(widths) - 2 else None
+                if act is not None:
+                    layers.append(act)
         self.net = nn.Sequential(*layers)
         self.dim = int(dim)
-        _init_with_private_rng(self, seed)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
@@ -107,15 +107,15 @@ class CNNAdjuster(nn.Module):
         self.side = math.isqrt(self.dim - 1) + 1 if self.dim > 1 else 1
         layers: list[nn.Module] = []
         chans = [1, *map(int, arch)]
-        for a, b in zip(chans[:-1], chans[1:], strict=True):
-            layers.append(nn.Conv2d(a, b, kernel_size=3, padding=1))
-            act = _activation(activation)
-            if act is not None:
-                layers.append(act)
+        with _private_rng(seed):
+            for a, b in zip(chans[:-1], chans[1:], strict=True):
+                layers.append(nn.Conv2d(a, b, kernel_size=3, padding=1))
+                act = _activation(activation)
+                if act is not None:
+                    layers.append(act)
+            self.head = nn.Linear(chans[-1], self.dim)
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(chans[-1], self.dim)
-        _init_with_private_rng(self, seed)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         lead = z.shape[:-1]
