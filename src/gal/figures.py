@@ -282,8 +282,8 @@ def _draw_fig4(conv: str, data: Mapping[str, Any], summary: Mapping[str, Any], o
             bot.plot(steps, h["f"], color=RED, lw=1.4, label="GAL (median seed)")
             fw = s["gal"]["seeds"][str(med)]["first_within"]
             bot.axvline(fw, color=RED, ls=":", lw=1.0)
-            top.text(0.03, 0.03, f"median seed {med} of {len(e['gal'])}", transform=top.transAxes,
-                     fontsize=7, color=RED)
+            top.text(0.03, 0.03, f"median seed: {med} (of {len(e['gal'])} seeds)",
+                     transform=top.transAxes, fontsize=7, color=RED)
         if "baseline" in e:
             h = e["baseline"]
             top.plot(h["x"], h["y"], color=BLUE, lw=1.6, label="standard")
