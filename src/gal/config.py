@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,28 @@ import yaml
 __all__ = ["ConfigError", "load_config", "parse_overrides", "deep_merge", "get_path"]
 
 _TOP_KEYS = ("common", "profiles")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` (no dot) as a float; plain YAML 1.1 gives a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _yaml_load(text: Any) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
 _ALLOWED_TOP_KEYS = {"common", "profiles", "description"}
 
 
@@ -156,7 +179,7 @@ def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
             )
         key, raw = item.split("=", 1)
         try:
-            val = yaml.safe_load(raw) if raw.strip() else None
+            val = _yaml_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             val = raw
         out[key.strip()] = val
@@ -180,7 +203,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         )
     try:
         with open(path) as f:
-            data = yaml.safe_load(f)
+            data = _yaml_load(f)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

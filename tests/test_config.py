@@ -1,0 +1,160 @@
+"""gal.config: profiles deep-merge over `common`, overrides, and one clear ConfigError per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gal.config import ConfigError, deep_merge, load_config, parse_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+REGRESSION = REPO / "experiments" / "configs" / "regression.yaml"
+
+BASIC = """\
+common:
+  seeds: 5             # comment
+  name: demo
+  flag: true
+  maybe: null
+  train:
+    lr: 0.001
+    epochs: 10
+    hidden: [64, 32]
+  datasets:
+    a: {epochs: 3, batch: 8}
+    b: {epochs: 4, batch: 16}
+profiles:
+  paper: {}
+  cpu:
+    train:
+      epochs: 2
+    datasets:
+      b: {batch: 4}
+"""
+
+
+@pytest.fixture
+def basic(tmp_path: Path) -> Path:
+    p = tmp_path / "basic.yaml"
+    p.write_text(BASIC)
+    return p
+
+
+def test_profile_deep_merges_over_common(basic: Path) -> None:
+    paper = load_config(basic, "paper")
+    cpu = load_config(basic, "cpu")
+    assert paper["train"] == {"lr": 0.001, "epochs": 10, "hidden": [64, 32]}
+    assert cpu["train"] == {"lr": 0.001, "epochs": 2, "hidden": [64, 32]}
+    assert cpu["datasets"] == {"a": {"epochs": 3, "batch": 8}, "b": {"epochs": 4, "batch": 4}}
+
+
+def test_overrides_nested_dotted_and_int_to_float(basic: Path) -> None:
+    cfg = load_config(basic, "cpu", {"train.lr": 1, "datasets": {"a": {"epochs": 7}}, "maybe": 3})
+    assert cfg["train"]["lr"] == 1.0 and isinstance(cfg["train"]["lr"], float)
+    assert cfg["datasets"]["a"] == {"epochs": 7, "batch": 8}
+    assert cfg["maybe"] == 3
+    # the input file is not mutated between loads
+    assert load_config(basic, "cpu")["train"]["lr"] == 0.001
+
+
+def test_parse_overrides_yaml_values() -> None:
+    assert parse_overrides(["train.lr=1e-2", "train.hidden=[8, 4]", "flag=false", "name=x y"]) == {
+        "train.lr": 0.01, "train.hidden": [8, 4], "flag": False, "name": "x y"}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_overrides(["train.lr"])
+
+
+def test_deep_merge_is_unchecked_and_pure() -> None:
+    a = {"x": {"y": 1, "z": 2}}
+    assert deep_merge(a, {"x": {"y": 5}, "w": 1}) == {"x": {"y": 5, "z": 2}, "w": 1}
+    assert a == {"x": {"y": 1, "z": 2}}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needles"),
+    [
+        ({"train.lrr": 0.1}, ["unknown key 'train.lrr'", "known keys under train: epochs, hidden, lr",
+                              "add 'train.lrr'"]),
+        ({"train.epochs": "ten"}, ["'train.epochs' must be of type int", "got str 'ten'"]),
+        ({"train.epochs": 2.5}, ["'train.epochs' must be of type int", "got float"]),
+        ({"flag": 1}, ["'flag' must be of type bool"]),
+        ({"train.hidden": 64}, ["'train.hidden' must be of type list"]),
+        ({"train": 3}, ["'train' is a section"]),
+        ({"datasets.c.epochs": 1}, ["unknown key 'datasets.c'", "known keys under datasets: a, b"]),
+    ],
+)
+def test_bad_overrides_give_one_clear_error(basic: Path, overrides: dict, needles: list[str]) -> None:
+    with pytest.raises(ConfigError) as ei:
+        load_config(basic, "cpu", overrides)
+    msg = str(ei.value)
+    assert str(basic) in msg and "overrides" in msg
+    for n in needles:
+        assert n in msg, msg
+    assert ei.value.__cause__ is None
+
+
+def test_unknown_profile(basic: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown profile 'gpu' \(available: cpu, paper\)"):
+        load_config(basic, "gpu")
+
+
+def test_profile_with_unknown_key_names_profile(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("common:\n  a: 1\nprofiles:\n  cpu:\n    b: 2\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: profile 'cpu': unknown key 'b'"):
+        load_config(p, "cpu")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("common:\n  a: [1, 2\nprofiles: {}\n", "malformed YAML at line"),
+        ("- 1\n- 2\n", "top level must be a mapping"),
+        ("common:\n  a: 1\n", "'profiles:' is missing"),
+        ("common:\n  a: 1\nprofiles: {cpu: {}}\nextra: 1\n", "unknown top-level key(s) extra"),
+        ("common:\n  a: 1\nprofiles:\n  cpu: 3\n", "profile 'cpu' must be a mapping"),
+    ],
+)
+def test_malformed_files(tmp_path: Path, text: str, needle: str) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as ei:
+        load_config(p, "cpu")
+    assert needle in str(ei.value) and str(p) in str(ei.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml", "cpu")
+
+
+@pytest.mark.parametrize("profile", ["paper", "cpu"])
+def test_regression_config_resolves(profile: str) -> None:
+    cfg = load_config(REGRESSION, profile)
+    assert cfg["task"] == "regression" and cfg["table"] == 5 and cfg["seeds"] == 5
+    assert cfg["gal"]["alpha"] == 0.001 and cfg["gal"]["beta"] == 0.001  # Sec. V-B
+    assert cfg["train"]["optimizer"] == "adam"
+    assert cfg["datasets"]["boston"]["hidden"] == [100, 50]
+    assert cfg["datasets"]["diabetes"]["hidden"] == [64, 32]
+    assert cfg["datasets"]["california"]["hidden"] == [256, 64]
+    assert cfg["datasets"]["boston"]["adjuster_arch"] == [16, 4]
+    assert cfg["datasets"]["diabetes"]["adjuster_arch"] == [128, 4]
+    assert cfg["datasets"]["california"]["adjuster_arch"] == [128, 2]
+
+
+def test_regression_config_documents_unstated_settings() -> None:
+    """Every setting the paper leaves open carries an 'UNSTATED' comment in the YAML."""
+    text = REGRESSION.read_text()
+    for key in ("test_size:", "split_seed:", "lr:", "epochs:", "batch_size:", "granularity:",
+                "h_optimizer:", "num_threads:"):
+        lines = [ln for ln in text.splitlines() if ln.strip().startswith(key)]
+        assert lines, key
+        assert any("UNSTATED" in ln for ln in lines), key
+
+
+def test_exponent_floats_without_dot_are_floats(tmp_path: Path) -> None:
+    """YAML 1.1 reads `1e-3` as a string; the config loader reads it as the float it means."""
+    p = tmp_path / "e.yaml"
+    p.write_text("common:\n  lr: 0.1\nprofiles:\n  cpu:\n    lr: 1e-3\n")
+    assert load_config(p, "cpu")["lr"] == 0.001
