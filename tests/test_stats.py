@@ -147,3 +147,24 @@ def test_paper_table5_ttests_match_ddof1_stds():
             assert r1.statistic == pytest.approx(tt["t"], rel=0.01), (ds, m)
             assert r1.pvalue == pytest.approx(tt["p"], rel=0.05), (ds, m)
             assert abs(r0.statistic - tt["t"]) > 0.3  # ddof=0 reading does not fit
+
+
+def test_paper_values_tables_complete_and_typed():
+    counts = {1: 10, 2: 10, 3: 7, 4: 6, 5: 9, 6: 4, 7: 6, 8: 8}
+    for t, n in counts.items():
+        rows = pv.table(t)["rows"]
+        assert len(rows) == n, t
+        assert len({r["key"] for r in rows}) == n, t  # unique row keys
+        for r in rows:
+            assert set(r["values"]) <= set(pv.table(t)["columns"]), (t, r["key"])
+    for ds in ("boston", "diabetes", "california"):
+        for m in ("mae", "mse", "r2"):
+            for meth in ("baseline", "gal"):
+                v = pv.table5_value(ds, meth, m)
+                assert isinstance(v["mean"], float) and isinstance(v["std"], float)
+            tt = pv.table5_ttest(ds, m)
+            assert isinstance(tt["t"], float) and isinstance(tt["p"], float) and tt["p"] < 0.05
+    assert pv.table5_value("boston", "gal_alpha0", "mae") is None
+    assert pv.value(2, "densenet121_adabound_ref", "error") is None  # "-" in the paper
+    assert pv.value(6, "normal/eq4", "error") == 11.65
+    assert pv.value(4, "detr_r50_gal", "ap") == 39.61

@@ -131,8 +131,12 @@ def test_table5_cells(runs, tmp_path):
     assert _cell(grid, "standardized", G, "GAL (proposed)", "R²↑ verdict") == "not reproduced"
     assert _cell(grid, "standardized", G, "GAL α=0 (control)", "check").startswith("✗ differs from baseline on 1/2")
 
-    # rows: 6 methods + 4 statistics rows per (variant, dataset) present
-    assert len(grid) == 2 * 10
+    # rows: 6 methods + 4 statistics rows per (variant, dataset); all 2 x 3 are listed
+    assert len(grid) == 2 * 3 * 10
+    assert _cell(grid, "paper", "California housing", "Baseline", "n") == "not run"
+    assert _cell(grid, "paper", "California housing", "Baseline", "MAE↓ paper") == "1.0910 ± 0.1297"
+    assert _cell(grid, "paper", "California housing", "t-test (t, p)", "MAE↓ ours") == "—"
+    assert _cell(grid, "paper", "California housing", "GAL (proposed)", "MAE↓ verdict") == ""
     assert (grid["Profile"] == "cpu").all()
 
     # markdown: header note and the same cells in the pipe table

@@ -88,7 +88,10 @@ TABLE5_COLUMNS = (
 
 # --------------------------------------------------------------------------- formatting
 def _f(x: float, digits: int = 4) -> str:
-    return DASH if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+    if x is None or not math.isfinite(x):
+        return DASH
+    s = f"{x:.{digits}f}"
+    return s[1:] if s.startswith("-") and float(s) == 0.0 else s  # no "-0.00"
 
 
 def _p(p: float) -> str:
@@ -98,7 +101,7 @@ def _p(p: float) -> str:
 def _tp(t: float, p: float) -> str:
     if not (math.isfinite(t) and math.isfinite(p)):
         return DASH
-    return f"({t:.2f}, {_p(p)})"
+    return f"({_f(t, 2)}, {_p(p)})"
 
 
 def _ordered(values: Sequence[Any], preferred: Sequence[Any]) -> list[Any]:
@@ -182,15 +185,14 @@ def table5_grid(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     numeric: list[dict[str, Any]] = []
     alpha0_ok: list[bool] = []
     profiles = _ordered(df["profile"].tolist(), ["paper", "cpu"])
-    variants = _ordered(df["variant"].tolist(), TABLE5_VARIANTS)
-    datasets = _ordered(df["dataset"].tolist(), TABLE5_DATASETS)
+    # every standard variant/dataset/method is listed, so a missing one shows as "not run"
+    variants = _ordered([*TABLE5_VARIANTS, *df["variant"].tolist()], TABLE5_VARIANTS)
+    datasets = _ordered([*TABLE5_DATASETS, *df["dataset"].tolist()], TABLE5_DATASETS)
     methods = _ordered(list(TABLE5_METHODS) + df["method"].tolist(), list(TABLE5_METHODS))
     for prof in profiles:
         for var in variants:
             for ds in datasets:
                 grp = df[(df["profile"] == prof) & (df["variant"] == var) & (df["dataset"] == ds)]
-                if len(grp) == 0:
-                    continue
                 ok_by_method = {}
                 for meth in methods:
                     sub = grp[grp["method"] == meth]
