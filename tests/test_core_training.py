@@ -140,3 +140,23 @@ def test_ddp_two_ranks_equal_one_process(granularity, tmp_path):
     # the test is not vacuous: h moved away from its initialisation
     fresh = _setup(granularity)[1].state_dict()
     assert any(not torch.allclose(fresh[k], v) for k, v in adj.state_dict().items())
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lookahead_sgd", "adabound", "rmsprop", "rmsproptf", "adam", "adamw"])
+def test_gal_trains_with_every_factory_optimizer(optimizer):
+    """GAL is optimizer-agnostic: each factory optimizer (torch, timm, pytorch-optimizer) lowers the loss."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 4))
+    adj = GradientAdjuster(4, arch=(16,), alpha=0.01, beta=1.0, seed=0)
+    lr = 0.2 if optimizer in ("sgd", "lookahead_sgd") else 1e-2
+    opt = build_optimizer(optimizer, list(model.parameters()) + list(adj.parameters()), lr=lr)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 6, generator=gen)
+    y = (x @ torch.randn(6, 4, generator=gen)).argmax(dim=1)  # a learnable labelling
+    first = None
+    for _ in range(60):
+        stats = adj.backward(model(x), y, F.cross_entropy, lr=opt.param_groups[0]["lr"])
+        first = float(stats.loss) if first is None else first
+        opt.step()
+        opt.zero_grad()
+    assert float(stats.loss) < 0.8 * first
