@@ -121,8 +121,9 @@ def test_fig4_json_numbers_recomputed_from_history(tmp_path: Path) -> None:
     rc = toy3d.main(["--runs-root", str(runs), "--optimizer", "sgd", "--optimizer", "adam",
                      "--seeds", "3", "--set", "optimizers.adam.steps=80"])
     assert rc == 0
-    written = render_figure(4, runs, out)
-    for name in ("fig4.png", "fig4.pdf", "fig4.json", "fig4-authors.png", "fig4-authors.pdf"):
+    written = render_figure(4, runs, out, gif=True)
+    for name in ("fig4.png", "fig4.pdf", "fig4.json", "fig4-authors.png", "fig4-authors.pdf",
+                 "fig4.gif"):
         assert out / name in written and (out / name).stat().st_size > 0
     summary = json.loads((out / "fig4.json").read_text())
     assert summary["tolerance"] == 1e-3
