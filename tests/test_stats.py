@@ -104,7 +104,11 @@ def test_verdict_rule():
     assert verdict(4.0, 3.0, 0.01, higher_is_better=False) == "reproduced"
     assert verdict(4.0, 3.0, 0.2, higher_is_better=False) == "inconclusive"
     assert verdict(4.0, 5.0, 0.01, higher_is_better=False) == "not reproduced"
-    assert verdict(4.0, 4.1, 0.8, higher_is_better=False) == "not reproduced"
+    assert verdict(4.0, 4.1, 0.8, higher_is_better=False) == "inconclusive"
+    # the paper's effect (-1.0) lies outside our CI [-0.2, 0.3]: our runs exclude it
+    assert verdict(4.0, 4.1, 0.8, False, ci=(-0.2, 0.3), paper_diff=-1.0) == "not reproduced"
+    # the paper's effect inside our CI: still compatible, not significant -> inconclusive
+    assert verdict(4.0, 3.9, 0.3, False, ci=(-1.5, 0.3), paper_diff=-1.0) == "inconclusive"
     assert verdict(0.5, 0.7, 0.01, higher_is_better=True) == "reproduced"
     assert verdict(0.7, 0.5, 0.01, higher_is_better=True) == "not reproduced"
     assert verdict(0.5, 0.5, math.nan, higher_is_better=True) == "inconclusive"

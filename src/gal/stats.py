@@ -55,12 +55,14 @@ DDOF = 1
 ALPHA = 0.05
 
 VERDICT_RULE = (
-    "Verdict per metric (GAL vs. baseline, same variant and dataset): "
+    "Verdict per metric (GAL vs. baseline, same profile, variant and dataset): "
     "'reproduced' if the GAL mean is better than the baseline mean in the paper's direction "
     "(lower MAE/MSE, higher R2) and Welch's t-test gives p < 0.05; "
-    "'not reproduced' if the GAL mean is worse than the baseline mean "
-    "(this includes a significant difference in the opposite direction, p < 0.05); "
-    "'inconclusive' otherwise (better but p >= 0.05, equal means, or too few runs for a test)."
+    "'not reproduced' if GAL is significantly worse (Welch p < 0.05), or if the paper's own "
+    "improvement (paper GAL mean - paper baseline mean) lies outside our 95% confidence interval "
+    "of the difference, i.e. our runs exclude an effect as large as the paper's; "
+    "'inconclusive' otherwise (no significant difference and the paper's effect size is still "
+    "compatible with our runs, or too few runs for a test)."
 )
 
 
@@ -179,25 +181,31 @@ def verdict(
     mean_gal: float,
     p_welch: float,
     higher_is_better: bool,
+    ci: tuple[float, float] | None = None,
+    paper_diff: float | None = None,
     alpha: float = ALPHA,
 ) -> str:
     """Reproduction verdict for one metric (Tables V ff.); the rule is :data:`VERDICT_RULE`:
 
     * ``"reproduced"``: GAL mean better than baseline mean in the paper's direction and
       Welch p < ``alpha``;
-    * ``"not reproduced"``: GAL mean worse than baseline mean (includes a significant difference
-      in the opposite direction);
-    * ``"inconclusive"``: otherwise (better but not significant, equal, or no test possible).
+    * ``"not reproduced"``: GAL significantly worse (Welch p < ``alpha``), or ``paper_diff``
+      (the paper's GAL - baseline difference) lies outside ``ci`` (our 95% CI of GAL - baseline);
+    * ``"inconclusive"``: otherwise.
     """
     if not (math.isfinite(mean_baseline) and math.isfinite(mean_gal)):
         return "inconclusive"
     delta = mean_gal - mean_baseline
     better = delta > 0 if higher_is_better else delta < 0
     worse = delta < 0 if higher_is_better else delta > 0
-    if worse:
-        return "not reproduced"
-    if better and math.isfinite(p_welch) and p_welch < alpha:
+    significant = math.isfinite(p_welch) and p_welch < alpha
+    if better and significant:
         return "reproduced"
+    if worse and significant:
+        return "not reproduced"
+    if ci is not None and paper_diff is not None and all(map(math.isfinite, (*ci, paper_diff))):
+        if not ci[0] <= paper_diff <= ci[1]:
+            return "not reproduced"
     return "inconclusive"
 
 
@@ -226,8 +234,12 @@ def compare_values(
     higher_is_better: bool,
     a_by_seed: Mapping[Any, float] | None = None,
     b_by_seed: Mapping[Any, float] | None = None,
+    paper_diff: float | None = None,
 ) -> dict[str, Any]:
-    """All statistics for one metric, A (baseline) vs. B (GAL); keys as in :func:`compare`."""
+    """All statistics for one metric, A (baseline) vs. B (GAL); keys as in :func:`compare`.
+
+    ``paper_diff`` is the paper's GAL - baseline difference for this cell, if it has one (used
+    by the verdict rule)."""
     sa, sb = summarize(a), summarize(b)
     stu, wel = ttest_student(a, b), ttest_welch(a, b)
     pair = ttest_paired(a_by_seed or {}, b_by_seed or {})
@@ -241,7 +253,7 @@ def compare_values(
         "welch_t": wel.t, "welch_p": wel.p, "welch_df": wel.df,
         "paired_n": pair.n, "paired_t": pair.t, "paired_p": pair.p,
         "higher_is_better": bool(higher_is_better),
-        "verdict": verdict(sa.mean, sb.mean, wel.p, higher_is_better),
+        "verdict": verdict(sa.mean, sb.mean, wel.p, higher_is_better, (lo, hi), paper_diff),
     }
 
 

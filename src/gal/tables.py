@@ -119,6 +119,14 @@ def _paper_cell(variant: str, dataset: str, method: str, metric: str) -> str:
     return f"{v['mean']:.4f} ± {v['std']:.4f}"
 
 
+def _paper_diff(variant: str, dataset: str, metric: str) -> float | None:
+    """The paper's Table V effect, GAL mean - baseline mean (paper protocol only)."""
+    if variant != "paper":
+        return None
+    base, gal = pv.table5_value(dataset, "baseline", metric), pv.table5_value(dataset, "gal", metric)
+    return None if base is None or gal is None else gal["mean"] - base["mean"]
+
+
 def _paper_ttest_cell(variant: str, dataset: str, metric: str) -> str:
     if variant != "paper":
         return DASH
@@ -231,7 +239,8 @@ def table5_grid(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
                 for m, (lab, hib) in TABLE5_METRICS.items():
                     a = base[m].tolist() if m in base.columns else []
                     b = gal[m].tolist() if m in gal.columns else []
-                    c = gs.compare_values(a, b, hib, _seed_map(base, m), _seed_map(gal, m))
+                    c = gs.compare_values(a, b, hib, _seed_map(base, m), _seed_map(gal, m),
+                                          paper_diff=_paper_diff(var, ds, m))
                     stat_rows["ttest"][f"{lab} ours"] = _tp(c["t"], c["p"])
                     stat_rows["ttest"][f"{lab} paper"] = _paper_ttest_cell(var, ds, m)
                     stat_rows["welch"][f"{lab} ours"] = _tp(c["welch_t"], c["welch_p"])
