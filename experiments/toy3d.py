@@ -23,7 +23,6 @@ Run ``python -m experiments.toy3d --profile cpu`` (only missing runs are run), t
 from __future__ import annotations
 
 import argparse
-import copy
 import shutil
 import sys
 import time
@@ -33,6 +32,8 @@ from typing import Any
 
 import torch
 import yaml
+
+from gal.config import load_config, parse_overrides
 
 CONFIG_PATH = Path(__file__).resolve().parent / "configs" / "toy3d.yaml"
 ARMS = ("baseline", "gal")
@@ -58,54 +59,15 @@ def surface(p: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- config
-def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def _apply_overrides(cfg: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (value parsed as YAML)."""
-    cfg = copy.deepcopy(cfg)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} is not of the form key=value")
-        node = cfg
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
-    return cfg
-
-
 def load_toy3d_config(
     profile: str = "cpu", overrides: Sequence[str] = (), path: Path = CONFIG_PATH
 ) -> dict[str, Any]:
     """Resolved config of the Fig. 4 experiment (``common`` merged with ``profiles[profile]``).
 
-    Uses the shared loader ``gal.config.load_config`` (which validates keys and types against
-    ``common``); if it is absent, reads the YAML with the same layout (``common:`` +
-    ``profiles: {paper: ..., cpu: ...}``) itself. ``overrides`` are ``a.b=value`` strings.
+    Uses the shared loader :func:`gal.config.load_config` (keys and types validated against
+    ``common``); ``overrides`` are ``a.b=value`` strings.
     """
-    try:
-        from gal.config import load_config, parse_overrides
-    except ImportError:  # the shared loader is absent: same YAML layout, read here
-        load_config = parse_overrides = None
-    if load_config is not None and parse_overrides is not None:
-        cfg = dict(load_config(path, profile, parse_overrides(list(overrides))))
-    else:
-        with open(path) as fh:
-            raw = yaml.safe_load(fh)
-        profiles = raw.get("profiles", {}) or {}
-        if profile not in profiles:
-            raise ValueError(f"unknown profile {profile!r}; known: {sorted(profiles)}")
-        cfg = _deep_merge(raw.get("common", {}) or {}, profiles[profile] or {})
-        cfg = _apply_overrides(cfg, overrides)
+    cfg = dict(load_config(path, profile, parse_overrides(list(overrides))))
     cfg["profile"] = profile
     return cfg
 
