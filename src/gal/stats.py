@@ -116,27 +116,26 @@ def _result(res: Any, n: int) -> TestResult:
     return TestResult(float(res.statistic), float(res.pvalue), float(df), n)
 
 
+def _ttest_ind(a: Iterable[float], b: Iterable[float], equal_var: bool) -> TestResult:
+    x, y = _clean(a), _clean(b)
+    if x.size < 2 or y.size < 2:
+        return _nan_test(int(x.size + y.size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _result(st.ttest_ind(x, y, equal_var=equal_var), int(x.size + y.size))
+
+
 def ttest_student(a: Iterable[float], b: Iterable[float]) -> TestResult:
     """The paper's two-sample t-test (Table V): Student's, pooled variance, two-sided.
 
     ``t = (mean(a) - mean(b)) / (s_p * sqrt(1/n_a + 1/n_b))``, df = n_a + n_b - 2.
     """
-    x, y = _clean(a), _clean(b)
-    if x.size < 2 or y.size < 2:
-        return _nan_test(int(x.size + y.size))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return _result(st.ttest_ind(x, y, equal_var=True), int(x.size + y.size))
+    return _ttest_ind(a, b, equal_var=True)
 
 
 def ttest_welch(a: Iterable[float], b: Iterable[float]) -> TestResult:
     """Welch's two-sample t-test (unequal variances, Welch-Satterthwaite df), two-sided."""
-    x, y = _clean(a), _clean(b)
-    if x.size < 2 or y.size < 2:
-        return _nan_test(int(x.size + y.size))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return _result(st.ttest_ind(x, y, equal_var=False), int(x.size + y.size))
+    return _ttest_ind(a, b, equal_var=False)
 
 
 def ttest_paired(a: Mapping[Any, float], b: Mapping[Any, float]) -> TestResult:
