@@ -28,6 +28,7 @@ from gal.records import RunWriter, to_builtin
 __all__ = [
     "DIAGNOSTICS",
     "EpochAverager",
+    "ResumeMismatch",
     "choose_device",
     "config_hash",
     "rng_state",
@@ -41,6 +42,10 @@ __all__ = [
 DIAGNOSTICS = ("remainder", "abs_remainder", "accept_rate", "cosine", "g_beats_grad")
 
 _CONFIG_HASH_KEY = "config_hash"
+
+
+class ResumeMismatch(RuntimeError):
+    """A checkpoint in ``<run>.partial`` was made with different settings than the current ones."""
 
 
 def seed_everything(seed: int) -> None:
@@ -151,7 +156,7 @@ def run_epochs(
     Call it after ``writer.start(...)``; it loads the checkpoint itself. Steps:
 
     1. ``state = writer.load_checkpoint()``; if present, its ``config_hash`` must equal
-       ``settings_hash`` (else a ``RuntimeError`` says to delete ``<run>.partial``), then
+       ``settings_hash`` (else :class:`ResumeMismatch` says to delete ``<run>.partial``), then
        ``set_state(state["task"])`` and the global RNG states are restored.
     2. For each remaining epoch ``e`` (1-based): ``row = {"epoch": e, **train_epoch(e),
        **evaluate(e)}``; a non-finite value under ``loss_keys`` ends the run with
@@ -168,7 +173,7 @@ def run_epochs(
     start = 0
     if state is not None:
         if state.get(_CONFIG_HASH_KEY) != settings_hash:
-            raise RuntimeError(
+            raise ResumeMismatch(
                 f"{writer.partial_dir} holds a checkpoint made with different settings "
                 f"(config hash {state.get(_CONFIG_HASH_KEY)} != {settings_hash}); delete that "
                 f"directory to start the run afresh"

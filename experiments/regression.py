@@ -51,6 +51,7 @@ from torch import nn
 from experiments.common import (
     DIAGNOSTICS,
     EpochAverager,
+    ResumeMismatch,
     choose_device,
     config_hash,
     run_epochs,
@@ -445,6 +446,18 @@ def _check_choice(kind: str, values: Sequence[str], allowed: Sequence[str]) -> l
     return list(values)
 
 
+def _stored_hash(run_dir: Path) -> str | None:
+    """The ``config_hash`` line of a finished run's config.yaml (cheap: no YAML parse)."""
+    try:
+        with open(run_dir / "config.yaml") as f:
+            for line in f:
+                if line.startswith("config_hash:"):
+                    return line.split(":", 1)[1].strip().strip("'\"")
+    except OSError:
+        return None
+    return None
+
+
 def plan_runs(
     cfg: Mapping[str, Any], seeds: int | Sequence[int] | None = None,
     datasets: Sequence[str] | None = None, variants: Sequence[str] | None = None,
@@ -481,12 +494,19 @@ def run_table(
     plan = plan_runs(cfg, seeds, datasets, variants, methods)
     todo = []
     counts = {"complete": 0, "failed": 0, "skipped": 0}
+    stale: list[str] = []
     for spec in plan:
         st = RunWriter(spec.run_dir(runs_root)).status()
         if st == "complete" or (st == "failed" and not retry_failed):
             counts["skipped"] += 1
+            if _stored_hash(spec.run_dir(runs_root)) != config_hash(run_settings(cfg, spec)):
+                stale.append(spec.label)
         else:
             todo.append(spec)
+    if stale:
+        print(f"note: {len(stale)} finished run(s) under {runs_root} were made with other settings "
+              f"than the current config (e.g. {stale[0]}); they are kept as they are. Delete them, "
+              f"or use another --runs-root, to run them with the current settings.", file=sys.stderr)
     for name in sorted({s.dataset for s in todo}):  # fail fast, before any run starts
         load_dataset(name, bool(cfg["data"]["allow_download"]))
     from tqdm.auto import tqdm
@@ -531,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides=parse_overrides(args.overrides), config_path=args.config,
             progress=not args.no_progress, retry_failed=args.retry_failed,
         )
-    except (ConfigError, DatasetUnavailable) as e:
+    except (ConfigError, DatasetUnavailable, ResumeMismatch) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"table5 runs: {counts['complete']} complete, {counts['failed']} failed, "

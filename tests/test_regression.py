@@ -215,3 +215,27 @@ def test_california_loader_reads_cache() -> None:
         pytest.skip("California housing cache not available (set SCIKIT_LEARN_DATA)")
     X, y = reg.load_dataset("california", False)
     assert X.shape == (20640, 8) and y.shape == (20640,)
+
+
+def test_changed_settings_are_reported_not_rerun(tiny_table: tuple[Path, dict],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    root, _ = tiny_table
+    counts = reg.run_table(profile="cpu", seeds=2, datasets=["diabetes"], variants=["paper"],
+                           methods=["baseline"], runs_root=root,
+                           overrides={**TINY, "datasets.diabetes.epochs": 5}, progress=False)
+    assert counts == {"complete": 0, "failed": 0, "skipped": 2}
+    assert "2 finished run(s)" in capsys.readouterr().err
+
+
+def test_resume_under_changed_settings_is_a_clear_error(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from gal.records import RunWriter
+
+    root = tmp_path / "runs"
+    w = RunWriter(reg.RunSpec("paper", "diabetes", "baseline", 0).run_dir(root))
+    w.save_checkpoint({"config_hash": "0000", "epoch": 1})
+    rc = reg.main(["--seeds", "1", "--datasets", "diabetes", "--variants", "paper", "--methods",
+                   "baseline", "--runs-root", str(root), "--no-progress"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "checkpoint made with different settings" in err and "delete that directory" in err
