@@ -8,7 +8,8 @@ SEEDS ?= 5
 SHARED ?= $(abspath ../shared)
 export SCIKIT_LEARN_DATA ?= $(SHARED)/data/scikit_learn_data
 
-.PHONY: venv test lint reproduce table5 fig4 fig4-gif compare clean-venv
+.PHONY: venv test lint reproduce table5 fig4 fig4-gif compare benchmark \
+	table1 table2 table3 table4 table6 table7 table8 fig5 fig6 fig7 fig8
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +20,11 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 test: venv
-	$(VENV)/bin/ruff check src experiments tests benchmarks detr_gal
+	$(VENV)/bin/ruff check src experiments tests benchmarks
 	$(PY) -m pytest -q
 
 lint: venv
-	$(VENV)/bin/ruff check src experiments tests benchmarks detr_gal
+	$(VENV)/bin/ruff check src experiments tests benchmarks
 
 # Table V (regression): runs only the missing runs, then renders results/tables/table5.{md,csv,tex}
 table5: venv
@@ -40,3 +41,18 @@ fig4-gif: fig4
 
 # Everything the CPU profile supports.
 reproduce: table5 fig4
+
+# Compare any two sets of run records: make compare A=results/runs/... B=results/runs/...
+compare: venv
+	$(VENV)/bin/gal compare $(A) $(B)
+
+# GAL step overhead vs baseline (ratio measured side by side in one process)
+benchmark: venv
+	$(PY) benchmarks/overhead.py --out results/benchmarks/overhead_$(shell $(PY) -c "import torch;print('cuda' if torch.cuda.is_available() else 'cpu')").json
+
+# Tables and figures whose experiments need GPUs and datasets not at hand: each says so clearly.
+table1 table2 table3 table4 table6 table7 table8: venv
+	$(VENV)/bin/gal table $(subst table,,$@)
+
+fig5 fig6 fig7 fig8: venv
+	$(VENV)/bin/gal figure $(subst fig,,$@)

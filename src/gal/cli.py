@@ -29,12 +29,10 @@ def _err(msg: str, code: int = 1) -> int:
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
-    from gal.tables import IMPLEMENTED_TABLES, NoRunsError, render_table
+    from gal.tables import IMPLEMENTED_TABLES, NoRunsError, not_implemented_message, render_table
 
     if args.n not in IMPLEMENTED_TABLES:
-        return _err(
-            f"table {args.n} is not implemented yet: it needs GPU runs, see the issue tracker "
-            f"(`issues show 3`); implemented: {', '.join(map(str, IMPLEMENTED_TABLES))}", 2)
+        return _err(not_implemented_message(args.n), 2)
     try:
         paths = render_table(args.n, args.runs, args.out)
     except NoRunsError as e:
