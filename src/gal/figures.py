@@ -257,7 +257,7 @@ def fig4_markdown(summary: Mapping[str, Any]) -> str:
             if "comparison" not in item:
                 continue
             per = [step(v["reached_reference"]) for v in item["gal"]["seeds"].values()]
-            med = sorted((_never(v["reached_reference"]) for v in item["gal"]["seeds"].values()))
+            med = sorted(_never(v["reached_reference"]) for v in item["gal"]["seeds"].values())
             c = item["comparison"]
             lines.append(
                 f"| {item['label']} | {step(item['baseline']['reached_reference'])} | "
