@@ -349,7 +349,7 @@ def _draw_fig4(conv: str, data: Mapping[str, Any], summary: Mapping[str, Any], o
     stem = "fig4" if conv == "paper" else f"fig4-{conv}"
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1])
+    fig.savefig(paths[1], metadata={"CreationDate": None})  # reproducible bytes
     return paths
 
 
