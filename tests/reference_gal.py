@@ -65,8 +65,10 @@ def reference_step(
                     remainder=r, accept_rate=float(acc), cosine=cos, g_beats_grad=beats)
     per, per_t = mse_rows(z, y), mse_rows(moved, y)
     per_v = mse_rows(z - eta * grad, y)
+    # each row's own loss l_i = mean_j (z_ij - y_ij)^2 has gradient 2 (z_i - y_i) / d
+    row_grad = 2.0 * (z - y) / d
     r_rows = np.array([
-        per_t[i] - per[i] + eta * scale * n * (grad[i] @ g[i]) for i in range(n)
+        per_t[i] - per[i] + eta * scale * (row_grad[i] @ g[i]) for i in range(n)
     ])
     acc = np.array([decide(per_t[i], per[i]) for i in range(n)])
     chosen = np.where(acc[:, None], g, grad)

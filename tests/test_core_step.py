@@ -270,3 +270,64 @@ def test_bad_inputs_have_clear_errors():
         adj_s.backward(torch.randn(2, 3, requires_grad=True), None,
                        lambda z, y, reduction="mean": z.sum() if reduction == "mean" else z.sum(0),
                        lr=0.1)
+
+
+def test_fp16_grad_scaler_scales_before_the_cast():
+    """fp16 features: the scaled gradient must equal plain AMP's fp16(scale * dl/dz) exactly,
+    even where the unscaled gradient would underflow in fp16."""
+    gen = torch.Generator().manual_seed(0)
+    z16 = (torch.randn(4096, 16, generator=gen) * 1e-2).half()
+    y = torch.zeros(4096, 16)
+
+    def loss_fn(z, yy, reduction="mean"):
+        return F.mse_loss(z.float(), yy, reduction=reduction)
+
+    plain = z16.clone().requires_grad_(True)
+    scaler = torch.amp.GradScaler("cpu", init_scale=65536.0)
+    scaler.scale(loss_fn(plain, y)).backward()
+    assert (plain.grad == 0).float().mean() < 0.01  # scaled: representable
+    unscaled = (2 * z16.float() / z16.numel()).half()
+    assert (unscaled == 0).float().mean() > 0.05  # unscaled fp16 would underflow
+
+    gal = z16.clone().requires_grad_(True)
+    adj = GradientAdjuster(16, arch=(8,), alpha=0.0)
+    adj.backward(gal, y, loss_fn, lr=0.1, scaler=torch.amp.GradScaler("cpu", init_scale=65536.0))
+    assert torch.equal(gal.grad, plain.grad)
+
+
+def test_building_h_leaves_cuda_rng_alone(monkeypatch):
+    """h's private init must not reseed the CUDA generators (GPU bit-identity at alpha=0)."""
+    def forbidden(*a, **k):
+        raise AssertionError("building h reseeded a CUDA generator")
+
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", forbidden)
+    monkeypatch.setattr(torch.cuda, "manual_seed", forbidden)
+    GradientAdjuster(10, arch=(100, 32, 16), seed=3)
+    GradientAdjuster(100, adjuster="cnn", arch=(8,), seed=3)
+
+
+def test_sample_granularity_keeps_weighted_loss_gradient():
+    """With a class-weighted CE, sample granularity at alpha=0 trains on the weighted mean loss."""
+    gen = torch.Generator().manual_seed(2)
+    z0 = torch.randn(12, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 5, (12,), generator=gen)
+    w = torch.tensor([1.0, 5.0, 0.2, 2.0, 1.0], dtype=torch.float64)
+
+    def wce(z, yy, reduction="mean"):
+        return F.cross_entropy(z, yy, weight=w, reduction=reduction)
+
+    plain = z0.clone().requires_grad_(True)
+    wce(plain, y).backward()
+    z = z0.clone().requires_grad_(True)
+    adj = GradientAdjuster(5, arch=(4,), alpha=0.0, granularity="sample", seed=0).double()
+    stats = adj.backward(z, y, wce, lr=0.1)
+    torch.testing.assert_close(z.grad, plain.grad, rtol=0, atol=0)
+    assert float(stats.loss) == pytest.approx(float(wce(z0, y)))
+
+
+def test_float64_features_with_float32_h():
+    z = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    adj = GradientAdjuster(3, arch=(4,), alpha=0.5, policy="always")
+    adj.backward(z, torch.zeros(4, 3, dtype=torch.float64), mse_loss, lr=0.1)
+    assert z.grad.dtype == torch.float64
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in adj.parameters())

@@ -50,13 +50,17 @@ def _activation(name: str | None) -> nn.Module | None:
 
 @contextlib.contextmanager
 def _private_rng(seed: int) -> Iterator[None]:
-    """Build (and default-initialise) layers from a seeded, forked RNG.
+    """Build (and default-initialise) layers from a seeded CPU RNG, then restore its state.
 
-    The global CPU RNG state is restored on exit, so the caller's stream is untouched.
+    Only the CPU default generator is touched (``torch.manual_seed`` would also reseed every
+    CUDA generator); its state is restored on exit, so the caller's streams are untouched.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    state = torch.get_rng_state()
+    torch.default_generator.manual_seed(seed)
+    try:
         yield
+    finally:
+        torch.set_rng_state(state)
 
 
 class MLPAdjuster(nn.Module):
@@ -93,7 +97,8 @@ class CNNAdjuster(nn.Module):
     """h as a small CNN over the feature laid out as a square map (Table VIII).
 
     ``arch=(256, 64)`` is a 3x3 convolution with 256 kernels followed by one with 64 kernels
-    (padding 1, activation between), adaptive average pooling to 1x1 and a final ``Linear(64, d)``.
+    (padding 1, the activation after each convolution), adaptive average pooling to 1x1 and a
+    final ``Linear(64, d)`` (no final activation).
     """
 
     def __init__(

@@ -132,7 +132,9 @@ class GradientAdjuster(nn.Module):
             ``True`` or ``False``. When on, losses, decisions and the remainder are those of the
             *global* batch (one small all-reduce per step) and h's gradients are summed across
             ranks, so N ranks reproduce one process with the same global batch. Do not wrap the
-            adjuster itself in DistributedDataParallel.
+            adjuster itself in DistributedDataParallel. Assumes equal shard sizes on every rank
+            (e.g. ``drop_last=True``), as the global mean is the mean of the ranks' means; noise
+            adjusters draw from the same seed on every rank.
         process_group: process group for the distributed reductions (default: world).
     """
 
@@ -204,15 +206,24 @@ class GradientAdjuster(nn.Module):
 
     # -- the step ------------------------------------------------------------------------
     def adjust(
-        self, z: torch.Tensor, y: Any, loss_fn: LossFn, lr: float | torch.Tensor
+        self,
+        z: torch.Tensor,
+        y: Any,
+        loss_fn: LossFn,
+        lr: float | torch.Tensor,
+        *,
+        scaler: Any = None,
+        weight: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor, GALStats]:
         """Compute the gradient to send into the model, h's objective and the diagnostics.
 
         Returns ``(chosen, h_objective, stats)``: ``chosen`` has z's shape and dtype and is the
         gradient of this rank's loss w.r.t. z under the update policy (``g`` or ``dl/dz``);
         ``h_objective`` is a scalar whose gradient w.r.t. h's parameters is this rank's share of
-        ``d|r|/dtheta`` (objective 6). :meth:`backward` back-propagates both; call this directly
-        when the model has other losses to combine (e.g. DETR's classification terms).
+        ``d|r|/dtheta`` (objective 6). Both are multiplied by ``scaler``'s scale and ``weight``
+        (in float32, before the cast to z's dtype, so fp16 gradients do not underflow).
+        :meth:`backward` back-propagates both; call this directly when the model has other
+        losses to combine (e.g. DETR's classification terms).
         """
         if z.shape[-1] != self.dim:
             raise ValueError(f"z has last dimension {z.shape[-1]}, the adjuster was built for dim={self.dim}")
@@ -220,93 +231,126 @@ class GradientAdjuster(nn.Module):
         compute_dtype = torch.float32 if z.dtype in (torch.float16, torch.bfloat16) else z.dtype
         with torch.autocast(device_type=z.device.type, enabled=False):
             zs = z.detach().to(compute_dtype).requires_grad_(True)
-            n_rows = z.numel() // self.dim
-            n_global = n_rows * world
-            sample = self.granularity == "sample"
-            if sample:
-                per = _per_row(loss_fn(zs, y, reduction="none"), zs)
-                loss = per.mean()
-            else:
-                loss = loss_fn(zs, y)
-                if loss.ndim != 0:
-                    raise ValueError(
-                        "loss_fn(z, y) must return the mean-reduced scalar loss "
-                        f"(got shape {tuple(loss.shape)})"
-                    )
-            (grad,) = torch.autograd.grad(loss, zs)
-            if world > 1:  # gradient of the *global* batch-mean loss
-                grad = grad / world
-            zd = zs.detach()
-            loss = loss.detach()
-
-            v = self.h(zd)
-            direction = F.normalize(v, dim=-1, eps=self.eps)  # v / ||v|| (Eq. 4)
-            if isinstance(self.h, NoiseAdjuster) and self.noise_scaling == "unit":
-                v_tilde = self.alpha * direction
-            else:
-                v_tilde = self.alpha * grad.norm(dim=-1, keepdim=True) * direction
-            g = grad + v_tilde  # Eq. 5
-            eta = self.beta * lr
-            moved = zd - eta * g
-
-            scale = {"sum": 1.0, "sample_mean": 1.0 / n_global,
-                     "element_mean": 1.0 / (n_global * self.dim)}[self.first_order]
-            inner = (grad * g).sum(dim=-1).reshape(n_rows)  # <dl/dz_i, g_i> per row
-            cos = F.cosine_similarity(v_tilde.detach(), grad, dim=-1, eps=self.eps).reshape(n_rows)
-
-            if sample:
-                per_t = _per_row(loss_fn(moved, y, reduction="none"), zs)
-                # per-row remainder: l_i(z_i - eta g_i) - l_i(z_i) + eta <grad l_i, g_i>, with
-                # grad l_i = N * grad_i, scaled like the batch first-order term.
-                r_rows = per_t - per.detach() + eta * scale * n_global * inner
-                accept = _accept(self.policy, per_t.detach(), per.detach())
-                chosen = torch.where(accept.reshape(*z.shape[:-1], 1), g.detach(), grad)
-                h_objective = r_rows.abs().sum() / n_global
-                if self.compare_vanilla:
-                    with torch.no_grad():
-                        per_v = _per_row(loss_fn(zd - eta * grad, y, reduction="none"), zs)
-                    beats = (per_t.detach() < per_v).to(compute_dtype).sum()
-                else:
-                    beats = torch.full((), float("nan"), device=zd.device, dtype=compute_dtype)
-                sums = torch.stack([
-                    per.detach().sum(), per_t.detach().sum(), r_rows.detach().sum(),
-                    r_rows.detach().abs().sum(), accept.to(compute_dtype).sum(), cos.sum(), beats,
-                ])
-                if world > 1:
-                    sums = self._all_reduce(sums)
-                sums = sums / n_global
-                stats = GALStats(sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6])
-            else:
-                loss_t = loss_fn(moved, y)
-                first = eta * scale * inner.sum()
-                if self.compare_vanilla:
-                    with torch.no_grad():
-                        loss_v = loss_fn(zd - eta * grad, y)
-                else:
-                    loss_v = torch.full((), float("nan"), device=zd.device, dtype=compute_dtype)
-                if world > 1:
-                    sums = self._all_reduce(torch.stack(
-                        [loss, loss_t.detach(), first.detach(), cos.sum(), loss_v.detach()]))
-                    g_loss, g_loss_t, g_first = sums[0] / world, sums[1] / world, sums[2]
-                    g_cos, g_loss_v = sums[3] / n_global, sums[4] / world
-                    r = g_loss_t - g_loss + g_first
-                    # this rank's share of d|r|/dtheta; the shares are summed across ranks
-                    h_objective = torch.sign(r) * (loss_t / world + first)
-                else:
-                    g_loss, g_loss_t, g_cos, g_loss_v = loss, loss_t.detach(), cos.mean(), loss_v
-                    r_graph = loss_t - loss + first  # Eq. 7
-                    r = r_graph.detach()
-                    h_objective = r_graph.abs()  # objective (6)
-                accept = _accept(self.policy, g_loss_t, g_loss)
-                chosen = torch.where(accept, g.detach(), grad)
-                beats = (g_loss_t < g_loss_v).to(compute_dtype)
-                if not self.compare_vanilla:
-                    beats = g_loss_v
-                stats = GALStats(g_loss, g_loss_t, r, r.abs(), accept.to(compute_dtype), g_cos, beats)
-
+            step = self._sample_step if self.granularity == "sample" else self._batch_step
+            chosen, h_objective, stats = step(zs, y, loss_fn, lr, world)
             if world > 1:  # back to this rank's loss scale (DDP averages model grads over ranks)
                 chosen = chosen * world
+            if scaler is not None:
+                chosen = scaler.scale(chosen)
+                h_objective = scaler.scale(h_objective)
+            if weight != 1.0:
+                chosen = chosen * weight
+                h_objective = h_objective * weight
         return chosen.to(z.dtype), h_objective, stats
+
+    def _mean_loss(self, loss_fn: LossFn, zs: torch.Tensor, y: Any) -> torch.Tensor:
+        loss = loss_fn(zs, y)
+        if loss.ndim != 0:
+            raise ValueError(
+                f"loss_fn(z, y) must return the mean-reduced scalar loss (got shape {tuple(loss.shape)})"
+            )
+        return loss
+
+    def _adjusted_gradient(
+        self, zd: torch.Tensor, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(v~, g)`` of Eqs. 3-5 for detached features ``zd`` and the gradient ``grad``."""
+        p = next(self.h.parameters(), None)
+        if p is not None and p.dtype != zd.dtype:
+            v = self.h(zd.to(p.dtype)).to(zd.dtype)
+        else:
+            v = self.h(zd)
+        direction = F.normalize(v, dim=-1, eps=self.eps)  # v / ||v|| (Eq. 4)
+        if isinstance(self.h, NoiseAdjuster) and self.noise_scaling == "unit":
+            v_tilde = self.alpha * direction
+        else:
+            v_tilde = self.alpha * grad.norm(dim=-1, keepdim=True) * direction
+        return v_tilde, grad + v_tilde  # Eq. 5
+
+    def _first_order_scale(self, n_global: int) -> float:
+        """Factor on the inner product in Eq. 7 for the chosen convention."""
+        return {"sum": 1.0, "sample_mean": 1.0 / n_global,
+                "element_mean": 1.0 / (n_global * self.dim)}[self.first_order]
+
+    def _batch_step(
+        self, zs: torch.Tensor, y: Any, loss_fn: LossFn, lr: float | torch.Tensor, world: int
+    ) -> tuple[torch.Tensor, torch.Tensor, GALStats]:
+        """One decision on the (global) batch-mean loss, as the authors' code does."""
+        n_global = zs.numel() // self.dim * world
+        loss = self._mean_loss(loss_fn, zs, y)
+        (grad,) = torch.autograd.grad(loss, zs)
+        if world > 1:  # gradient of the *global* batch-mean loss (equal shard sizes)
+            grad = grad / world
+        zd, loss = zs.detach(), loss.detach()
+        v_tilde, g = self._adjusted_gradient(zd, grad)
+        eta = self.beta * lr
+        loss_t = loss_fn(zd - eta * g, y)  # tentative loss (line 7)
+        first = eta * self._first_order_scale(n_global) * (grad * g).sum()
+        cos_sum = F.cosine_similarity(v_tilde.detach(), grad, dim=-1, eps=self.eps).sum()
+        nan = torch.full((), float("nan"), device=zd.device, dtype=zd.dtype)
+        with torch.no_grad():
+            loss_v = loss_fn(zd - eta * grad, y) if self.compare_vanilla else nan
+        sums = torch.stack([loss, loss_t.detach(), first.detach(), cos_sum, loss_v])
+        if world > 1:
+            sums = self._all_reduce(sums)
+        g_loss, g_loss_t, g_first = sums[0] / world, sums[1] / world, sums[2]
+        r = g_loss_t - g_loss + g_first  # Eq. 7 for the global batch
+        if world > 1:
+            # this rank's share of d|r|/dtheta; the shares are summed across ranks
+            h_objective = torch.sign(r) * (loss_t / world + first)
+        else:
+            h_objective = (loss_t - loss + first).abs()  # objective (6)
+        accept = _accept(self.policy, g_loss_t, g_loss)
+        chosen = torch.where(accept, g.detach(), grad)
+        beats = (g_loss_t < sums[4] / world).to(zd.dtype) if self.compare_vanilla else nan
+        stats = GALStats(g_loss, g_loss_t, r, r.abs(), accept.to(zd.dtype), sums[3] / n_global, beats)
+        return chosen, h_objective, stats
+
+    def _sample_step(
+        self, zs: torch.Tensor, y: Any, loss_fn: LossFn, lr: float | torch.Tensor, world: int
+    ) -> tuple[torch.Tensor, torch.Tensor, GALStats]:
+        """One decision per row, as Algorithm 1 is written ("for each pair (x, y)").
+
+        The model's gradient is that of the mean-reduced ``loss_fn(z, y)`` (so weighted or
+        masked losses train as they would without GAL); each row's remainder uses its own loss
+        ``l_i`` and gradient ``dl_i/dz_i``: ``r_i = l_i(z_i - eta~ g_i) - l_i(z_i) + c eta~ <dl_i/dz_i, g_i>``
+        with ``c`` = 1, 1/N or 1/(N d) by ``first_order``, so that ``mean_i r_i`` equals the
+        batch ``r`` when the loss is the plain mean of the per-row losses.
+        """
+        n_rows = zs.numel() // self.dim
+        n_global = n_rows * world
+        per = _per_row(loss_fn(zs, y, reduction="none"), zs)
+        loss = self._mean_loss(loss_fn, zs, y)
+        (grad,) = torch.autograd.grad(loss, zs, retain_graph=True)
+        (row_grad,) = torch.autograd.grad(per.sum(), zs)  # dl_i/dz_i: rows are independent
+        if world > 1:
+            grad = grad / world
+        zd, loss, per = zs.detach(), loss.detach(), per.detach()
+        v_tilde, g = self._adjusted_gradient(zd, grad)
+        eta = self.beta * lr
+        per_t = _per_row(loss_fn(zd - eta * g, y, reduction="none"), zs)
+        inner = (row_grad * g).sum(dim=-1).reshape(n_rows)
+        r_rows = per_t - per + eta * self._first_order_scale(n_global) * inner
+        accept = _accept(self.policy, per_t.detach(), per)
+        chosen = torch.where(accept.reshape(*zs.shape[:-1], 1), g.detach(), grad)
+        h_objective = r_rows.abs().sum() / n_global
+        cos = F.cosine_similarity(v_tilde.detach(), grad, dim=-1, eps=self.eps)
+        if self.compare_vanilla:
+            with torch.no_grad():
+                per_v = _per_row(loss_fn(zd - eta * grad, y, reduction="none"), zs)
+            beats = (per_t.detach() < per_v).to(zd.dtype).sum()
+        else:
+            beats = torch.full((), float("nan"), device=zd.device, dtype=zd.dtype)
+        r_rows = r_rows.detach()
+        sums = torch.stack([
+            loss, per_t.detach().sum(), r_rows.sum(), r_rows.abs().sum(),
+            accept.to(zd.dtype).sum(), cos.sum(), beats,
+        ])
+        if world > 1:
+            sums = self._all_reduce(sums)
+        per_row_means = sums[1:] / n_global
+        stats = GALStats(sums[0] / world, *per_row_means.unbind())
+        return chosen, h_objective, stats
 
     def backward(
         self,
@@ -336,13 +380,7 @@ class GradientAdjuster(nn.Module):
         Returns:
             :class:`GALStats` (detached tensors; ``stats.loss`` is the reduced loss).
         """
-        chosen, h_objective, stats = self.adjust(z, y, loss_fn, lr)
-        if scaler is not None:
-            chosen = scaler.scale(chosen)
-            h_objective = scaler.scale(h_objective)
-        if weight != 1.0:
-            chosen = chosen * weight
-            h_objective = h_objective * weight
+        chosen, h_objective, stats = self.adjust(z, y, loss_fn, lr, scaler=scaler, weight=weight)
         params = [p for p in self.h.parameters() if p.requires_grad]
         trains_h = bool(params) and h_objective.requires_grad
         if self._world_size() > 1 and trains_h:
