@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 
@@ -75,26 +76,34 @@ GLOBAL_BATCH, STEPS, WORLD = 8, 4, 2
 
 def _data():
     gen = torch.Generator().manual_seed(5)
-    return [(torch.randn(GLOBAL_BATCH, 6, generator=gen), torch.randint(0, 4, (GLOBAL_BATCH,), generator=gen))
+    return [(torch.randn(GLOBAL_BATCH, 6, generator=gen), torch.randn(GLOBAL_BATCH, 4, generator=gen))
             for _ in range(STEPS)]
 
 
 def _setup(granularity: str):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 4))
-    adj = GradientAdjuster(4, arch=(8, 6), alpha=0.5, beta=5.0, granularity=granularity, seed=1)
+    # eta~ = beta * lr = 24 makes the global tentative MSE step 2*eta~/(N*d) = 1.5 (a descent step)
+    # but a single rank's step, with twice the gradient, 3.0 (an overshoot): a rank deciding
+    # alone would reject g where the global batch accepts it.
+    adj = GradientAdjuster(4, arch=(8, 6), alpha=0.5, beta=48.0, granularity=granularity, seed=1)
     return model, adj
 
 
-def _ce(z, y, reduction="mean"):
-    return F.cross_entropy(z, y, reduction=reduction)
+def _mse(z, y, reduction="mean"):
+    return F.mse_loss(z, y, reduction=reduction)
 
 
-def _run(model, adj, batches, lr=0.5):
+def _run(model, adj, batches, lr=0.5, local_accepts=None):
     opt = build_optimizer("sgd", list(model.parameters()) + list(adj.parameters()), lr=lr, momentum=0.9)
     accepts = []
     for x, y in batches:
-        stats = adj.backward(model(x), y, _ce, lr=lr)
+        z = model(x)
+        if local_accepts is not None:  # what this rank alone would decide (no global reduction)
+            alone = copy.deepcopy(adj)
+            alone.distributed = False
+            local_accepts.append(float(alone.adjust(z.detach(), y, _mse, lr)[2].accept_rate))
+        stats = adj.backward(z, y, _mse, lr=lr)
         accepts.append(float(stats.accept_rate))
         opt.step()
         opt.zero_grad()
@@ -111,9 +120,13 @@ def _ddp_worker(rank: int, port: int, granularity: str, out_path: str) -> None:
         ddp = nn.parallel.DistributedDataParallel(model)
         shard = GLOBAL_BATCH // WORLD
         batches = [(x[rank * shard:(rank + 1) * shard], y[rank * shard:(rank + 1) * shard]) for x, y in _data()]
-        accepts = _run(ddp, adj, batches)
+        local: list[float] = []
+        accepts = _run(ddp, adj, batches, local_accepts=local)
+        gathered = [None] * WORLD
+        dist.all_gather_object(gathered, local)
         if rank == 0:
-            torch.save({"model": model.state_dict(), "h": adj.state_dict(), "accepts": accepts}, out_path)
+            torch.save({"model": model.state_dict(), "h": adj.state_dict(), "accepts": accepts,
+                        "local": gathered}, out_path)
     finally:
         dist.destroy_process_group()
 
@@ -137,7 +150,9 @@ def test_ddp_two_ranks_equal_one_process(granularity, tmp_path):
         torch.testing.assert_close(ddp["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
     for k, v in adj.state_dict().items():
         torch.testing.assert_close(ddp["h"][k], v, rtol=1e-5, atol=1e-6, msg=k)
-    # the test is not vacuous: h moved away from its initialisation
+    # the test is not vacuous: some rank alone would have decided differently from the global
+    # batch at some step, and h moved away from its initialisation
+    assert any(loc != glob for rank_local in ddp["local"] for loc, glob in zip(rank_local, accepts, strict=True))
     fresh = _setup(granularity)[1].state_dict()
     assert any(not torch.allclose(fresh[k], v) for k, v in adj.state_dict().items())
 
