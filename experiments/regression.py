@@ -7,7 +7,7 @@ the ``SCIKIT_LEARN_DATA`` cache). Regressors are ReLU MLPs (100-50), (64-32), (2
 output z, trained with Adam on the MSE loss; GAL adjusts the gradient w.r.t. z (d = 1) with
 adjusters (16-4), (128-4), (128-2) and alpha = beta = 0.001 (Sec. V-B).
 
-Methods, each one run record under ``<runs-root>/<variant>/<dataset>/<method>/seed-<k>/``:
+Methods, each one run record under ``<runs-root>/<profile>/<variant>/<dataset>/<method>/seed-<k>/``:
 
 * ``baseline`` - standard training;
 * ``gal`` - GAL (Algorithm 1);
@@ -183,17 +183,18 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
 class RunSpec:
     """One run of Table V."""
 
+    profile: str
     variant: str
     dataset: str
     method: str
     seed: int
 
     def run_dir(self, root: str | os.PathLike[str]) -> Path:
-        return Path(root) / self.variant / self.dataset / self.method / f"seed-{self.seed}"
+        return Path(root) / self.profile / self.variant / self.dataset / self.method / f"seed-{self.seed}"
 
     @property
     def label(self) -> str:
-        return f"{self.variant}/{self.dataset}/{self.method}/seed-{self.seed}"
+        return f"{self.profile}/{self.variant}/{self.dataset}/{self.method}/seed-{self.seed}"
 
 
 def run_settings(cfg: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:
@@ -236,7 +237,7 @@ def run_settings(cfg: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:
 
 def record_config(
     cfg: Mapping[str, Any], spec: RunSpec, profile: str, settings: Mapping[str, Any],
-    overrides: Mapping[str, Any] | None,
+    overrides: Mapping[str, Any] | None, config_path: str | os.PathLike[str] = CONFIG_PATH,
 ) -> dict[str, Any]:
     """config.yaml of a run: identifiers, effective settings and the full resolved config."""
     return {
@@ -249,10 +250,19 @@ def record_config(
         "profile": profile,
         "config_hash": config_hash(settings),
         "settings": dict(settings),
-        "config_file": "experiments/configs/regression.yaml",
+        "config_file": _display_path(config_path),
         "overrides": dict(overrides or {}),
         "config": dict(cfg),
     }
+
+
+def _display_path(path: str | os.PathLike[str]) -> str:
+    """``path`` relative to the repository root when it lies inside it, else absolute."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(CONFIG_PATH.parents[2]))
+    except ValueError:
+        return str(p)
 
 
 def build_regressor(in_dim: int, hidden: Sequence[int]) -> nn.Sequential:
@@ -418,6 +428,7 @@ def _run_sklearn(
 def run_one(
     spec: RunSpec, cfg: Mapping[str, Any], profile: str, runs_root: str | os.PathLike[str],
     overrides: Mapping[str, Any] | None = None, retry_failed: bool = False,
+    config_path: str | os.PathLike[str] = CONFIG_PATH,
 ) -> str:
     """Run (or resume, or skip) one run of Table V; returns ``"skipped"``, ``"complete"`` or
     ``"failed"``. A finished run (complete, or failed unless ``retry_failed``) is a no-op."""
@@ -429,7 +440,7 @@ def run_one(
     X, y = load_dataset(spec.dataset, bool(cfg["data"]["allow_download"]))
     split = make_split(X, y, test_size=float(settings["test_size"]), seed=settings["split_seed"],
                        variant=spec.variant)
-    writer.start(record_config(cfg, spec, profile, settings, overrides), profile=profile,
+    writer.start(record_config(cfg, spec, profile, settings, overrides, config_path), profile=profile,
                  seed=spec.seed)
     if spec.method in SKLEARN_METHODS:
         return _run_sklearn(writer, spec, settings, split)
@@ -459,7 +470,7 @@ def _stored_hash(run_dir: Path) -> str | None:
 
 
 def plan_runs(
-    cfg: Mapping[str, Any], seeds: int | Sequence[int] | None = None,
+    cfg: Mapping[str, Any], profile: str, seeds: int | Sequence[int] | None = None,
     datasets: Sequence[str] | None = None, variants: Sequence[str] | None = None,
     methods: Sequence[str] | None = None,
 ) -> list[RunSpec]:
@@ -470,7 +481,7 @@ def plan_runs(
     if seeds is None:
         seeds = int(cfg["seeds"])
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    return [RunSpec(v, d, m, s) for v in vs for d in ds for m in ms for s in seed_list]
+    return [RunSpec(profile, v, d, m, s) for v in vs for d in ds for m in ms for s in seed_list]
 
 
 def run_table(
@@ -491,7 +502,7 @@ def run_table(
         over.setdefault("seeds", seeds)
     cfg = load_config(config_path, profile, over)
     set_threads(cfg["num_threads"])
-    plan = plan_runs(cfg, seeds, datasets, variants, methods)
+    plan = plan_runs(cfg, profile, seeds, datasets, variants, methods)
     todo = []
     counts = {"complete": 0, "failed": 0, "skipped": 0}
     stale: list[str] = []
@@ -515,7 +526,7 @@ def run_table(
                dynamic_ncols=True)
     for spec in bar:
         bar.set_postfix_str(spec.label)
-        outcome = run_one(spec, cfg, profile, runs_root, overrides, retry_failed)
+        outcome = run_one(spec, cfg, profile, runs_root, overrides, retry_failed, config_path)
         counts[outcome] = counts.get(outcome, 0) + 1
     bar.close()
     return counts

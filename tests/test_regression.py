@@ -51,7 +51,7 @@ def test_tiny_table_records(tiny_table: tuple[Path, dict]) -> None:
     df = load_runs(root)
     assert len(df) == n and set(df["status"]) == {"complete"}
     assert set(df["method"]) == set(reg.METHODS)
-    run = root / "standardized" / "diabetes" / "gal" / "seed-1"
+    run = root / "cpu" / "standardized" / "diabetes" / "gal" / "seed-1"
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert {k: cfg[k] for k in ("task", "table", "dataset", "method", "variant", "seed", "profile")} == {
         "task": "regression", "table": 5, "dataset": "diabetes", "method": "gal",
@@ -63,7 +63,7 @@ def test_tiny_table_records(tiny_table: tuple[Path, dict]) -> None:
     assert hist[0].split(",") == ["epoch", "train_loss", "remainder", "abs_remainder",
                                   "accept_rate", "cosine", "g_beats_grad", "val_loss"]
     assert len(hist) == 1 + 4
-    base_hist = (root / "paper" / "diabetes" / "baseline" / "seed-0" / "history.csv").read_text()
+    base_hist = (root / "cpu" / "paper" / "diabetes" / "baseline" / "seed-0" / "history.csv").read_text()
     assert base_hist.splitlines()[0] == "epoch,train_loss,val_loss"
     assert not list(root.rglob("*.partial")) and not list(root.rglob("checkpoint.pt"))
 
@@ -73,9 +73,9 @@ def test_alpha0_equals_baseline_exactly(tiny_table: tuple[Path, dict]) -> None:
     root, _ = tiny_table
     for variant in ("paper", "standardized"):
         for seed in (0, 1):
-            base = root / variant / "diabetes" / "baseline" / f"seed-{seed}"
-            a0 = root / variant / "diabetes" / "gal_alpha0" / f"seed-{seed}"
-            gal = root / variant / "diabetes" / "gal" / f"seed-{seed}"
+            base = root / "cpu" / variant / "diabetes" / "baseline" / f"seed-{seed}"
+            a0 = root / "cpu" / variant / "diabetes" / "gal_alpha0" / f"seed-{seed}"
+            gal = root / "cpu" / variant / "diabetes" / "gal" / f"seed-{seed}"
             assert _metrics(a0) == _metrics(base)
             assert _metrics(gal) != _metrics(base)
             b_rows = [r.split(",")[:2] for r in (base / "history.csv").read_text().splitlines()[1:]]
@@ -86,7 +86,7 @@ def test_alpha0_equals_baseline_exactly(tiny_table: tuple[Path, dict]) -> None:
 def test_seeds_share_split_and_differ_across_seeds(tiny_table: tuple[Path, dict]) -> None:
     root, _ = tiny_table
     # OLS depends only on the split: identical for both variants of a seed, different across seeds
-    ols = {(v, s): _metrics(root / v / "diabetes" / "ols" / f"seed-{s}")
+    ols = {(v, s): _metrics(root / "cpu" / v / "diabetes" / "ols" / f"seed-{s}")
            for v in ("paper", "standardized") for s in (0, 1)}
     assert ols[("paper", 0)]["mse"] == pytest.approx(ols[("standardized", 0)]["mse"], rel=1e-9)
     assert ols[("paper", 0)]["mse"] != ols[("paper", 1)]["mse"]
@@ -114,7 +114,7 @@ def test_nan_loss_is_recorded_as_failed_and_excluded(tmp_path: Path) -> None:
                            progress=False)
     assert counts == {"complete": 1, "failed": 2, "skipped": 0}
     for m in ("baseline", "gal"):
-        st = _status(root / "paper" / "diabetes" / m / "seed-0")
+        st = _status(root / "cpu" / "paper" / "diabetes" / m / "seed-0")
         assert st["status"] == "failed"
         assert st["reason"].startswith("non-finite loss at epoch 1")
         assert "lower the learning rate" in st["reason"]
@@ -142,10 +142,10 @@ def test_kill9_midway_resumes_to_same_metrics(tmp_path: Path) -> None:
     over = {"datasets.diabetes.epochs": epochs, "datasets.diabetes.batch_size": 32}
     reg.run_table(profile="cpu", seeds=1, datasets=["diabetes"], variants=["standardized"],
                   methods=["gal"], runs_root=ref_root, overrides=over, progress=False)
-    ref = ref_root / "standardized" / "diabetes" / "gal" / "seed-0"
+    ref = ref_root / "cpu" / "standardized" / "diabetes" / "gal" / "seed-0"
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = root / "standardized" / "diabetes" / "gal" / "seed-0"
+    run = root / "cpu" / "standardized" / "diabetes" / "gal" / "seed-0"
     ckpt = Path(str(run) + ".partial") / "checkpoint.pt"
     proc = subprocess.Popen(_cli(root, epochs), cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -232,7 +232,7 @@ def test_resume_under_changed_settings_is_a_clear_error(tmp_path: Path,
     from gal.records import RunWriter
 
     root = tmp_path / "runs"
-    w = RunWriter(reg.RunSpec("paper", "diabetes", "baseline", 0).run_dir(root))
+    w = RunWriter(reg.RunSpec("cpu", "paper", "diabetes", "baseline", 0).run_dir(root))
     w.save_checkpoint({"config_hash": "0000", "epoch": 1})
     rc = reg.main(["--seeds", "1", "--datasets", "diabetes", "--variants", "paper", "--methods",
                    "baseline", "--runs-root", str(root), "--no-progress"])

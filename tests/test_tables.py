@@ -200,3 +200,19 @@ def test_cli_figure_dispatch(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(gal.figures, "render_figure", fake)
     assert main(["figure", "4", "--gif", "--runs", str(tmp_path), "--out", str(tmp_path / "f")]) == 0
     assert calls == {"n": 4, "runs": tmp_path, "out": tmp_path / "f", "gif": True}
+
+
+def test_alpha0_check_flags_missing_alpha0_seeds():
+    """A baseline seed whose alpha=0 run is missing (or failed) must not pass the control."""
+    from gal.tables import _alpha0_check
+
+    base = pd.DataFrame({"seed": [0, 1, 2], "mae": [1.0, 2.0, 3.0], "mse": [1.0, 4.0, 9.0],
+                         "r2": [0.1, 0.2, 0.3]})
+    text, ok = _alpha0_check(base, base.iloc[:2])
+    assert ok is False and "1 baseline seed(s) without a complete α=0 run" in text
+    text, ok = _alpha0_check(base, base)
+    assert ok is True and text.startswith("✓ = baseline exactly on 3/3")
+    changed = base.copy()
+    changed.loc[1, "mse"] = 4.0000001
+    text, ok = _alpha0_check(base, changed)
+    assert ok is False and text.startswith("✗ differs from baseline on 1/3")

@@ -170,9 +170,12 @@ def _ordered(keys: Sequence[str], order: Sequence[str]) -> list[str]:
     return [k for k in order if k in keys] + sorted(k for k in keys if k not in order)
 
 
-def fig4_summary(runs_root: Path, tol: float = FIG4_TOL) -> dict[str, Any]:
-    """The numbers of ``fig4.json`` (Sec. IV-D / Fig. 4), computed from the records' histories."""
-    data = _load_fig4(runs_root)
+def fig4_summary(
+    runs_root: Path, tol: float = FIG4_TOL, data: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The numbers of ``fig4.json`` (Sec. IV-D / Fig. 4), computed from the records' histories
+    (``data``: the already loaded records of ``runs_root``, if the caller has them)."""
+    data = _load_fig4(runs_root) if data is None else data
     conv_out: dict[str, Any] = {}
     for conv in _ordered(list(data), FIG4_CONVENTION_ORDER):
         opts: dict[str, Any] = {}
@@ -394,7 +397,7 @@ def render_fig4(runs_root: Path, out_dir: Path, gif: bool = False) -> list[Path]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = _load_fig4(runs_root)
-    summary = fig4_summary(runs_root)
+    summary = fig4_summary(runs_root, data=data)
     written: list[Path] = []
     jpath = out_dir / "fig4.json"
     with open(jpath, "w") as fh:

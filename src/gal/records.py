@@ -55,6 +55,7 @@ RECORD_COLUMNS = ["status", "reason", "path", "profile", "seed", "wall_time_s", 
 _HISTORY_KEY = "__gal_records_history__"
 _WALL_KEY = "__gal_records_wall_time_s__"
 _START_KEY = "__gal_records_start_time__"
+_COMMITS_KEY = "__gal_records_git_commits__"
 
 _VERSION_PACKAGES = {
     "torch": "torch",
@@ -117,15 +118,20 @@ def _now_iso() -> str:
 
 
 def _git_info() -> tuple[str, bool | str]:
-    """(commit, dirty) of the git repository containing the cwd; ("unknown", "unknown") without git."""
+    """(commit, dirty) of the git repository containing the cwd; ("unknown", "unknown") without git.
+
+    ``dirty`` ignores ``results/`` (what runs write), so a reproduction that rewrites records is
+    not flagged as running modified code.
+    """
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=60,
+                              check=True).stdout.strip()
+
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30, check=True
-        ).stdout.strip()
-        porcelain = subprocess.run(
-            ["git", "status", "--porcelain"], capture_output=True, text=True, timeout=60, check=True
-        ).stdout
-        return commit or "unknown", bool(porcelain.strip())
+        top = git("rev-parse", "--show-toplevel")
+        commit = git("-C", top, "rev-parse", "HEAD")
+        porcelain = git("-C", top, "status", "--porcelain", "--", ".", ":(exclude)results")
+        return commit or "unknown", bool(porcelain)
     except (OSError, subprocess.SubprocessError):
         return "unknown", "unknown"
 
@@ -202,7 +208,7 @@ class RunWriter:
         self._wall_before = 0.0  # wall time of earlier (interrupted) sessions, restored on resume
         self._git: tuple[str, bool | str] | None = None
         self._resumed = False
-        self._closed = False
+        self._earlier_commits: list[str] = []  # commits of interrupted earlier sessions
 
     # -- state ------------------------------------------------------------------
     def is_complete(self) -> bool:
@@ -239,6 +245,7 @@ class RunWriter:
         start_iso = state.pop(_START_KEY, None)
         if start_iso:
             self._start_iso = start_iso
+        self._earlier_commits = list(state.pop(_COMMITS_KEY, []))
         self._resumed = True
         return state
 
@@ -252,6 +259,8 @@ class RunWriter:
         full[_HISTORY_KEY] = list(self._history)
         full[_WALL_KEY] = self._elapsed()
         full[_START_KEY] = self._start_iso
+        commit = (self._git or _git_info())[0]
+        full[_COMMITS_KEY] = list(dict.fromkeys([*self._earlier_commits, commit]))
         tmp = self.partial_dir / "checkpoint.pt.tmp"
         torch.save(full, tmp)
         os.replace(tmp, self.checkpoint_path)
@@ -356,6 +365,7 @@ class RunWriter:
             "end_time": _now_iso(),
             "wall_time_s": round(self._elapsed(), 3),
             "resumed": self._resumed,
+            "git_commits_of_all_sessions": list(dict.fromkeys([*self._earlier_commits, commit])),
         }
         _write_json(self.partial_dir / "metrics.json", metrics)
         self._write_history()
@@ -370,7 +380,6 @@ class RunWriter:
             shutil.rmtree(self.run_dir)  # an incomplete/failed older record (complete ones raise above)
         self.run_dir.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.partial_dir, self.run_dir)
-        self._closed = True
 
 
 # --------------------------------------------------------------------------- readers

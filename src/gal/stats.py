@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -59,8 +59,9 @@ VERDICT_RULE = (
     "'reproduced' if the GAL mean is better than the baseline mean in the paper's direction "
     "(lower MAE/MSE, higher R2) and Welch's t-test gives p < 0.05; "
     "'not reproduced' if GAL is significantly worse (Welch p < 0.05), or if the paper's own "
-    "improvement (paper GAL mean - paper baseline mean) lies outside our 95% confidence interval "
-    "of the difference, i.e. our runs exclude an effect as large as the paper's; "
+    "improvement (paper GAL mean - paper baseline mean, as printed in the paper, whatever our "
+    "profile) lies outside our 95% confidence interval of the difference, i.e. our runs exclude "
+    "an effect as large as the paper's; "
     "'inconclusive' otherwise (no significant difference and the paper's effect size is still "
     "compatible with our runs, or too few runs for a test)."
 )
@@ -217,9 +218,10 @@ def complete_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return df[ok], int((~ok).sum())
 
 
-def _by_seed(df: pd.DataFrame, metric: str, seed_col: str) -> dict[Any, float]:
+def by_seed(df: pd.DataFrame, metric: str, seed_col: str = "seed") -> dict[Any, float]:
+    """``{seed: value}`` of one metric over the runs of a ``load_runs`` frame (NaNs skipped)."""
     out: dict[Any, float] = {}
-    if seed_col not in df.columns:
+    if seed_col not in df.columns or metric not in df.columns:
         return out
     for s, v in zip(df[seed_col], df[metric], strict=True):
         if pd.notna(s) and pd.notna(v):
@@ -280,16 +282,11 @@ def compare(
         vb = cb[m].tolist() if m in cb.columns else []
         r = compare_values(
             va, vb, hib,
-            _by_seed(ca, m, seed_col) if m in ca.columns else {},
-            _by_seed(cb, m, seed_col) if m in cb.columns else {},
+            by_seed(ca, m, seed_col) if m in ca.columns else {},
+            by_seed(cb, m, seed_col) if m in cb.columns else {},
         )
         rows.append({"metric": m, **r, "failed_a": fa, "failed_b": fb})
     cols = ["metric", "n_a", "mean_a", "std_a", "n_b", "mean_b", "std_b", "failed_a", "failed_b",
             "diff", "ci_low", "ci_high", "t", "p", "welch_t", "welch_p", "welch_df",
             "paired_n", "paired_t", "paired_p", "higher_is_better", "verdict"]
     return pd.DataFrame(rows, columns=cols)
-
-
-def summary_dict(s: Summary) -> dict[str, Any]:
-    """A Summary as a plain dict."""
-    return asdict(s)

@@ -134,36 +134,31 @@ def _paper_ttest_cell(variant: str, dataset: str, metric: str) -> str:
     return DASH if v is None else f"({v['t']:.2f}, {v['p']:.2e})"
 
 
-def _seed_map(df: pd.DataFrame, metric: str) -> dict[Any, float]:
-    out: dict[Any, float] = {}
-    if metric not in df.columns:
-        return out
-    for s, v in zip(df["seed"], df[metric], strict=True):
-        if pd.notna(s) and pd.notna(v):
-            out[int(s)] = float(v)
-    return out
-
-
 def _alpha0_check(base: pd.DataFrame, a0: pd.DataFrame) -> tuple[str, bool | None]:
-    """Did GAL with alpha=0 reproduce the baseline metrics exactly on every shared seed?"""
+    """Did GAL with alpha=0 reproduce the baseline metrics exactly, seed by seed?
+
+    Both frames hold complete runs only; a baseline seed without a complete alpha=0 run (missing
+    or failed) and an alpha=0 seed without a baseline both count against the check.
+    """
     if len(a0) == 0:
         return "", None
     if len(base) == 0:
         return "✗ no baseline runs to compare", False
-    shared = sorted(set(_seed_map(base, "mae")) & set(_seed_map(a0, "mae")))
+    base_seeds, a0_seeds = set(gs.by_seed(base, "mae")), set(gs.by_seed(a0, "mae"))
+    shared = sorted(base_seeds & a0_seeds)
     if not shared:
         return "✗ no seed shared with baseline", False
-    differ = []
-    for s in shared:
-        for m in TABLE5_METRICS:
-            if _seed_map(base, m).get(s) != _seed_map(a0, m).get(s):
-                differ.append(s)
-                break
-    unmatched = len(set(_seed_map(a0, "mae")) - set(shared))
-    extra = f"; {unmatched} seed(s) without baseline" if unmatched else ""
+    differ = [s for s in shared
+              if any(gs.by_seed(base, m).get(s) != gs.by_seed(a0, m).get(s) for m in TABLE5_METRICS)]
+    notes = []
+    if a0_seeds - base_seeds:
+        notes.append(f"{len(a0_seeds - base_seeds)} seed(s) without baseline")
+    if base_seeds - a0_seeds:
+        notes.append(f"{len(base_seeds - a0_seeds)} baseline seed(s) without a complete α=0 run")
+    extra = "".join(f"; {n}" for n in notes)
     if differ:
         return f"✗ differs from baseline on {len(differ)}/{len(shared)} seeds{extra}", False
-    return f"✓ = baseline exactly on {len(shared)}/{len(shared)} seeds{extra}", not unmatched
+    return f"✓ = baseline exactly on {len(shared)}/{len(shared)} seeds{extra}", not notes
 
 
 # --------------------------------------------------------------------------- table V
@@ -239,7 +234,7 @@ def table5_grid(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
                 for m, (lab, hib) in TABLE5_METRICS.items():
                     a = base[m].tolist() if m in base.columns else []
                     b = gal[m].tolist() if m in gal.columns else []
-                    c = gs.compare_values(a, b, hib, _seed_map(base, m), _seed_map(gal, m),
+                    c = gs.compare_values(a, b, hib, gs.by_seed(base, m), gs.by_seed(gal, m),
                                           paper_diff=_paper_diff(var, ds, m))
                     stat_rows["ttest"][f"{lab} ours"] = _tp(c["t"], c["p"])
                     stat_rows["ttest"][f"{lab} paper"] = _paper_ttest_cell(var, ds, m)
@@ -359,9 +354,7 @@ def render_table5(
     (plus ``table5_numeric.csv``: unrounded means/stds/tests). Returns {"md", "csv", "tex",
     "numeric"} -> path. Raises :class:`NoRunsError` if there are no Table V runs.
 
-    Verdict rule (:data:`gal.stats.VERDICT_RULE`): *reproduced* if GAL beats the baseline in the
-    paper's direction (lower MAE/MSE, higher R²) with Welch p < 0.05; *not reproduced* if the GAL
-    mean is worse (incl. significantly worse); *inconclusive* otherwise.
+    Verdict rule: :data:`gal.stats.VERDICT_RULE` (reproduced / not reproduced / inconclusive).
     """
     root = Path(runs_root) / "table5"
     df = load_runs(root)
