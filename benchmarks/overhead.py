@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gal import GradientAdjuster
+from gal.records import git_info
 
 
 def _sync(device: str) -> None:
@@ -84,11 +85,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.manual_seed(0)
+    commit, dirty = git_info()
     res = {
         "results": bench(args.device, args.steps),
         "device": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "command": "python benchmarks/overhead.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v is not None),
     }
     print(json.dumps(res, indent=2))
     if args.out:

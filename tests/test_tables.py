@@ -39,7 +39,7 @@ def _write(root, variant, dataset, method, seed, metrics, nan=False):
 
 @pytest.fixture
 def runs(tmp_path, monkeypatch):
-    monkeypatch.setattr(records, "_git_info", lambda: (COMMIT, False))
+    monkeypatch.setattr(records, "git_info", lambda: (COMMIT, False))
     root = tmp_path / "runs"
     for s, m in BASE.items():
         _write(root, "paper", "boston", "baseline", s, m)

@@ -117,7 +117,7 @@ def _now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
-def _git_info() -> tuple[str, bool | str]:
+def git_info() -> tuple[str, bool | str]:
     """(commit, dirty) of the git repository containing the cwd; ("unknown", "unknown") without git.
 
     ``dirty`` ignores ``results/`` (what runs write), so a reproduction that rewrites records is
@@ -259,7 +259,7 @@ class RunWriter:
         full[_HISTORY_KEY] = list(self._history)
         full[_WALL_KEY] = self._elapsed()
         full[_START_KEY] = self._start_iso
-        commit = (self._git or _git_info())[0]
+        commit = (self._git or git_info())[0]
         full[_COMMITS_KEY] = list(dict.fromkeys([*self._earlier_commits, commit]))
         tmp = self.partial_dir / "checkpoint.pt.tmp"
         torch.save(full, tmp)
@@ -291,7 +291,7 @@ class RunWriter:
         if self._start_iso is None:
             self._start_iso = _now_iso()
         self._t0 = time.monotonic()
-        self._git = _git_info()
+        self._git = git_info()
         with open(self.partial_dir / "config.yaml", "w") as f:
             yaml.safe_dump(cfg, f, sort_keys=False)
 
@@ -349,7 +349,7 @@ class RunWriter:
                 f"{self.run_dir} is already a complete run; check RunWriter.is_complete() first"
             )
         self.partial_dir.mkdir(parents=True, exist_ok=True)
-        commit, dirty = self._git if self._git is not None else _git_info()
+        commit, dirty = self._git if self._git is not None else git_info()
         device = self.device if self.device is not None else _infer_device()
         provenance = {
             "git_commit": commit,
