@@ -181,16 +181,6 @@ def run_epochs(
         set_state(state["task"])
         set_rng_state(state["rng"])
         start = int(state["epoch"])
-    return _loop(writer, start, epochs, settings_hash, train_epoch, evaluate, get_state,
-                 checkpoint_every, loss_keys, fail_hint, on_epoch)
-
-
-def _loop(
-    writer: RunWriter, start: int, epochs: int, settings_hash: str,
-    train_epoch: Callable[[int], dict[str, float]], evaluate: Callable[[int], dict[str, float]],
-    get_state: Callable[[], dict[str, Any]], checkpoint_every: int, loss_keys: Sequence[str],
-    fail_hint: str, on_epoch: Callable[[int], None] | None,
-) -> str:
     every = max(1, int(checkpoint_every))
     for e in range(start + 1, epochs + 1):
         row: dict[str, Any] = {"epoch": e}
