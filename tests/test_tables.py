@@ -178,7 +178,9 @@ def test_cli_compare(runs, capsys):
     a = runs / "table5" / "paper" / "boston" / "baseline"
     b = runs / "table5" / "paper" / "boston" / "gal"
     assert main(["compare", str(a), str(b)]) == 0
-    outp = capsys.readouterr().out
+    captured = capsys.readouterr()
+    outp = captured.out
+    assert "warning" not in captured.err
     for m in ("mae", "mse", "r2"):
         assert m in outp
     ref = st.ttest_ind([v[1] for v in BASE.values()], [v[1] for v in GAL.values()])
@@ -186,6 +188,9 @@ def test_cli_compare(runs, capsys):
     assert "1 failed excluded" in outp
     assert "reproduced" in outp
     assert main(["compare", str(a), str(runs / "nope")]) == 1
+    capsys.readouterr()
+    assert main(["compare", str(runs / "table5" / "paper" / "boston"), str(b)]) == 0
+    assert "set A mixes runs with different method" in capsys.readouterr().err
 
 
 def test_cli_figure_dispatch(monkeypatch, tmp_path, capsys):

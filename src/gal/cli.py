@@ -82,6 +82,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             return _err(f"no runs found under {d}: point at a directory holding run records (status.json)")
         frames.append(df)
     a, b = frames
+    for name, df in (("A", a), ("B", b)):  # one set should be one arm: say so if it is not
+        keys = [k for k in ("profile", "variant", "dataset", "method", "convention", "optimizer", "arm")
+                if k in df.columns and df[k].nunique(dropna=True) > 1]
+        if keys:
+            print(f"warning: set {name} mixes runs with different {', '.join(keys)}; point at one "
+                  f"arm's directory to compare like with like", file=sys.stderr)
     if args.metrics:
         metrics = args.metrics
     else:
