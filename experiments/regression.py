@@ -236,7 +236,7 @@ def run_settings(cfg: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:
 
 
 def record_config(
-    cfg: Mapping[str, Any], spec: RunSpec, profile: str, settings: Mapping[str, Any],
+    cfg: Mapping[str, Any], spec: RunSpec, settings: Mapping[str, Any],
     overrides: Mapping[str, Any] | None, config_path: str | os.PathLike[str] = CONFIG_PATH,
 ) -> dict[str, Any]:
     """config.yaml of a run: identifiers, effective settings and the full resolved config."""
@@ -247,7 +247,7 @@ def record_config(
         "method": spec.method,
         "variant": spec.variant,
         "seed": spec.seed,
-        "profile": profile,
+        "profile": spec.profile,
         "config_hash": config_hash(settings),
         "settings": dict(settings),
         "config_file": _display_path(config_path),
@@ -426,7 +426,7 @@ def _run_sklearn(
 
 
 def run_one(
-    spec: RunSpec, cfg: Mapping[str, Any], profile: str, runs_root: str | os.PathLike[str],
+    spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[str],
     overrides: Mapping[str, Any] | None = None, retry_failed: bool = False,
     config_path: str | os.PathLike[str] = CONFIG_PATH,
 ) -> str:
@@ -440,7 +440,7 @@ def run_one(
     X, y = load_dataset(spec.dataset, bool(cfg["data"]["allow_download"]))
     split = make_split(X, y, test_size=float(settings["test_size"]), seed=settings["split_seed"],
                        variant=spec.variant)
-    writer.start(record_config(cfg, spec, profile, settings, overrides, config_path), profile=profile,
+    writer.start(record_config(cfg, spec, settings, overrides, config_path), profile=spec.profile,
                  seed=spec.seed)
     if spec.method in SKLEARN_METHODS:
         return _run_sklearn(writer, spec, settings, split)
@@ -526,7 +526,7 @@ def run_table(
                dynamic_ncols=True)
     for spec in bar:
         bar.set_postfix_str(spec.label)
-        outcome = run_one(spec, cfg, profile, runs_root, overrides, retry_failed, config_path)
+        outcome = run_one(spec, cfg, runs_root, overrides, retry_failed, config_path)
         counts[outcome] = counts.get(outcome, 0) + 1
     bar.close()
     return counts

@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "load_config", "parse_overrides", "deep_merge", "get_path"]
+__all__ = ["ConfigError", "load_config", "parse_overrides", "deep_merge"]
 
 _TOP_KEYS = ("common", "profiles")
 
@@ -59,7 +59,7 @@ _Loader.add_implicit_resolver(
 
 def _yaml_load(text: Any) -> Any:
     return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
-_ALLOWED_TOP_KEYS = {"common", "profiles", "description"}
+_ALLOWED_TOP_KEYS = {*_TOP_KEYS, "description"}
 
 
 class ConfigError(ValueError):
@@ -184,14 +184,6 @@ def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
             val = raw
         out[key.strip()] = val
     return out
-
-
-def get_path(cfg: Mapping[str, Any], dotted: str) -> Any:
-    """``get_path(cfg, "train.lr")`` -> ``cfg["train"]["lr"]`` (KeyError if absent)."""
-    cur: Any = cfg
-    for p in dotted.split("."):
-        cur = cur[p]
-    return cur
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
