@@ -45,17 +45,24 @@ FIG4_CONVENTION_ORDER = ("paper", "authors")
 BLUE, RED = "tab:blue", "tab:red"
 
 
-def render_figure(n: int, runs_root: Path, out_dir: Path, gif: bool = False) -> list[Path]:
+def render_figure(
+    n: int, runs_root: Path, out_dir: Path, gif: bool = False, profile: str = "cpu"
+) -> list[Path]:
     """Render figure ``n`` of the paper from the run records under ``runs_root`` into ``out_dir``.
 
-    Returns the paths written. Only Fig. 4 (Sec. IV-D) is implemented; any other ``n`` raises
+    Returns the paths written. Implemented: Fig. 4 (Sec. IV-D) and Fig. 5 (Sec. VI-A, validation
+    loss curves of the runs of ``profile``; see :mod:`gal.fig5`); any other ``n`` raises
     ``NotImplementedError`` naming what exists.
     """
     if int(n) == 4:
         return render_fig4(Path(runs_root), Path(out_dir), gif=gif)
+    if int(n) == 5:
+        from gal.fig5 import render_fig5  # gal.fig5 imports helpers from this module
+
+        return render_fig5(Path(runs_root), Path(out_dir), profile=profile)
     raise NotImplementedError(
         f"gal figure {n}: Fig. {n} of the paper is not implemented yet; implemented figures: 4 "
-        "(Sec. IV-D, the 3D example; `make fig4`)."
+        "(Sec. IV-D, the 3D example; `make fig4`) and 5 (Sec. VI-A, validation loss curves)."
     )
 
 

@@ -1,0 +1,312 @@
+"""Image datasets for the classification tasks (Sec. V-A: CIFAR-10/100; Tables I-III).
+
+Real loading code only, pointed at data by the config (``data.root`` / ``data.archive``):
+
+* ``cifar10`` / ``cifar100``: :class:`torchvision.datasets.CIFAR10` / ``CIFAR100`` (the official
+  python pickles; downloaded into ``data.root`` on a machine with internet);
+* ``imagefolder``: any :class:`torchvision.datasets.ImageFolder` tree ``<root>/<split>/<class>/*``,
+  or a ``.tar.gz`` archive of one (unpacked once into the cache), e.g. the CIFAR-10 JPEG copy or
+  Tiny-ImageNet-100 (resized to 32 px as the CIFAR-100 stand-in).
+
+Every split is decoded once into a uint8 tensor ``[N, 3, H, W]`` and cached outside the
+repository (``$GAL_CACHE`` or ``~/.cache/gal``; the key holds the archive's sha256 and the
+resize), so no JPEG is decoded per epoch. Augmentation works on whole batches of tensors
+(:class:`TensorLoader`: random crop with reflect padding, horizontal flip, drawn from one seeded
+generator so that a baseline and a GAL arm of the same seed see the same batches).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tarfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "DataError",
+    "ImageSet",
+    "TensorLoader",
+    "cache_dir",
+    "load_split",
+    "sha256_file",
+]
+
+
+class DataError(RuntimeError):
+    """A dataset cannot be read; the message says what is wrong and how to fix it."""
+
+
+@dataclasses.dataclass
+class ImageSet:
+    """One split held in memory: ``images`` uint8 ``[N, 3, H, W]``, ``labels`` int64 ``[N]``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def cache_dir() -> Path:
+    """Where decoded tensors and unpacked archives live (``$GAL_CACHE`` or ``~/.cache/gal``)."""
+    return Path(os.environ.get("GAL_CACHE", Path.home() / ".cache" / "gal"))
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file (the cache key of an archive)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- formats
+def _cifar(kind: str, root: Path, split: str, download: bool) -> ImageSet:
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls = CIFAR10 if kind == "cifar10" else CIFAR100
+    try:
+        ds = cls(str(root), train=(split == "train"), download=download)
+    except RuntimeError as e:
+        raise DataError(
+            f"{cls.__name__} not found under {root} ({e}). Fix: set data.root to the folder that "
+            f"holds '{cls.base_folder}/' (the official python archive), or set "
+            f"data.allow_download=true on a machine with internet."
+        ) from None
+    except Exception as e:  # corrupt pickle
+        raise DataError(f"{cls.__name__} under {root} cannot be read ({type(e).__name__}: {e}); "
+                        f"delete '{root / cls.base_folder}' and download it again.") from None
+    images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
+    return ImageSet(images, torch.as_tensor(ds.targets, dtype=torch.int64), list(ds.classes),
+                    f"{cls.__name__}({root})")
+
+
+def _unpack(archive: Path, expected_sha: str | None) -> tuple[Path, str]:
+    """Unpack a .tar.gz once into the cache; returns (folder, sha256)."""
+    if not archive.is_file():
+        raise DataError(f"archive {archive} does not exist. Fix: set data.archive to the path of "
+                        f"the .tar.gz (e.g. ../shared/data/cifar10-jpeg.tar.gz) or data.root to an "
+                        f"unpacked ImageFolder tree.")
+    sha = sha256_file(archive)
+    if expected_sha and sha != expected_sha.lower():
+        raise DataError(f"checksum mismatch for {archive}: sha256 {sha}, expected {expected_sha}. "
+                        f"The file is corrupt or a different version; fetch it again, or set "
+                        f"data.sha256 to null to accept it as it is.")
+    dest = cache_dir() / "unpacked" / sha[:16]
+    done = dest / ".complete"
+    if not done.exists():
+        tmp = dest.with_name(dest.name + ".tmp")
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        try:
+            with tarfile.open(archive, "r:*") as tf:
+                tf.extractall(tmp, filter="data")
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise DataError(f"archive {archive} is corrupt or truncated ({type(e).__name__}: {e}); "
+                            f"fetch it again.") from None
+        (tmp / ".complete").touch()
+        if dest.exists():
+            import shutil
+
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    return dest, sha
+
+
+def _find_split(top: Path, split: str) -> Path:
+    """``<top>/<split>`` or ``<top>/<one folder>/<split>`` (archives hold one top folder)."""
+    if (top / split).is_dir():
+        return top / split
+    hits = sorted(p for p in top.glob(f"*/{split}") if p.is_dir())
+    if len(hits) == 1:
+        return hits[0]
+    raise DataError(f"no '{split}' folder under {top} (expected <root>/{split}/<class>/<images>). "
+                    f"Fix: data.splits names the train/test folders (e.g. test: val for "
+                    f"Tiny-ImageNet).")
+
+
+def _decode_folder(folder: Path, size: int | None) -> ImageSet:
+    """Decode an ImageFolder tree to uint8 tensors (grayscale/RGBA converted to RGB)."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.datasets import ImageFolder
+
+    try:
+        ds = ImageFolder(str(folder), loader=lambda p: p)  # paths only; we decode below
+    except (FileNotFoundError, RuntimeError) as e:
+        raise DataError(f"{folder} is not an ImageFolder tree ({e}).") from None
+    n = len(ds.samples)
+    first = None
+    out: torch.Tensor | None = None
+    for i, (path, _) in enumerate(ds.samples):
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                if size is not None and im.size != (size, size):
+                    im = im.resize((size, size), Image.BILINEAR)
+                arr = np.array(im, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise DataError(f"image {path} does not decode ({type(e).__name__}: {e}); remove or "
+                            f"replace it (and delete the cache {cache_dir()}).") from None
+        if out is None:
+            first = arr.shape
+            out = torch.empty((n, 3, arr.shape[0], arr.shape[1]), dtype=torch.uint8)
+        if arr.shape != first:
+            raise DataError(f"image {path} has size {arr.shape[:2]}, others {first[:2]}; set "
+                            f"data.image_size to resize all images to one size.")
+        out[i] = torch.from_numpy(arr).permute(2, 0, 1)
+    if out is None:
+        raise DataError(f"no images under {folder}")
+    labels = torch.as_tensor([t for _, t in ds.samples], dtype=torch.int64)
+    return ImageSet(out, labels, list(ds.classes), str(folder))
+
+
+def load_split(data: dict[str, Any], split: str) -> ImageSet:
+    """Load split ``"train"`` or ``"test"`` as the config's ``data`` section describes it.
+
+    Keys: ``format`` (cifar10 | cifar100 | imagefolder), ``root`` (folder), ``archive``
+    (.tar.gz of an ImageFolder tree; used when ``root`` is null), ``sha256`` (expected checksum
+    of the archive, or null), ``splits`` ({train: <folder>, test: <folder>}), ``image_size``
+    (resize on decode, or null), ``allow_download`` (CIFAR only).
+    """
+    fmt = data.get("format")
+    root = Path(os.path.expandvars(str(data["root"]))).expanduser() if data.get("root") else None
+    if fmt in ("cifar10", "cifar100"):
+        if root is None:
+            raise DataError(f"data.root is not set for {fmt}; set it to the folder for the "
+                            f"torchvision {fmt.upper()} archive.")
+        return _cifar(fmt, root, split, bool(data.get("allow_download", False)))
+    if fmt != "imagefolder":
+        raise DataError(f"unknown data.format {fmt!r}; choose cifar10, cifar100 or imagefolder")
+    size = data.get("image_size")
+    folder_name = (data.get("splits") or {}).get(split, split)
+    if root is not None:
+        key_src = hashlib.sha256(str(root.resolve()).encode()).hexdigest()
+        if not root.is_dir():
+            raise DataError(f"data.root {root} is not a folder. Fix: point it at an ImageFolder "
+                            f"tree, or set data.root: null and data.archive to a .tar.gz.")
+        top = root
+    else:
+        if not data.get("archive"):
+            raise DataError("neither data.root nor data.archive is set; set one of them.")
+        archive = Path(os.path.expandvars(str(data["archive"]))).expanduser()
+        top, key_src = _unpack(archive, data.get("sha256"))
+    cache = cache_dir() / "tensors" / f"{key_src[:16]}-{folder_name}-{size or 'orig'}.pt"
+    if root is None and cache.is_file():
+        try:
+            blob = torch.load(cache, weights_only=True)
+            return ImageSet(blob["images"], blob["labels"], list(blob["classes"]), str(cache))
+        except Exception:  # a corrupt cache entry is rebuilt
+            cache.unlink(missing_ok=True)
+    ds = _decode_folder(_find_split(top, folder_name), size)
+    if root is None:  # archives are immutable (sha-keyed); folders may change, so no cache
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        torch.save({"images": ds.images, "labels": ds.labels, "classes": ds.classes}, tmp)
+        os.replace(tmp, cache)
+    return ds
+
+
+def check_pair(train: ImageSet, test: ImageSet, num_classes: int) -> None:
+    """The checks a table relies on: same classes in both splits, labels in range."""
+    if train.classes != test.classes:
+        only_tr = sorted(set(train.classes) - set(test.classes))[:5]
+        only_te = sorted(set(test.classes) - set(train.classes))[:5]
+        raise DataError(
+            f"class mismatch between train ({len(train.classes)} classes, {train.source}) and "
+            f"test ({len(test.classes)} classes, {test.source}); only in train: {only_tr}, only "
+            f"in test: {only_te}. Fix: both splits must hold the same class folders.")
+    for name, ds in (("train", train), ("test", test)):
+        lo, hi = int(ds.labels.min()), int(ds.labels.max())
+        if lo < 0 or hi >= num_classes:
+            raise DataError(f"{name} labels span [{lo}, {hi}] but model.num_classes is "
+                            f"{num_classes}; set model.num_classes to {len(ds.classes)}.")
+
+
+# --------------------------------------------------------------------------- batches
+class TensorLoader:
+    """Batches from an in-memory :class:`ImageSet`, normalised and augmented on tensors.
+
+    Every random draw (order, crop offsets, flips) comes from ``generator``, so two loaders
+    seeded alike yield identical batches (the paired design of baseline and GAL arms).
+    With ``rank``/``world`` each process takes its slice of every global batch (DDP).
+    """
+
+    def __init__(
+        self,
+        ds: ImageSet,
+        batch_size: int,
+        *,
+        train: bool,
+        mean: Sequence[float],
+        std: Sequence[float],
+        generator: torch.Generator | None = None,
+        pad: int = 0,
+        flip: bool = False,
+        resize: int | None = None,
+        drop_last: bool = False,
+        device: torch.device | str = "cpu",
+        channels_last: bool = False,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        self.ds, self.batch_size, self.train = ds, int(batch_size), train
+        self.generator = generator or torch.Generator()
+        self.pad, self.flip, self.resize = int(pad), bool(flip), resize
+        self.drop_last, self.device = drop_last, torch.device(device)
+        self.channels_last, self.rank, self.world = channels_last, rank, world
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255
+        self.images = ds.images
+        if train and self.pad:
+            self.images = F.pad(ds.images.float(), (pad,) * 4, mode="reflect").to(torch.uint8)
+
+    def __len__(self) -> int:
+        n = len(self.ds)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _crop(self, idx: torch.Tensor) -> torch.Tensor:
+        if not (self.train and self.pad):
+            return self.images[idx]
+        h, w = self.ds.images.shape[-2:]
+        shifts = torch.randint(0, 2 * self.pad + 1, (idx.numel(), 2), generator=self.generator)
+        out = torch.empty((idx.numel(), 3, h, w), dtype=torch.uint8)
+        codes = shifts[:, 0] * (2 * self.pad + 1) + shifts[:, 1]
+        for code in codes.unique().tolist():
+            sel = (codes == code).nonzero().squeeze(1)
+            dy, dx = divmod(code, 2 * self.pad + 1)
+            out[sel] = self.images[idx[sel], :, dy:dy + h, dx:dx + w]
+        return out
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.ds)
+        order = torch.randperm(n, generator=self.generator) if self.train else torch.arange(n)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            x = self._crop(idx)
+            if self.train and self.flip:
+                mask = torch.rand(idx.numel(), generator=self.generator) < 0.5
+                x = torch.where(mask.view(-1, 1, 1, 1), x.flip(-1), x)
+            y = self.ds.labels[idx]
+            if self.world > 1:  # this rank's slice of the global batch
+                x, y = x.chunk(self.world)[self.rank], y.chunk(self.world)[self.rank]
+            x = x.to(self.device, non_blocking=True).float()
+            x = (x - self.mean.to(self.device)) / self.std.to(self.device)
+            if self.resize and x.shape[-1] != self.resize:
+                x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear",
+                                  align_corners=False)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y.to(self.device, non_blocking=True)
