@@ -47,9 +47,10 @@ def main() -> None:
             load_data(cfg, "cifar10_jpeg")  # decode cache warm: not part of a run's time
             spec = RunSpec(1, "cpu", "cifar10_jpeg", "sgd", "baseline", 0)
             t0 = time.perf_counter()
-            run_one(spec, cfg, root, over)
+            sub = Path(root) / f"{model}-{epochs}"  # a run dir per candidate
+            run_one(spec, cfg, sub, over)
             wall = time.perf_counter() - t0
-            m = json.loads((spec.run_dir(root) / "metrics.json").read_text())
+            m = json.loads((spec.run_dir(sub) / "metrics.json").read_text())
             acc = 100.0 - m["error_top1"]
             rows.append({"model": model, "epochs": epochs, "error_top1": m["error_top1"],
                          "accuracy": acc, "train_s": m["train_time_s"], "wall_s": wall,

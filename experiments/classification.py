@@ -154,8 +154,11 @@ def _loaders(settings: Mapping[str, Any], train: ImageSet, test: ImageSet, seed:
     train_loader = TensorLoader(train, tr["batch_size"], train=True, generator=gen, pad=tr["pad"],
                                 flip=tr["flip"], drop_last=True, rank=rank, world=world, **common)
     n_val = int(tr["val_subset"] or 0)
-    val = test if not n_val or n_val >= len(test) else ImageSet(
-        test.images[:n_val], test.labels[:n_val], test.classes, test.source + f"[:{n_val}]")
+    val = test
+    if n_val and n_val < len(test):  # a fixed random subset (test folders are sorted by class)
+        pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:n_val]
+        val = ImageSet(test.images[pick], test.labels[pick], test.classes,
+                       f"{test.source}[{n_val} fixed random images]")
     ev = dict(rank=rank, world=world) if world > 1 else {}
     return (train_loader, TensorLoader(val, tr["test_batch_size"], train=False, **ev, **common),
             TensorLoader(test, tr["test_batch_size"], train=False, **ev, **common))

@@ -1,4 +1,4 @@
-"""Statistics (issue 3 part 4): scipy AND independent hand formulas on fixed data; paper data."""
+"""Statistics of Tables I, II and V: scipy AND independent hand formulas on fixed data; paper data."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from scipy import stats as st
 from gal import paper_values as pv
 from gal.stats import (
     ci_mean_diff,
+    ci_paired_diff,
     compare,
+    compare_values,
+    mde_paired,
     summarize,
     ttest_paired,
     ttest_student,
@@ -172,3 +175,74 @@ def test_paper_values_tables_complete_and_typed():
     assert pv.value(2, "densenet121_adabound_ref", "error") is None  # "-" in the paper
     assert pv.value(6, "normal/eq4", "error") == 11.65
     assert pv.value(4, "detr_r50_gal", "ap") == 39.61
+
+
+# --------------------------------------------------------------------------- MDE, paired CI
+def test_mde_large_n_matches_normal_approximation():
+    """Independent route: for large n the t-test MDE tends to (z_{1-a/2} + z_power) sd / sqrt(n)."""
+    for sd, alpha, power in ((1.0, 0.05, 0.8), (0.37, 0.05, 0.9), (2.0, 0.01, 0.8)):
+        z = st.norm.ppf(1 - alpha / 2) + st.norm.ppf(power)
+        approx = z * sd / math.sqrt(1000)
+        exact = mde_paired(sd, 1000, alpha=alpha, power=power)
+        assert exact == pytest.approx(approx, rel=0.005)
+        assert exact > approx  # t quantiles are wider than z quantiles
+    # small n: the exact MDE is much larger than the normal approximation (t(4) tails)
+    assert mde_paired(1.0, 5) > 1.25 * 2.8016 / math.sqrt(5)
+
+
+def test_mde_monte_carlo_power_n5():
+    """Independent route: simulate paired t-tests with true mean difference = MDE; the
+    rejection rate must be the requested power."""
+    sd, n = 0.7, 5
+    mde = mde_paired(sd, n)
+    rng = np.random.default_rng(12345)
+    sims = 40_000
+    d = rng.normal(mde, sd, size=(sims, n))
+    t = d.mean(axis=1) / (d.std(axis=1, ddof=1) / math.sqrt(n))
+    rate = np.mean(np.abs(t) > st.t.ppf(0.975, n - 1))
+    assert rate == pytest.approx(0.8, abs=0.012)  # MC se ~0.002
+    # and at half the MDE the power is clearly lower
+    d2 = rng.normal(mde / 2, sd, size=(sims, n))
+    t2 = d2.mean(axis=1) / (d2.std(axis=1, ddof=1) / math.sqrt(n))
+    assert np.mean(np.abs(t2) > st.t.ppf(0.975, n - 1)) < 0.4
+
+
+def test_mde_edge_cases_and_scaling():
+    assert math.isnan(mde_paired(1.0, 1))
+    assert math.isnan(mde_paired(1.0, 0))
+    assert math.isnan(mde_paired(math.nan, 5))
+    assert math.isnan(mde_paired(math.inf, 5))
+    assert mde_paired(0.0, 5) == 0.0
+    assert mde_paired(3.0, 4) == pytest.approx(3 * mde_paired(1.0, 4), rel=1e-9)  # linear in sd
+    assert mde_paired(1.0, 2) > mde_paired(1.0, 3) > mde_paired(1.0, 10)  # more pairs, smaller
+    assert mde_paired(1.0, 5, power=0.9) > mde_paired(1.0, 5)
+    with pytest.raises(ValueError):
+        mde_paired(1.0, 5, power=0.01)
+
+
+def test_ci_paired_diff_hand():
+    a = dict(zip(SEEDS, A, strict=True))
+    b = dict(zip(SEEDS, B, strict=True))
+    lo, hi = ci_paired_diff(a, b)
+    d = np.array(B) - np.array(A)
+    half = st.t.ppf(0.975, 4) * d.std(ddof=1) / math.sqrt(5)
+    assert lo == pytest.approx(d.mean() - half, rel=1e-10)
+    assert hi == pytest.approx(d.mean() + half, rel=1e-10)
+    ref = st.ttest_rel(B, A).confidence_interval(0.95)
+    assert lo == pytest.approx(ref.low, rel=1e-8) and hi == pytest.approx(ref.high, rel=1e-8)
+    assert all(math.isnan(x) for x in ci_paired_diff({0: 1.0}, {0: 2.0}))
+
+
+def test_compare_values_reports_sd_diff_and_mde():
+    a = dict(zip(SEEDS, A, strict=True))
+    b = {k: v for k, v in zip(SEEDS, B, strict=True) if k != 4}  # 4 pairs
+    c = compare_values(A, list(b.values()), False, a, b)
+    d = np.array([b[k] - a[k] for k in range(4)])
+    assert c["sd_diff"] == pytest.approx(d.std(ddof=1), rel=1e-12)
+    assert c["mde"] == pytest.approx(mde_paired(d.std(ddof=1), 4), rel=1e-12)
+    assert c["paired_n"] == 4
+    c1 = compare_values(A, B, False, {0: 1.0}, {0: 2.0})
+    assert math.isnan(c1["sd_diff"]) and math.isnan(c1["mde"])
+    out = compare(_runs(A, SEEDS), _runs(B, SEEDS), ["mae"], {"mae": False}).set_index("metric")
+    dd = np.array(B) - np.array(A)
+    assert out.loc["mae", "mde"] == pytest.approx(mde_paired(dd.std(ddof=1), 5), rel=1e-12)

@@ -1,4 +1,4 @@
-"""Table V renderer and the `gal` CLI (issue 3 part 5): paper and ours land in the right cells."""
+"""Table V renderer (spec-driven) and the `gal` CLI: paper and ours land in the right cells."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import pytest
 from scipy import stats as st
 
 import gal.records as records
+from gal import paper_values as pv
 from gal.cli import main
 from gal.records import RunWriter
+from gal.stats import mde_paired
 from gal.tables import TABLE5_COLUMNS, render_table5
 
 COMMIT = "abcdef1234567890"
@@ -118,6 +120,13 @@ def test_table5_cells(runs, tmp_path):
     ci = st.ttest_ind(g, a, equal_var=False).confidence_interval(0.95)
     assert _cell(grid, "paper", B, "95% CI Δ (GAL − baseline)", "MAE↓ ours") == f"[{ci.low:.4f}, {ci.high:.4f}]"
 
+    # MDE row: the paired test's MDE from the SD of the per-seed differences; paper effect beside
+    d = np.array(g) - np.array(a)
+    assert _cell(grid, "paper", B, "MDE (paired, 80% power)", "MAE↓ ours") == f"{mde_paired(d.std(ddof=1), 3):.4f}"
+    pdiff = pv.table5_value("boston", "gal", "mae")["mean"] - pv.table5_value("boston", "baseline", "mae")["mean"]
+    assert _cell(grid, "paper", B, "MDE (paired, 80% power)", "MAE↓ paper") == f"paper Δ = {pdiff:.4f}"
+    assert _cell(grid, "standardized", G, "MDE (paired, 80% power)", "MAE↓ paper") == "—"
+
     # verdicts on the GAL row: GAL better and Welch p < 0.05 -> reproduced
     assert w.pvalue < 0.05
     assert _cell(grid, "paper", B, "GAL (proposed)", "MAE↓ verdict") == "reproduced"
@@ -134,8 +143,8 @@ def test_table5_cells(runs, tmp_path):
     assert _cell(grid, "standardized", G, "GAL (proposed)", "R²↑ verdict") == "inconclusive"
     assert _cell(grid, "standardized", G, "GAL α=0 (control)", "check").startswith("✗ differs from baseline on 1/2")
 
-    # rows: 6 methods + 4 statistics rows per (variant, dataset); all 2 x 3 are listed
-    assert len(grid) == 2 * 3 * 10
+    # rows: 6 methods + 5 statistics rows per (variant, dataset); all 2 x 3 are listed
+    assert len(grid) == 2 * 3 * 11
     assert _cell(grid, "paper", "California housing", "Baseline", "n") == "not run"
     assert _cell(grid, "paper", "California housing", "Baseline", "MAE↓ paper") == "1.0910 ± 0.1297"
     assert _cell(grid, "paper", "California housing", "t-test (t, p)", "MAE↓ ours") == "—"
@@ -161,6 +170,9 @@ def test_table5_cells(runs, tmp_path):
     sel = num[(num["variant"] == "paper") & (num["method"] == "gal") & (num["metric"] == "mae")]
     assert sel["n"].iloc[0] == 3 and sel["failed"].iloc[0] == 1
     assert math.isclose(sel["mean"].iloc[0], np.mean(g))
+    cmp_ = num[(num["variant"] == "paper") & (num["method"] == "gal_vs_baseline") & (num["metric"] == "mae")]
+    assert math.isclose(cmp_["sd_diff"].iloc[0], d.std(ddof=1), rel_tol=1e-12)
+    assert math.isclose(cmp_["mde"].iloc[0], mde_paired(d.std(ddof=1), 3), rel_tol=1e-12)
 
 
 def test_cli_table_and_errors(runs, tmp_path, capsys):

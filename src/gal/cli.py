@@ -1,10 +1,10 @@
 """The ``gal`` console script.
 
-    gal table N [--runs results/runs] [--out results/tables]      render paper table N (N=5 so far)
+    gal table N [--runs results/runs] [--out results/tables]      render paper table N (1, 2, 5)
     gal compare RUNS_A RUNS_B [--metrics mae mse r2] [--higher-is-better r2 ...]
                                                                   A (baseline) vs B (GAL), per metric:
                                                                   mean±std, n, t-test, Welch, paired, CI
-    gal figure N [--gif] [--runs results/runs] [--out results/figures]
+    gal figure N [--gif] [--profile cpu] [--runs results/runs] [--out results/figures]
 
 Errors are one line on stderr saying how to fix them; exit code 1 (2 = not implemented / usage).
 """
@@ -137,7 +137,8 @@ def _cmd_figure(args: argparse.Namespace) -> int:
     except ImportError as e:
         return _err(f"figures are not available ({e}); is gal installed with `make venv`?")
     try:
-        paths = render_figure(args.n, Path(args.runs), Path(args.out), gif=args.gif)
+        paths = render_figure(args.n, Path(args.runs), Path(args.out), gif=args.gif,
+                              profile=args.profile)
     except NotImplementedError as e:
         return _err(str(e), 2)
     except FileNotFoundError as e:
@@ -153,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="gal", description="GAL suite: tables, figures and comparisons from run records.")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    t = sub.add_parser("table", help="render paper table N from run records (N=5 implemented)")
-    t.add_argument("n", type=int, help="table number (1-8; 5 implemented)")
+    t = sub.add_parser("table", help="render paper table N from run records (1, 2, 5 implemented)")
+    t.add_argument("n", type=int, help="table number (1-8; 1, 2, 5 implemented)")
     t.add_argument("--runs", default="results/runs", help="runs root (default results/runs)")
     t.add_argument("--out", default="results/tables", help="output dir (default results/tables)")
     t.set_defaults(func=_cmd_table)
@@ -171,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("figure", help="render paper figure N from run records (gal.figures)")
     f.add_argument("n", type=int, help="figure number")
     f.add_argument("--gif", action="store_true", help="also write an animation where supported")
+    f.add_argument("--profile", default="cpu",
+                   help="profile of the runs to plot (Fig. 5; profiles are never mixed)")
     f.add_argument("--runs", default="results/runs", help="runs root (default results/runs)")
     f.add_argument("--out", default="results/figures", help="output dir (default results/figures)")
     f.set_defaults(func=_cmd_figure)

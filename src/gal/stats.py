@@ -1,4 +1,4 @@
-"""Statistics over seeds (issue 3 part 4), with ``scipy.stats``.
+"""Statistics over seeds (Tables I, II and V of the paper), with ``scipy.stats``.
 
 * :func:`summarize` -- mean ± std over seeds. **std uses ddof=1** (sample standard deviation).
   Evidence: Table V of the paper reports mean±std over 5 seeds and the two-sample t-test of
@@ -13,6 +13,11 @@
 * :func:`ttest_paired` -- paired t-test (``scipy.stats.ttest_rel``) over the seeds present in both
   arms (baseline and GAL runs of one seed share split, init and batch order).
 * :func:`ci_mean_diff` -- 95% CI of ``mean(b) - mean(a)`` with the Welch-Satterthwaite df.
+* :func:`ci_paired_diff` -- 95% CI of the mean paired difference ``mean(b_i - a_i)``, t(n-1).
+* :func:`mde_paired` -- minimum detectable effect of the paired t-test (noncentral t): the
+  smallest true mean difference that n pairs with the observed SD of the differences would detect
+  with 80% power at alpha = 0.05. It says how large an effect a table cell could have seen at all
+  (e.g. the paper's Table I/II gains of 0.1-0.4 points against our seed-to-seed noise).
 * :func:`compare` -- all of the above for two sets of run records, per metric (``gal compare``).
 * :func:`verdict` -- the reproduction rule of the tables (see its docstring).
 
@@ -30,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import optimize
 from scipy import stats as st
 
 __all__ = [
@@ -42,6 +48,9 @@ __all__ = [
     "ttest_welch",
     "ttest_paired",
     "ci_mean_diff",
+    "paired_diffs",
+    "ci_paired_diff",
+    "mde_paired",
     "verdict",
     "VERDICT_RULE",
     "complete_runs",
@@ -139,6 +148,16 @@ def ttest_welch(a: Iterable[float], b: Iterable[float]) -> TestResult:
     return _ttest_ind(a, b, equal_var=False)
 
 
+def paired_diffs(a: Mapping[Any, float], b: Mapping[Any, float]) -> np.ndarray:
+    """``b_i - a_i`` over the keys (seeds) present in both mappings with finite values, in key
+    order (the pairs of :func:`ttest_paired`)."""
+    keys = sorted(
+        k for k in set(a) & set(b)
+        if math.isfinite(float(a[k])) and math.isfinite(float(b[k]))
+    )
+    return np.array([float(b[k]) - float(a[k]) for k in keys], dtype=float)
+
+
 def ttest_paired(a: Mapping[Any, float], b: Mapping[Any, float]) -> TestResult:
     """Paired t-test (``scipy.stats.ttest_rel``) over the keys (seeds) present in both mappings
     with finite values; ``t = mean(a_i - b_i) / (sd(a_i - b_i) / sqrt(n))``, df = n - 1."""
@@ -154,6 +173,65 @@ def ttest_paired(a: Mapping[Any, float], b: Mapping[Any, float]) -> TestResult:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return _result(st.ttest_rel(x, y), n)
+
+
+def ci_paired_diff(
+    a: Mapping[Any, float], b: Mapping[Any, float], level: float = 0.95
+) -> tuple[float, float]:
+    """Confidence interval of the mean paired difference ``mean(b_i - a_i)`` over the seeds in
+    both mappings (Tables I/II: GAL - baseline per seed): ``mean(d) ± t_{(1+level)/2, n-1} *
+    sd(d) / sqrt(n)`` (sd ddof=1). Returns (nan, nan) with fewer than 2 pairs."""
+    d = paired_diffs(a, b)
+    n = int(d.size)
+    if n < 2:
+        return (math.nan, math.nan)
+    m = float(d.mean())
+    se = float(d.std(ddof=1)) / math.sqrt(n)
+    q = float(st.t.ppf(0.5 + level / 2.0, n - 1))
+    return (m - q * se, m + q * se)
+
+
+def _paired_power(nc: float, df: int, t_crit: float) -> float:
+    """Power of the two-sided one-sample t-test, ``P(|T| > t_crit)`` for T ~ nct(df, nc).
+
+    The lower tail ``P(T < -t_crit)`` is computed as ``nct.sf(t_crit, df, -nc)`` (symmetry),
+    which stays finite where ``nct.cdf`` far in the left tail returns NaN."""
+    upper = float(st.nct.sf(t_crit, df, nc))
+    lower = float(st.nct.sf(t_crit, df, -nc))
+    return upper + (lower if math.isfinite(lower) else 0.0)
+
+
+def mde_paired(sd_diff: float, n: int, alpha: float = ALPHA, power: float = 0.8) -> float:
+    """Minimum detectable effect of a two-sided paired t-test with ``n`` pairs.
+
+    The smallest true mean difference ``delta`` that the test at level ``alpha`` detects with
+    probability ``power`` when the paired differences have standard deviation ``sd_diff``:
+    solves ``P(|T| > t_{1-alpha/2, n-1}) = power`` for ``T ~ nct(df=n-1, nc=delta*sqrt(n)/sd_diff)``
+    exactly (``scipy.stats.nct`` + ``scipy.optimize.brentq``), no normal approximation. For
+    large n it tends to ``(z_{1-alpha/2} + z_{power}) * sd_diff / sqrt(n)``.
+
+    Used as the "MDE (paired, 80% power)" row of Tables I, II and V: an MDE larger than the
+    paper's improvement means our seeds could not have confirmed that improvement.
+    Returns NaN when ``n < 2`` or ``sd_diff`` is not finite, and 0 when ``sd_diff == 0``.
+    """
+    if not 0.0 < alpha < 1.0 or not alpha < power < 1.0:
+        raise ValueError(f"need 0 < alpha < power < 1, got alpha={alpha}, power={power}")
+    n = int(n)
+    sd = float(sd_diff)
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    sd = abs(sd)
+    if sd == 0.0:
+        return 0.0
+    df = n - 1
+    t_crit = float(st.t.ppf(1.0 - alpha / 2.0, df))
+    hi = max(1.0, 2.0 * (st.norm.ppf(1.0 - alpha / 2.0) + st.norm.ppf(power)))
+    while _paired_power(hi, df, t_crit) < power:
+        hi *= 2.0
+        if hi > 1e8:  # pragma: no cover - cannot happen for df >= 1
+            return math.nan
+    nc = optimize.brentq(lambda x: _paired_power(x, df, t_crit) - power, 0.0, hi, xtol=1e-12, rtol=1e-12)
+    return float(nc) * sd / math.sqrt(n)
 
 
 def ci_mean_diff(a: Iterable[float], b: Iterable[float], level: float = 0.95) -> tuple[float, float]:
@@ -240,10 +318,14 @@ def compare_values(
     """All statistics for one metric, A (baseline) vs. B (GAL); keys as in :func:`compare`.
 
     ``paper_diff`` is the paper's GAL - baseline difference for this cell, if it has one (used
-    by the verdict rule)."""
+    by the verdict rule). ``sd_diff`` is the SD (ddof=1) of the paired differences over the seeds
+    in both ``*_by_seed`` mappings and ``mde`` the paired test's minimum detectable effect at
+    80% power (:func:`mde_paired`), both NaN with fewer than 2 pairs."""
     sa, sb = summarize(a), summarize(b)
     stu, wel = ttest_student(a, b), ttest_welch(a, b)
     pair = ttest_paired(a_by_seed or {}, b_by_seed or {})
+    d = paired_diffs(a_by_seed or {}, b_by_seed or {})
+    sd_diff = float(d.std(ddof=1)) if d.size >= 2 else math.nan
     lo, hi = ci_mean_diff(a, b)
     return {
         "n_a": sa.n, "mean_a": sa.mean, "std_a": sa.std,
@@ -253,6 +335,7 @@ def compare_values(
         "t": stu.t, "p": stu.p,
         "welch_t": wel.t, "welch_p": wel.p, "welch_df": wel.df,
         "paired_n": pair.n, "paired_t": pair.t, "paired_p": pair.p,
+        "sd_diff": sd_diff, "mde": mde_paired(sd_diff, pair.n),
         "higher_is_better": bool(higher_is_better),
         "verdict": verdict(sa.mean, sb.mean, wel.p, higher_is_better, (lo, hi), paper_diff),
     }
@@ -270,7 +353,9 @@ def compare(
     One row per metric with: ``metric, n_a, mean_a, std_a, n_b, mean_b, std_b, failed_a,
     failed_b, diff`` (= mean_b - mean_a), ``ci_low, ci_high`` (95% Welch CI of diff), ``t, p``
     (Student, the paper's Table V test, t sign = A - B), ``welch_t, welch_p, welch_df,
-    paired_n, paired_t, paired_p`` (over seeds present in both), ``higher_is_better, verdict``.
+    paired_n, paired_t, paired_p`` (over seeds present in both), ``sd_diff, mde`` (SD of the
+    paired differences and the paired test's minimum detectable effect, 80% power),
+    ``higher_is_better, verdict``.
     Failed runs are excluded and counted in ``failed_a``/``failed_b``.
     """
     ca, fa = complete_runs(df_a)
@@ -288,5 +373,5 @@ def compare(
         rows.append({"metric": m, **r, "failed_a": fa, "failed_b": fb})
     cols = ["metric", "n_a", "mean_a", "std_a", "n_b", "mean_b", "std_b", "failed_a", "failed_b",
             "diff", "ci_low", "ci_high", "t", "p", "welch_t", "welch_p", "welch_df",
-            "paired_n", "paired_t", "paired_p", "higher_is_better", "verdict"]
+            "paired_n", "paired_t", "paired_p", "sd_diff", "mde", "higher_is_better", "verdict"]
     return pd.DataFrame(rows, columns=cols)

@@ -1,0 +1,360 @@
+"""The one table renderer: a :class:`~gal.tables.spec.TableSpec` + run records -> table files.
+
+``render(spec, runs_root, out_dir)`` reads ``load_runs(<runs_root>/<spec.subdir>)`` (never
+training code), builds the grid with :func:`grid` and writes ``tableN.md`` (header notes + pipe
+table), ``tableN.csv`` (the grid), ``tableN.tex`` (booktabs) and ``tableN_numeric.csv``
+(unrounded means/stds and every statistic). The paper's numbers come only from the spec's
+``paper_value``/``paper_ttest`` (i.e. ``paper_values.yaml``) and only land in "paper" columns.
+
+Per group (e.g. Table V: profile, variant, dataset; Table I: profile, dataset, optimizer) the
+rows are the spec's methods, then its statistics rows, baseline vs. GAL (Tables I, II and V):
+
+* ``ttest``: the paper's two-sample Student t-test (t sign = baseline − GAL), ``welch``,
+  ``paired`` (over seeds in both arms), ``ci`` (95% CI of mean(GAL) − mean(baseline), Welch df),
+  ``paired_ci`` (95% CI of the mean per-seed difference GAL − baseline, t(n−1)) and ``mde``
+  (minimum detectable effect of the paired test at 80% power, :func:`gal.stats.mde_paired`;
+  its paper column shows the paper's own GAL − baseline difference for comparison).
+
+Cells are "mean ± std" over complete runs (std ddof=1); failed runs are excluded and counted in
+``n``. The verdict (:func:`gal.stats.verdict`) goes on the GAL row; the ``check`` column of the
+alpha=0 control says whether every seed equals the baseline exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gal import stats as gs
+from gal.records import load_runs
+from gal.tables.spec import NoRunsError, TableSpec
+
+__all__ = ["DASH", "alpha0_check", "select", "grid", "render", "to_markdown", "to_latex"]
+
+DASH = "—"
+
+
+# --------------------------------------------------------------------------- formatting
+def fmt_num(x: float | None, digits: int = 4) -> str:
+    """``x`` with ``digits`` decimals, "—" if missing/non-finite, never "-0.00"."""
+    if x is None or not math.isfinite(x):
+        return DASH
+    s = f"{x:.{digits}f}"
+    return s[1:] if s.startswith("-") and float(s) == 0.0 else s
+
+
+def fmt_p(p: float | None) -> str:
+    return DASH if p is None or not math.isfinite(p) else f"{p:.2e}"
+
+
+def fmt_tp(t: float, p: float) -> str:
+    if not (math.isfinite(t) and math.isfinite(p)):
+        return DASH
+    return f"({fmt_num(t, 2)}, {fmt_p(p)})"
+
+
+def _ordered(values: Sequence[Any], preferred: Sequence[Any]) -> list[Any]:
+    vals = [v for v in dict.fromkeys(values) if pd.notna(v)]
+    head = [v for v in preferred if v in vals]
+    return head + sorted((v for v in vals if v not in preferred), key=str)
+
+
+# --------------------------------------------------------------------------- control check
+def alpha0_check(base: pd.DataFrame, a0: pd.DataFrame, metrics: Sequence[str]) -> tuple[str, bool | None]:
+    """Did GAL with alpha=0 reproduce the baseline ``metrics`` exactly, seed by seed?
+
+    Both frames hold complete runs only; a baseline seed without a complete alpha=0 run (missing
+    or failed) and an alpha=0 seed without a baseline both count against the check. Returns
+    (check cell text, passed) with passed None when no alpha=0 run exists.
+    """
+    if len(a0) == 0:
+        return "", None
+    if len(base) == 0:
+        return "✗ no baseline runs to compare", False
+    base_seeds, a0_seeds = set(gs.by_seed(base, metrics[0])), set(gs.by_seed(a0, metrics[0]))
+    shared = sorted(base_seeds & a0_seeds)
+    if not shared:
+        return "✗ no seed shared with baseline", False
+    differ = [s for s in shared
+              if any(gs.by_seed(base, m).get(s) != gs.by_seed(a0, m).get(s) for m in metrics)]
+    notes = []
+    if a0_seeds - base_seeds:
+        notes.append(f"{len(a0_seeds - base_seeds)} seed(s) without baseline")
+    if base_seeds - a0_seeds:
+        notes.append(f"{len(base_seeds - a0_seeds)} baseline seed(s) without a complete α=0 run")
+    extra = "".join(f"; {n}" for n in notes)
+    if differ:
+        return f"✗ differs from baseline on {len(differ)}/{len(shared)} seeds{extra}", False
+    return f"✓ = baseline exactly on {len(shared)}/{len(shared)} seeds{extra}", not notes
+
+
+# --------------------------------------------------------------------------- grid
+def select(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """The records of ``spec``'s table (``record_filter``; records lacking a key pass)."""
+    if len(df) == 0:
+        return df
+    for key, want in spec.record_filter.items():
+        if key in df.columns:
+            df = df[df[key].isna() | (df[key].astype(str) == str(want))]
+    for c in spec.required_columns:
+        if c not in df.columns:
+            expected = ", ".join(f"{k}={v}" for k, v in spec.record_filter.items())
+            raise NoRunsError(f"run records lack the config key {c!r} (expected {expected})")
+    return df
+
+
+def _group_values(df: pd.DataFrame, spec: TableSpec) -> list[list[Any]]:
+    out = []
+    for g in spec.groups:
+        if g.standard:
+            out.append(_ordered([*g.standard, *df[g.column].tolist()], g.standard))
+        else:
+            out.append(_ordered(df[g.column].tolist(), g.preferred))
+    return out
+
+
+def _group_label(df: pd.DataFrame, spec: TableSpec, level: int, value: Any) -> str:
+    g = spec.groups[level]
+    if value in g.labels:
+        return g.labels[value]
+    if g.label_column and g.label_column in df.columns:
+        labs = df.loc[df[g.column] == value, g.label_column].dropna()
+        if len(labs):
+            return str(labs.iloc[0])
+    return str(value)
+
+
+def _paper_cell(spec: TableSpec, group: Mapping[str, Any], method: str, metric: str) -> str:
+    v = spec.paper_value(group, method, metric)
+    if v is None:
+        return DASH
+    d = spec.paper_digits
+    return f"{v['mean']:.{d}f} ± {v['std']:.{d}f}"
+
+
+def _paper_diff(spec: TableSpec, group: Mapping[str, Any], metric: str) -> float | None:
+    """The paper's effect, paper GAL mean − paper baseline mean, for this group and metric."""
+    base = spec.paper_value(group, spec.baseline, metric)
+    gal = spec.paper_value(group, spec.gal, metric)
+    return None if base is None or gal is None else gal["mean"] - base["mean"]
+
+
+def _stat_cells(kind: str, spec: TableSpec, c: Mapping[str, Any], group: Mapping[str, Any],
+                metric: str, paper_diff: float | None) -> tuple[str, str]:
+    """(ours, paper) cells of one statistics row for one metric."""
+    d = spec.digits
+    if kind == "ttest":
+        v = spec.paper_ttest(group, metric)
+        paper = DASH if v is None else f"({v['t']:.2f}, {v['p']:.2e})"
+        return fmt_tp(c["t"], c["p"]), paper
+    if kind == "welch":
+        return fmt_tp(c["welch_t"], c["welch_p"]), DASH
+    if kind == "paired":
+        ours = (f"{fmt_tp(c['paired_t'], c['paired_p'])} n={c['paired_n']}"
+                if math.isfinite(c["paired_p"]) else DASH)
+        return ours, DASH
+    if kind in ("ci", "paired_ci"):
+        lo, hi = (c["ci_low"], c["ci_high"]) if kind == "ci" else (c["paired_ci_low"], c["paired_ci_high"])
+        return (f"[{fmt_num(lo, d)}, {fmt_num(hi, d)}]" if math.isfinite(lo) else DASH), DASH
+    if kind == "mde":
+        paper = DASH if paper_diff is None else f"paper Δ = {fmt_num(paper_diff, spec.paper_digits)}"
+        return fmt_num(c["mde"], d), paper
+    raise ValueError(kind)  # pragma: no cover - TableSpec validates kinds
+
+
+def _compare(spec: TableSpec, base: pd.DataFrame, gal: pd.DataFrame, metric: str, hib: bool,
+             paper_diff: float | None) -> dict[str, Any]:
+    a = base[metric].tolist() if metric in base.columns else []
+    b = gal[metric].tolist() if metric in gal.columns else []
+    a_seed, b_seed = gs.by_seed(base, metric), gs.by_seed(gal, metric)
+    c = gs.compare_values(a, b, hib, a_seed, b_seed, paper_diff=paper_diff)
+    if not any(k == "paired_ci" for k, _ in spec.stat_rows) and spec.verdict_ci == "welch":
+        return c
+    lo, hi = gs.ci_paired_diff(a_seed, b_seed)
+    out: dict[str, Any] = {}
+    for k, v in c.items():
+        if k == "verdict":
+            out["paired_ci_low"], out["paired_ci_high"] = lo, hi
+        out[k] = v
+    if spec.verdict_ci == "paired":
+        out["verdict"] = gs.verdict(c["mean_a"], c["mean_b"], c["welch_p"], hib, (lo, hi), paper_diff)
+    return out
+
+
+def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Build the grid (display strings, columns ``spec.columns``) from a ``load_runs`` frame,
+    plus a dict of facts for the header notes (profiles, seeds, commits, failed runs, the alpha=0
+    check, the selected ``records`` and the ``numeric`` frame of unrounded statistics)."""
+    df = select(df, spec)
+    if len(df) == 0:
+        raise NoRunsError(f"no {spec.name} runs")
+    df = df.copy()
+    for g in spec.groups:
+        df[g.column] = df[g.column].fillna("unknown") if g.column in df.columns else "unknown"
+    cols = [g.column for g in spec.groups]
+    headers = [g.header for g in spec.groups]
+    free = [i for i, g in enumerate(spec.groups) if not g.standard]
+    seen = {tuple(r) for r in df[[cols[i] for i in free]].itertuples(index=False, name=None)}
+    labels = spec.method_labels
+    always = {m.key for m in spec.methods if m.always}
+    methods = _ordered([*labels, *df["method"].tolist()], list(labels))
+    check_metrics = list(spec.check_metrics or [m.key for m in spec.metrics])
+    rows: list[dict[str, str]] = []
+    numeric: list[dict[str, Any]] = []
+    alpha0_ok: list[bool] = []
+    values = _group_values(df, spec)
+    for combo in itertools.product(*values):
+        if tuple(combo[i] for i in free) not in seen:
+            continue
+        group = dict(zip(cols, combo, strict=True))
+        shown = {h: _group_label(df, spec, i, v) for i, (h, v) in enumerate(zip(headers, combo, strict=True))}
+        mask = pd.Series(True, index=df.index)
+        for c, v in group.items():
+            mask &= df[c] == v
+        grp = df[mask]
+        ok_by_method: dict[str, pd.DataFrame] = {}
+        gal_row: dict[str, str] | None = None
+        for meth in methods:
+            sub = grp[grp["method"] == meth]
+            ok, nfail = gs.complete_runs(sub)
+            ok_by_method[meth] = ok
+            if len(sub) == 0 and meth not in always:
+                continue
+            r = {**shown, "Method": labels.get(meth, meth), "check": ""}
+            r["n"] = "not run" if len(sub) == 0 else str(len(ok)) + (f" (+{nfail} failed)" if nfail else "")
+            for m in spec.metrics:
+                s = gs.summarize(ok[m.key] if m.key in ok.columns else [])
+                r[f"{m.label} ours"] = s.fmt(spec.digits) if s.n else DASH
+                r[f"{m.label} paper"] = _paper_cell(spec, group, meth, m.key)
+                r[f"{m.label} verdict"] = ""
+                numeric.append({**group, "method": meth, "metric": m.key, "n": s.n, "failed": nfail,
+                                "mean": s.mean, "std": s.std})
+            if spec.control is not None and meth == spec.control:
+                text, flag = alpha0_check(ok_by_method.get(spec.baseline, ok.iloc[0:0]), ok, check_metrics)
+                r["check"] = text
+                if flag is not None:
+                    alpha0_ok.append(flag)
+            rows.append(r)
+            if meth == spec.gal:
+                gal_row = r
+        base = ok_by_method.get(spec.baseline, pd.DataFrame())
+        gal = ok_by_method.get(spec.gal, pd.DataFrame())
+        stat_rows = {k: {**shown, "Method": lab, "n": "", "check": ""} for k, lab in spec.stat_rows}
+        for m in spec.metrics:
+            pdiff = _paper_diff(spec, group, m.key)
+            c = _compare(spec, base, gal, m.key, m.higher_is_better, pdiff)
+            for k in stat_rows:
+                ours, paper = _stat_cells(k, spec, c, group, m.key, pdiff)
+                stat_rows[k][f"{m.label} ours"] = ours
+                stat_rows[k][f"{m.label} paper"] = paper
+                stat_rows[k][f"{m.label} verdict"] = ""
+            if gal_row is not None and c["n_a"] and c["n_b"]:
+                gal_row[f"{m.label} verdict"] = c["verdict"]
+            numeric.append({**group, "method": f"{spec.gal}_vs_{spec.baseline}", "metric": m.key,
+                            **{k: v for k, v in c.items() if k != "higher_is_better"}})
+        rows.extend(stat_rows.values())
+    table = pd.DataFrame(rows, columns=spec.columns).fillna("")
+    ok_all, nfail_all = gs.complete_runs(df)
+    commits = sorted({str(c)[:10] for c in df["git_commit"].dropna()})
+    dirty = bool(df.get("git_dirty", pd.Series(dtype=object)).astype(str).eq("True").any())
+    seeds = sorted({int(s) for s in ok_all["seed"].dropna()}) if "seed" in ok_all.columns else []
+    facts = {
+        "profiles": values[cols.index("profile")] if "profile" in cols else [],
+        "n_runs": len(df),
+        "n_complete": len(ok_all),
+        "n_failed": nfail_all,
+        "failed_paths": df.loc[df["status"] != "complete", "path"].tolist(),
+        "seeds": seeds,
+        "commits": commits,
+        "dirty": dirty,
+        "alpha0_all_exact": (all(alpha0_ok) if alpha0_ok else None),
+        "records": df,
+        "numeric": pd.DataFrame(numeric),
+    }
+    return table, facts
+
+
+# --------------------------------------------------------------------------- writers
+def to_markdown(table: pd.DataFrame, notes: list[str], title: str) -> str:
+    """Heading, the notes as bullets, then a pipe table ("|" in cells escaped)."""
+    lines = [title, ""]
+    lines += [f"- {n}" for n in notes]
+    lines += ["", "| " + " | ".join(table.columns) + " |",
+              "|" + "|".join("---" for _ in table.columns) + "|"]
+    for _, r in table.iterrows():
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in r.tolist()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_TEX_REPL = [
+    ("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"),
+    ("{", r"\{"), ("}", r"\}"), ("±", r"$\pm$"), ("—", "---"), ("−", "$-$"), ("α", r"$\alpha$"),
+    ("Δ", r"$\Delta$"), ("↓", r"$\downarrow$"), ("↑", r"$\uparrow$"), ("²", r"$^2$"),
+    ("✓", r"\checkmark{}"), ("✗", r"$\times$"), ("–", "--"),
+]
+
+
+def tex_escape(s: str) -> str:
+    """Escape LaTeX specials and map the tables' Unicode symbols to math mode."""
+    out = []
+    for ch in str(s):
+        for a, b in _TEX_REPL:
+            if ch == a:
+                out.append(b)
+                break
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def to_latex(table: pd.DataFrame, notes: list[str], comment: str, caption: str) -> str:
+    """booktabs ``table*``; the notes as comments, ``caption`` + the second note as caption."""
+    cols = "l" * len(table.columns)
+    lines = [f"% {comment}",
+             *[f"% {n}" for n in notes],
+             r"\begin{table*}[t]", r"\centering", r"\scriptsize",
+             r"\caption{" + caption + " " + tex_escape(notes[1]) + "}",
+             r"\begin{tabular}{" + cols + "}", r"\toprule",
+             " & ".join(tex_escape(c) for c in table.columns) + r" \\", r"\midrule"]
+    for _, r in table.iterrows():
+        lines.append(" & ".join(tex_escape(v) for v in r.tolist()) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table*}"]
+    return "\n".join(lines) + "\n"
+
+
+def render(
+    spec: TableSpec,
+    runs_root: str | os.PathLike[str] = "results/runs",
+    out_dir: str | os.PathLike[str] = "results/tables",
+) -> dict[str, Path]:
+    """Render ``spec`` from ``load_runs(<runs_root>/<spec.subdir>)`` into
+    ``<out_dir>/tableN.{md,csv,tex}`` and ``tableN_numeric.csv`` (unrounded numbers).
+
+    Returns {"md", "csv", "tex", "numeric"} -> path. Raises :class:`NoRunsError` (naming the
+    ``make`` target to run) if there are no records of this table.
+    """
+    root = Path(runs_root) / spec.subdir
+    df = load_runs(root)
+    if len(df) == 0:
+        raise NoRunsError(f"no runs found under {root}: run `{spec.make_target}`")
+    try:
+        table, facts = grid(df, spec)
+    except NoRunsError as e:
+        raise NoRunsError(f"{e} under {root}: run `{spec.make_target}`") from e
+    notes = spec.notes(facts)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = spec.stem
+    paths = {"md": out / f"{stem}.md", "csv": out / f"{stem}.csv", "tex": out / f"{stem}.tex",
+             "numeric": out / f"{stem}_numeric.csv"}
+    paths["md"].write_text(to_markdown(table, notes, spec.title))
+    table.to_csv(paths["csv"], index=False)
+    paths["tex"].write_text(to_latex(table, notes, spec.tex_comment, spec.tex_caption))
+    facts["numeric"].to_csv(paths["numeric"], index=False)
+    return paths

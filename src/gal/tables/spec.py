@@ -1,0 +1,165 @@
+"""What a paper table is made of: :class:`TableSpec` and its parts (no rendering here).
+
+A spec says which run records belong to the table, how they are grouped into blocks of rows,
+which methods form the rows, which metrics form the columns (with the paper's value beside
+ours), which statistics rows compare baseline and GAL, and what the header notes say. One
+renderer, :func:`gal.tables.render.render`, turns any spec into ``tableN.{md,csv,tex}`` and
+``tableN_numeric.csv``. Specs: Table V (:mod:`gal.tables.table5`), Tables I and II
+(:mod:`gal.tables.classification`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "NoRunsError",
+    "GroupKey",
+    "Method",
+    "Metric",
+    "TableSpec",
+    "STAT_KINDS",
+    "PaperValue",
+    "PaperTtest",
+    "NotesFn",
+]
+
+
+class NoRunsError(FileNotFoundError):
+    """No (usable) run records under the given root."""
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    """One grouping level of a table (a leading column of the grid), e.g. profile or dataset.
+
+    Args:
+        column: config key in the run records (``load_runs`` column), e.g. ``"dataset"``.
+        header: column header in the grid, e.g. ``"Dataset"``.
+        standard: values always listed, in this order (a missing one shows its rows as "not
+            run"); observed values not in it follow, sorted.
+        preferred: order of observed values when ``standard`` is empty (rest sorted).
+        labels: value -> display label.
+        label_column: record column holding the display label (e.g. ``"dataset_label"``);
+            used when the value has no entry in ``labels``.
+    """
+
+    column: str
+    header: str
+    standard: tuple[str, ...] = ()
+    preferred: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    label_column: str | None = None
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method row: record value of ``method``, its row label, and whether the row is listed
+    even when no run exists ("not run"); controls that are optional use ``always=False``."""
+
+    key: str
+    label: str
+    always: bool = True
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: record key, column label (with its arrow), direction."""
+
+    key: str
+    label: str
+    higher_is_better: bool
+
+
+#: statistics row kinds the renderer knows (baseline vs. GAL; see :func:`gal.tables.render.grid`)
+STAT_KINDS = ("ttest", "welch", "paired", "ci", "paired_ci", "mde")
+
+#: (group values by column, method key, metric key) -> the paper's {"mean", "std"} or None
+PaperValue = Callable[[Mapping[str, Any], str, str], dict[str, float] | None]
+#: (group values by column, metric key) -> the paper's {"t", "p"} of baseline vs. GAL, or None
+PaperTtest = Callable[[Mapping[str, Any], str], dict[str, float] | None]
+#: facts of a rendered grid -> header notes (one bullet each)
+NotesFn = Callable[[Mapping[str, Any]], list[str]]
+
+
+def _no_ttest(group: Mapping[str, Any], metric: str) -> dict[str, float] | None:
+    return None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Everything table-specific about one paper table; rendered by :func:`gal.tables.render.render`.
+
+    Args:
+        number: the paper's table number (output files ``table<number>.*``).
+        name: how messages name it, e.g. ``"Table V"``.
+        subdir: directory under the runs root holding its records (e.g. ``"table5"``).
+        make_target: what to run when there are no records (e.g. ``"make table5"``).
+        title: Markdown heading.
+        tex_comment: first comment line of the LaTeX file.
+        tex_caption: caption prefix (the second note, on the runs, is appended).
+        record_filter: config key -> required value; records lacking the key pass (compared as
+            strings), so older records without ``task``/``table`` still count.
+        required_columns: config keys that must exist in the records (else :class:`NoRunsError`).
+        groups: grouping levels, outermost first; the grid lists the cartesian product, except
+            that levels without ``standard`` values only appear in combinations seen in records.
+        methods: method rows in order; ``baseline``/``gal`` name the compared pair.
+        metrics: metric columns (each gets "ours", "paper", "verdict").
+        stat_rows: (kind in :data:`STAT_KINDS`, row label) after the method rows of each group.
+        paper_value: the paper's ``{"mean", "std"}`` for (group, method, metric) or None.
+        paper_ttest: the paper's ``{"t", "p"}`` for (group, metric) or None (the "ttest" row).
+        digits: decimals of our numbers; ``paper_digits``: of the paper's.
+        control: method key of the GAL alpha=0 control (must equal ``baseline`` seed by seed).
+        check_metrics: metrics compared exactly for the control (default: ``metrics``).
+        verdict_ci: which CI the verdict's paper-effect clause uses: ``"welch"`` (CI of the
+            difference of means) or ``"paired"`` (CI of the mean paired difference).
+        notes: facts -> header notes.
+    """
+
+    number: int
+    name: str
+    subdir: str
+    make_target: str
+    title: str
+    tex_comment: str
+    tex_caption: str
+    record_filter: Mapping[str, str]
+    required_columns: tuple[str, ...]
+    groups: tuple[GroupKey, ...]
+    methods: tuple[Method, ...]
+    metrics: tuple[Metric, ...]
+    stat_rows: tuple[tuple[str, str], ...]
+    paper_value: PaperValue
+    notes: NotesFn
+    paper_ttest: PaperTtest = _no_ttest
+    baseline: str = "baseline"
+    gal: str = "gal"
+    control: str | None = "gal_alpha0"
+    check_metrics: tuple[str, ...] | None = None
+    digits: int = 4
+    paper_digits: int = 4
+    verdict_ci: str = "welch"
+
+    def __post_init__(self) -> None:
+        bad = [k for k, _ in self.stat_rows if k not in STAT_KINDS]
+        if bad:
+            raise ValueError(f"unknown stat row kind(s) {bad}; known: {STAT_KINDS}")
+        if self.verdict_ci not in ("welch", "paired"):
+            raise ValueError(f"verdict_ci must be 'welch' or 'paired', not {self.verdict_ci!r}")
+
+    @property
+    def columns(self) -> list[str]:
+        """Grid columns: group headers, Method, n, (ours, paper, verdict) per metric, check."""
+        return ([g.header for g in self.groups] + ["Method", "n"]
+                + [f"{m.label} {kind}" for m in self.metrics for kind in ("ours", "paper", "verdict")]
+                + ["check"])
+
+    @property
+    def method_labels(self) -> dict[str, str]:
+        return {m.key: m.label for m in self.methods}
+
+    @property
+    def stem(self) -> str:
+        return f"table{self.number}"
