@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=180.0, help="wall-time target per run")
     args = ap.parse_args()
     rows = []
+    out = Path(args.out)
     with tempfile.TemporaryDirectory() as root:
         for model, epochs in CANDIDATES:
             over = {"model.name": model, "train.epochs": epochs}
@@ -57,19 +58,25 @@ def main() -> None:
                          "images_per_s": m["images_per_s"], "accuracy_per_min": acc / (wall / 60),
                          "within_budget": wall <= args.budget_s})
             print(json.dumps(rows[-1]), flush=True)
-    ok = [r for r in rows if r["within_budget"]] or rows
-    best = max(ok, key=lambda r: (r["accuracy"], r["accuracy_per_min"]))
+            _write(out, rows, args.budget_s)  # after every candidate: a killed sweep keeps its rows
+
+
+def _write(out: Path, rows: list[dict], budget_s: float) -> None:
+    best = max(rows, key=lambda r: r["accuracy_per_min"])  # the rule: best accuracy per minute
     commit, dirty = git_info()
     report = {"what": "cpu-profile candidates: accuracy vs minutes, CIFAR-10 (JPEG q75 copy), SGD, seed 0",
-              "budget_s": args.budget_s, "rows": rows, "chosen": best,
+              "budget_s": budget_s, "rows": rows, "complete": len(rows) == len(CANDIDATES),
+              "chosen": best,
               "target": "accuracy >= 80% in <= 180 s per run on 2 cores",
-              "target_met": bool(best["accuracy"] >= 80 and best["wall_s"] <= 180),
+              "target_met": any(r["accuracy"] >= 80 and r["within_budget"] for r in rows),
               "machine": {"platform": platform.platform(), "processor": platform.processor(),
                           "threads": torch.get_num_threads()},
               "git_commit": commit, "git_dirty": dirty,
-              "command": "python benchmarks/cpu_profile_sweep.py"}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+              "command": "python benchmarks/cpu_profile_sweep.py",
+              "note": "wall times include any other load on the machine at the time; images_per_s "
+                      "shows it (an idle 2-core machine runs convnet_32_64_128_s2 at ~800 img/s)"}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"chosen: {best['model']} x {best['epochs']} epochs -> {best['accuracy']:.2f}% in "
           f"{best['wall_s']:.0f} s; target met: {report['target_met']}")
 
