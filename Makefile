@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= cpu
 SEEDS ?=
 SEEDS_ARG = $(if $(SEEDS),--seeds $(SEEDS))
+CONTROL_SEEDS ?= 3
 SHARED ?= $(abspath ../shared)
 export SCIKIT_LEARN_DATA ?= $(SHARED)/data/scikit_learn_data
 export GAL_SHARED_DATA ?= $(SHARED)/data
@@ -34,12 +35,12 @@ table5: venv
 	$(VENV)/bin/gal table 5
 
 # Tables I and II (classification): runs only the missing runs (baseline and GAL for SGD, Lookahead,
-# AdaBound, plus the GAL alpha=0 control for SGD), then renders results/tables/table{1,2}.*
+# AdaBound, plus the GAL alpha=0 control for SGD on CONTROL_SEEDS seeds), then renders results/tables/table{1,2}.*
 # PROFILE=cpu: CIFAR-10 JPEG copy / Tiny-ImageNet-100 at 32 px; PROFILE=paper: real CIFAR, GPUs.
 table1 table2: venv
 	$(PY) -m experiments.classification --table $(subst table,,$@) --profile $(PROFILE) $(SEEDS_ARG)
-	$(PY) -m experiments.classification --table $(subst table,,$@) --profile $(PROFILE) $(SEEDS_ARG) \
-		--optimizers sgd --methods gal_alpha0
+	$(PY) -m experiments.classification --table $(subst table,,$@) --profile $(PROFILE) \
+		--seeds $(CONTROL_SEEDS) --optimizers sgd --methods gal_alpha0
 	$(VENV)/bin/gal table $(subst table,,$@)
 
 # Fig. 5: validation loss curves, baseline vs GAL, from the records of one profile
