@@ -7,6 +7,25 @@ PROFILE ?= cpu
 SEEDS ?=
 SEEDS_ARG = $(if $(SEEDS),--seeds $(SEEDS))
 CONTROL_SEEDS ?= 3
+# Many runs at once (experiments/launch.py): JOBS runs at once, LAUNCHER=local (JOBS worker
+# processes here, one GPU each where GPUs exist), slurm (a Slurm job array via submitit, at most
+# JOBS tasks at once) or submitit-local (submitit's local executor). THREADS: torch threads per run
+# (default: the config's num_threads, else cores / JOBS; results depend on it, not on JOBS).
+# SLURM_*: override the profile's slurm: section (partition, account, qos, GPUs, minutes, memory).
+JOBS ?= 1
+LAUNCHER ?= local
+THREADS ?=
+SLURM_PARTITION ?=
+SLURM_ACCOUNT ?=
+SLURM_QOS ?=
+SLURM_GPUS ?=
+SLURM_TIME ?=
+SLURM_MEM_GB ?=
+LAUNCH_ARGS = --jobs $(JOBS) --launcher $(LAUNCHER) $(if $(THREADS),--threads $(THREADS)) \
+	$(if $(SLURM_PARTITION),--slurm-partition $(SLURM_PARTITION)) \
+	$(if $(SLURM_ACCOUNT),--slurm-account $(SLURM_ACCOUNT)) $(if $(SLURM_QOS),--slurm-qos $(SLURM_QOS)) \
+	$(if $(SLURM_GPUS),--slurm-gpus $(SLURM_GPUS)) $(if $(SLURM_TIME),--slurm-time $(SLURM_TIME)) \
+	$(if $(SLURM_MEM_GB),--slurm-mem-gb $(SLURM_MEM_GB))
 SHARED ?= $(abspath ../shared)
 export SCIKIT_LEARN_DATA ?= $(SHARED)/data/scikit_learn_data
 export GAL_SHARED_DATA ?= $(SHARED)/data
@@ -31,17 +50,23 @@ lint: venv
 
 # Table V (regression): runs only the missing runs, then renders results/tables/table5.{md,csv,tex}
 table5: venv
-	$(PY) -m experiments.regression --profile $(PROFILE) $(SEEDS_ARG)
+	$(PY) -m experiments.regression --profile $(PROFILE) $(SEEDS_ARG) $(LAUNCH_ARGS)
 	$(VENV)/bin/gal table 5
 
 # Tables I and II (classification): runs only the missing runs (baseline and GAL for SGD, Lookahead,
 # AdaBound, plus the GAL alpha=0 control for SGD on CONTROL_SEEDS seeds), then renders results/tables/table{1,2}.*
 # PROFILE=cpu: CIFAR-10 JPEG copy / Tiny-ImageNet-100 at 32 px; PROFILE=paper: real CIFAR, GPUs.
 table1 table2: venv
-	$(PY) -m experiments.classification --table $(subst table,,$@) --profile $(PROFILE) $(SEEDS_ARG)
+	$(PY) -m experiments.classification --table $(subst table,,$@) --profile $(PROFILE) $(SEEDS_ARG) \
+		$(LAUNCH_ARGS)
 	$(PY) -m experiments.classification --table $(subst table,,$@) --profile $(PROFILE) \
-		--seeds $(CONTROL_SEEDS) --optimizers sgd --methods gal_alpha0
+		--seeds $(CONTROL_SEEDS) --optimizers sgd --methods gal_alpha0 $(LAUNCH_ARGS)
 	$(VENV)/bin/gal table $(subst table,,$@)
+
+# Table VII (GAL's cost): renders the committed benchmark report (make benchmark) and the per-image
+# training times of the classification run records
+table7: venv
+	$(VENV)/bin/gal table 7
 
 # Fig. 5: validation loss curves, baseline vs GAL, from the records of one profile
 fig5: venv
@@ -49,13 +74,14 @@ fig5: venv
 
 # Fig. 4 (3D example): runs the missing runs, then renders results/figures/fig4.{png,pdf,json}
 fig4: venv
-	$(PY) -m experiments.toy3d --profile $(PROFILE)
+	$(PY) -m experiments.toy3d --profile $(PROFILE) $(LAUNCH_ARGS)
 	$(VENV)/bin/gal figure 4
 
 fig4-gif: fig4
 	$(VENV)/bin/gal figure 4 --gif
 
 # Everything the CPU profile supports (only missing runs are run; tables/figures re-rendered).
+# JOBS defaults to 1 here too (benchmarks/jobs_speedup.py measures JOBS=2 against it).
 reproduce: table5 fig4 table1 table2 fig5
 
 # Compare any two sets of run records: make compare A=results/runs/... B=results/runs/...
@@ -65,6 +91,7 @@ compare: venv
 # GAL step overhead vs baseline (ratio measured side by side in one process)
 benchmark: venv
 	PYTHONPATH=. $(PY) benchmarks/classification_throughput.py --profile $(PROFILE)
+	PYTHONPATH=. $(PY) benchmarks/gal_cost.py
 	$(PY) benchmarks/overhead.py --out results/benchmarks/overhead_$(shell $(PY) -c "import torch;print('cuda' if torch.cuda.is_available() else 'cpu')").json
 
 # Accuracy vs CPU-minutes of candidate cpu-profile networks (how the cpu profile was chosen)
@@ -72,7 +99,7 @@ sweep: venv
 	PYTHONPATH=. $(PY) benchmarks/cpu_profile_sweep.py
 
 # Tables and figures whose experiments need GPUs and datasets not at hand: each says so clearly.
-table3 table4 table6 table7 table8: venv
+table3 table4 table6 table8: venv
 	$(VENV)/bin/gal table $(subst table,,$@)
 
 fig6 fig7 fig8: venv

@@ -18,9 +18,14 @@ Usage::
     python -m experiments.classification --table 1 --profile cpu [--seeds 5]
         [--optimizers sgd,adabound] [--methods baseline,gal] [--runs-root results/runs]
         [--set train.epochs=2 ...] [--retry-failed]
+        [--jobs N] [--launcher local|slurm|submitit-local] [--threads N] [--slurm-partition P ...]
 
-Under ``torchrun --nproc_per_node=N`` every process runs the same plan with DDP (rank 0 writes
-the records). Only missing runs are executed; an interrupted run resumes from its checkpoint.
+Only missing runs are executed; an interrupted run resumes from its checkpoint. ``--jobs N`` runs
+N at once (worker processes with one GPU each where GPUs exist, or a Slurm job array with
+``--launcher slurm``; :mod:`experiments.launch`); each run is claimed, so concurrent invocations
+never run the same run. Under ``torchrun --nproc_per_node=N`` every process runs the same plan
+with DDP (rank 0 writes the records), one run after another, without claims: start one torchrun
+per runs root.
 """
 
 from __future__ import annotations
@@ -39,14 +44,25 @@ import torch
 
 from experiments.common import (
     ResumeMismatch,
+    add_run_arguments,
+    check_choice,
     choose_device,
     config_hash,
+    csv_list,
     run_epochs,
     seed_everything,
     set_threads,
 )
 from experiments.engine import evaluate, make_criterion, train_one_epoch
 from experiments.image_data import DataError, ImageSet, TensorLoader, check_pair, load_split
+from experiments.launch import (
+    Job,
+    LaunchError,
+    check_launch,
+    launch_kwargs,
+    run_jobs,
+    slurm_options,
+)
 from experiments.models import build_model, count_parameters
 from gal import GradientAdjuster
 from gal.config import ConfigError, load_config, parse_overrides
@@ -346,13 +362,6 @@ class _NullWriter:
     partial_dir = "(rank > 0)"
 
 
-def _check_choice(kind: str, values: Sequence[str], allowed: Sequence[str]) -> list[str]:
-    bad = [v for v in values if v not in allowed]
-    if bad:
-        raise ConfigError(f"unknown {kind} {', '.join(map(repr, bad))}; choose from {', '.join(allowed)}")
-    return list(values)
-
-
 def plan_runs(cfg: Mapping[str, Any], table: int, profile: str,
               seeds: int | Sequence[int] | None = None, optimizers: Sequence[str] | None = None,
               methods: Sequence[str] | None = None, dataset: str | None = None) -> list[RunSpec]:
@@ -365,8 +374,8 @@ def plan_runs(cfg: Mapping[str, Any], table: int, profile: str,
     ds = dataset or plan["dataset"]
     if ds not in cfg["datasets"]:
         raise ConfigError(f"unknown dataset {ds!r}; choose from {', '.join(cfg['datasets'])}")
-    opts = _check_choice("optimizers", optimizers or plan["optimizers"], OPTIMIZERS)
-    meths = _check_choice("methods", methods or plan["methods"], METHODS)
+    opts = check_choice("optimizers", optimizers or plan["optimizers"], OPTIMIZERS)
+    meths = check_choice("methods", methods or plan["methods"], METHODS)
     seeds = int(cfg["seeds"]) if seeds is None else seeds
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     return [RunSpec(int(table), profile, ds, o, m, s) for o in opts for s in seed_list for m in meths]
@@ -377,11 +386,25 @@ def run_table(table: int, profile: str = "cpu", seeds: int | Sequence[int] | Non
               dataset: str | None = None, runs_root: str | os.PathLike[str] = DEFAULT_RUNS_ROOT,
               overrides: Mapping[str, Any] | None = None,
               config_path: str | os.PathLike[str] = CONFIG_PATH, progress: bool = True,
-              retry_failed: bool = False) -> dict[str, int]:
-    """Run the missing runs of Table ``table``; returns counts ``{"complete", "failed", "skipped"}``."""
+              retry_failed: bool = False, jobs: int = 1, launcher: str = "local",
+              threads: int | None = None,
+              slurm: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """Run the missing runs of Table ``table``; returns counts ``{"complete", "failed", "skipped"}``.
+
+    The missing runs go to :func:`experiments.launch.run_jobs` (``jobs`` at once with
+    ``launcher``; ``threads`` torch threads per run, default the config's ``num_threads`` or
+    cores / jobs; the profile's ``slurm:`` settings overridden by ``slurm``). Under torchrun
+    (``WORLD_SIZE > 1``) the runs go one after another in every rank, without claims.
+    """
+    check_launch(jobs, launcher, threads)
     cfg = load_config(config_path, profile, overrides)
-    set_threads(cfg["num_threads"])
-    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not torch.distributed.is_initialized():
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and (jobs > 1 or launcher != "local"):
+        raise LaunchError("under torchrun (WORLD_SIZE > 1) runs go one after another: use "
+                          "--jobs 1 --launcher local, or --jobs N without torchrun")
+    if world > 1:
+        set_threads(threads or cfg["num_threads"])
+    if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
@@ -398,20 +421,31 @@ def run_table(table: int, profile: str = "cpu", seeds: int | Sequence[int] | Non
             todo.append(spec)
     if todo:
         load_data(cfg, todo[0].dataset)  # fail fast, before any run starts
-    from tqdm.auto import tqdm
+    if world > 1:  # DDP: every rank runs the same plan in step
+        from tqdm.auto import tqdm
 
-    rank0 = int(os.environ.get("RANK", 0)) == 0
-    bar = tqdm(todo, desc=f"table{table} runs", unit="run", disable=not (progress and rank0 and todo),
-               dynamic_ncols=True)
-    for spec in bar:
-        outcome = run_one(spec, cfg, runs_root, overrides, retry_failed, progress=progress)
-        counts[outcome] = counts.get(outcome, 0) + 1
-    bar.close()
+        rank0 = int(os.environ.get("RANK", 0)) == 0
+        bar = tqdm(todo, desc=f"table{table} runs", unit="run",
+                   disable=not (progress and rank0 and todo), dynamic_ncols=True)
+        for spec in bar:
+            outcome = run_one(spec, cfg, runs_root, overrides, retry_failed, progress=progress)
+            counts[outcome] = counts.get(outcome, 0) + 1
+        bar.close()
+        return counts
+    skip_if = ("complete",) if retry_failed else ("complete", "failed")
+    inline = jobs == 1 and launcher == "local"  # per-run image bar only when runs go one by one
+    job_list = [
+        Job("experiments.classification:run_one", (spec, cfg, str(runs_root)),
+            {"overrides": dict(overrides or {}), "retry_failed": retry_failed,
+             "progress": progress and inline},
+            spec.run_dir(runs_root), spec.label, skip_if)
+        for spec in todo
+    ]
+    done = run_jobs(job_list, jobs, launcher, threads or cfg["num_threads"] or None,
+                    slurm_options(cfg, slurm), progress=progress, desc=f"table{table} runs")
+    for k, v in done.items():
+        counts[k] = counts.get(k, 0) + v
     return counts
-
-
-def _csv(s: str | None) -> list[str] | None:
-    return [x.strip() for x in s.split(",") if x.strip()] if s else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -419,30 +453,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments.classification",
                                  description="Tables I-II (Sec. V-B) classification runs -> run records")
     ap.add_argument("--table", type=int, required=True, choices=(1, 2))
-    ap.add_argument("--profile", default="cpu", help="config profile: cpu (default), paper or smoke")
-    ap.add_argument("--seeds", type=int, default=None, help="runs use seeds 0..N-1 (default: config)")
     ap.add_argument("--optimizers", help=f"comma list from {','.join(OPTIMIZERS)}")
     ap.add_argument("--methods", help=f"comma list from {','.join(METHODS)}")
     ap.add_argument("--dataset", help="dataset key (default: the profile's run.table<N>.dataset)")
-    ap.add_argument("--runs-root", default=str(DEFAULT_RUNS_ROOT), help="default results/runs")
-    ap.add_argument("--config", default=str(CONFIG_PATH), help="config file (default: cifar.yaml)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config key, e.g. --set train.epochs=2 (repeatable)")
-    ap.add_argument("--retry-failed", action="store_true", help="re-run runs recorded as failed")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_run_arguments(ap, profiles="cpu (default), paper or smoke",
+                      runs_root=str(DEFAULT_RUNS_ROOT), config=str(CONFIG_PATH),
+                      set_example="train.epochs=2")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
     try:
-        counts = run_table(args.table, args.profile, args.seeds, _csv(args.optimizers),
-                           _csv(args.methods), args.dataset, args.runs_root,
+        counts = run_table(args.table, args.profile, args.seeds, csv_list(args.optimizers),
+                           csv_list(args.methods), args.dataset, args.runs_root,
                            parse_overrides(args.overrides), args.config,
-                           progress=not args.no_progress, retry_failed=args.retry_failed)
-    except (ConfigError, DataError, ResumeMismatch, FileNotFoundError) as e:
+                           progress=not args.no_progress, retry_failed=args.retry_failed,
+                           **launch_kwargs(args))
+    except (ConfigError, DataError, ResumeMismatch, FileNotFoundError, LaunchError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     dt = time.monotonic() - t0
     print(f"table{args.table} runs: {counts['complete']} complete, {counts['failed']} failed, "
-          f"{counts['skipped']} already done; {dt:.1f}s ({math.ceil(dt / 60)} min) -> {args.runs_root}")
+          f"{counts['skipped']} skipped (already done); {dt:.1f}s ({math.ceil(dt / 60)} min) "
+          f"-> {args.runs_root}")
     return 0
 
 

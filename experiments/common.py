@@ -9,28 +9,39 @@ ImageNet tasks of Tables I-III later).
   as tensors on the device and converted to Python floats once per epoch (one host sync).
 * :func:`run_epochs` - the checkpoint / resume / non-finite-loss loop around a task's
   ``train_epoch`` and ``evaluate`` callables, writing through :class:`gal.records.RunWriter`.
+* :func:`add_run_arguments`, :func:`csv_list`, :func:`check_choice` - the command line shared by
+  the table runners (profile, seeds, runs root, config, ``--set``, and the launch flags of
+  :mod:`experiments.launch`: ``--jobs``, ``--launcher``, ``--threads``, Slurm options).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from experiments.launch import add_launch_arguments
+from gal.config import ConfigError
 from gal.records import RunWriter, to_builtin
 
 __all__ = [
     "DIAGNOSTICS",
     "EpochAverager",
+    "GAL_FINITE_KEYS",
     "ResumeMismatch",
+    "add_run_arguments",
+    "check_choice",
     "choose_device",
     "config_hash",
+    "csv_list",
     "rng_state",
     "run_epochs",
     "seed_everything",
@@ -103,38 +114,63 @@ class EpochAverager:
 
     ``add(loss=..., stats=GALStats | None)`` once per step; :meth:`means` converts the sums to
     Python floats with a single ``.tolist()`` at the end of the epoch. Keys never added are absent.
+
+    The values of one step are stacked into one float64 vector and added with one operator
+    (GAL logs six values per step: six separate accumulations would cost more than GAL's own
+    diagnostics); a step whose keys differ from the first step's is accumulated key by key.
+    The sums are the same float64 numbers either way.
     """
 
     def __init__(self, names: Sequence[str] = ("train_loss", *DIAGNOSTICS)) -> None:
         self.names = tuple(names)
+        self._wanted = frozenset(self.names)
+        self._keys: tuple[str, ...] | None = None  # keys of the stacked fast path
+        self._vec: torch.Tensor | None = None
         self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
 
     def add(self, values: Mapping[str, torch.Tensor]) -> None:
-        for k, v in values.items():
-            if k not in self.names:
-                continue
-            v = v.detach().to(torch.float64)
-            if k in self._sums:
-                self._sums[k] = self._sums[k] + v
-            else:
-                self._sums[k] = v.clone()
         self._count += 1
+        keys = tuple(k for k in values if k in self._wanted)
+        if not keys:
+            return
+        if self._keys is None:
+            self._keys = keys
+        with torch.no_grad():
+            if keys == self._keys and all(values[k].dim() == 0 for k in keys):
+                vec = torch.stack([values[k] for k in keys]).to(torch.float64)
+                self._vec = vec if self._vec is None else self._vec + vec
+                return
+            for k in keys:
+                v = values[k].detach().to(torch.float64)
+                self._sums[k] = self._sums[k] + v if k in self._sums else v.clone()
 
     def means(self) -> dict[str, float]:
-        if not self._sums or self._count == 0:
+        if self._count == 0 or (self._vec is None and not self._sums):
             return {}
-        keys = [k for k in self.names if k in self._sums]
-        vals = (torch.stack([self._sums[k] for k in keys]) / self._count).cpu().tolist()
+        sums = dict(self._sums)
+        if self._vec is not None and self._keys is not None:
+            for k, v in zip(self._keys, self._vec.unbind(), strict=True):
+                sums[k] = sums[k] + v if k in sums else v
+        keys = [k for k in self.names if k in sums]
+        vals = (torch.stack([sums[k] for k in keys]) / self._count).cpu().tolist()
         return dict(zip(keys, vals, strict=True))
 
 
-def _finite(row: Mapping[str, Any], keys: Sequence[str]) -> bool:
+def _nonfinite(row: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
+    """``"key=value"`` for each of ``keys`` present in ``row`` whose number is NaN or inf."""
+    bad = []
     for k in keys:
         v = row.get(k)
         if isinstance(v, int | float) and not math.isfinite(v):
-            return False
-    return True
+            bad.append(f"{k}={v}")
+    return bad
+
+
+#: GAL diagnostics that must stay finite (Eq. 7's remainder r and |r|, h's objective 6); a
+#: non-finite one means h's update is NaN/inf even while the model's loss still looks fine.
+#: (``g_beats_grad`` is NaN by design when ``compare_vanilla=False``.)
+GAL_FINITE_KEYS = ("remainder", "abs_remainder")
 
 
 def run_epochs(
@@ -148,6 +184,7 @@ def run_epochs(
     set_state: Callable[[dict[str, Any]], None],
     checkpoint_every: int = 1,
     loss_keys: Sequence[str] = ("train_loss", "val_loss"),
+    diagnostic_keys: Sequence[str] = GAL_FINITE_KEYS,
     fail_hint: str = "lower the learning rate (train.lr) or standardise the data",
     on_epoch: Callable[[int], None] | None = None,
 ) -> str:
@@ -160,7 +197,10 @@ def run_epochs(
        ``set_state(state["task"])`` and the global RNG states are restored.
     2. For each remaining epoch ``e`` (1-based): ``row = {"epoch": e, **train_epoch(e),
        **evaluate(e)}``; a non-finite value under ``loss_keys`` ends the run with
-       ``writer.fail("non-finite loss at epoch e; <fail_hint>")`` and returns ``"failed"``.
+       ``writer.fail("non-finite loss at epoch e (...); <fail_hint>")``, and one under
+       ``diagnostic_keys`` present in the row (GAL's remainder and ``|r|``, Eq. 7 and objective
+       6, by default) with ``writer.fail("non-finite GAL diagnostic at epoch e (...); ...")``;
+       either returns ``"failed"``.
        Otherwise the row is logged and, every ``checkpoint_every`` epochs and at the last one,
        ``{"task": get_state(), "rng": rng_state(), "epoch": e, "config_hash": ...}`` is saved.
 
@@ -186,10 +226,15 @@ def run_epochs(
         row: dict[str, Any] = {"epoch": e}
         row.update(train_epoch(e))
         row.update(evaluate(e))
-        if not _finite(row, loss_keys):
+        bad_loss, bad_diag = _nonfinite(row, loss_keys), _nonfinite(row, diagnostic_keys)
+        if bad_loss or bad_diag:
             writer.log(row)
-            bad = ", ".join(f"{k}={row.get(k)}" for k in loss_keys if k in row)
-            writer.fail(f"non-finite loss at epoch {e} ({bad}); {fail_hint}")
+            if bad_loss:
+                shown = ", ".join(f"{k}={row.get(k)}" for k in loss_keys if k in row)
+                writer.fail(f"non-finite loss at epoch {e} ({shown}); {fail_hint}")
+            else:
+                writer.fail(f"non-finite GAL diagnostic at epoch {e} ({', '.join(bad_diag)}; "
+                            f"the adjuster h is diverging); {fail_hint}")
             return "failed"
         writer.log(row)
         if e % every == 0 or e == epochs:
@@ -200,3 +245,36 @@ def run_epochs(
             on_epoch(e)
     return "trained"
 
+
+
+# --------------------------------------------------------------------------- command line
+def csv_list(s: str | None) -> list[str] | None:
+    """``"a, b"`` -> ``["a", "b"]``; empty or None -> None (use the config's list)."""
+    return [x.strip() for x in s.split(",") if x.strip()] if s else None
+
+
+def check_choice(kind: str, values: Sequence[str], allowed: Sequence[str], hint: str = "") -> list[str]:
+    """``values`` as a list, or one :class:`ConfigError` naming the unknown ones and the choices."""
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise ConfigError(f"unknown {kind} {', '.join(map(repr, bad))}; choose from "
+                          f"{', '.join(allowed)}{f' ({hint})' if hint else ''}")
+    return list(values)
+
+
+def add_run_arguments(ap: argparse.ArgumentParser, *, profiles: str, runs_root: str,
+                      config: str, set_example: str) -> None:
+    """The flags every table runner takes: ``--profile --seeds --runs-root --config --set
+    --retry-failed --no-progress`` and the launch flags (``--jobs --launcher --threads
+    --slurm-*``, :func:`experiments.launch.add_launch_arguments`)."""
+    ap.add_argument("--profile", default="cpu", help=f"config profile: {profiles}")
+    ap.add_argument("--seeds", type=int, default=None,
+                    help="number of seeds (runs use seeds 0..N-1); default: the config's 'seeds'")
+    ap.add_argument("--runs-root", default=runs_root,
+                    help=f"where run records go (default {runs_root})")
+    ap.add_argument("--config", default=config, help=f"config file (default: {Path(config).name})")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help=f"override a config key, e.g. --set {set_example} (repeatable)")
+    ap.add_argument("--retry-failed", action="store_true", help="re-run runs recorded as failed")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_launch_arguments(ap)

@@ -25,8 +25,11 @@ Usage::
     python -m experiments.regression --profile cpu --seeds 5 [--datasets boston,diabetes]
         [--variants paper,standardized] [--methods baseline,gal] [--runs-root results/runs/table5]
         [--set datasets.boston.epochs=10 ...] [--retry-failed]
+        [--jobs N] [--launcher local|slurm|submitit-local] [--threads N] [--slurm-partition P ...]
 
-Only missing runs are executed (a finished run is a no-op; an interrupted one resumes from its last
+Only missing runs are executed; ``--jobs N`` runs N at once (worker processes, or a Slurm job
+array with ``--launcher slurm``; :mod:`experiments.launch`), each claimed so that concurrent
+invocations never run the same run, with the same metrics as one after another (a finished run is a no-op; an interrupted one resumes from its last
 checkpoint); a run whose loss becomes NaN/inf is recorded as failed and never averaged.
 """
 
@@ -52,11 +55,21 @@ from experiments.common import (
     DIAGNOSTICS,
     EpochAverager,
     ResumeMismatch,
+    add_run_arguments,
+    check_choice,
     choose_device,
     config_hash,
+    csv_list,
     run_epochs,
     seed_everything,
-    set_threads,
+)
+from experiments.launch import (
+    Job,
+    LaunchError,
+    check_launch,
+    launch_kwargs,
+    run_jobs,
+    slurm_options,
 )
 from gal import GradientAdjuster
 from gal.config import ConfigError, load_config, parse_overrides
@@ -448,13 +461,7 @@ def run_one(
 
 
 def _check_choice(kind: str, values: Sequence[str], allowed: Sequence[str]) -> list[str]:
-    bad = [v for v in values if v not in allowed]
-    if bad:
-        raise ConfigError(
-            f"unknown {kind} {', '.join(map(repr, bad))}; choose from {', '.join(allowed)} "
-            f"(--{kind} a,b or run.{kind} in {CONFIG_PATH.name})"
-        )
-    return list(values)
+    return check_choice(kind, values, allowed, f"--{kind} a,b or run.{kind} in {CONFIG_PATH.name}")
 
 
 def _stored_hash(run_dir: Path) -> str | None:
@@ -495,13 +502,25 @@ def run_table(
     config_path: str | os.PathLike[str] = CONFIG_PATH,
     progress: bool = True,
     retry_failed: bool = False,
+    jobs: int = 1,
+    launcher: str = "local",
+    threads: int | None = None,
+    slurm: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
-    """Run the missing runs of Table V; returns counts ``{"complete", "failed", "skipped"}``."""
+    """Run the missing runs of Table V; returns counts ``{"complete", "failed", "skipped"}``.
+
+    The missing runs become :class:`experiments.launch.Job` objects run by
+    :func:`experiments.launch.run_jobs`: ``jobs`` at once with ``launcher`` (``"local"`` worker
+    processes, ``"slurm"`` or ``"submitit-local"``), ``threads`` torch threads each (default: the
+    config's ``num_threads``; a run's metrics depend on it, not on ``jobs`` or the launcher) and
+    the profile's ``slurm:`` settings overridden by ``slurm``. ``skipped`` counts runs finished
+    before (or meanwhile by another invocation).
+    """
+    check_launch(jobs, launcher, threads)
     over = dict(overrides or {})
     if isinstance(seeds, int):
         over.setdefault("seeds", seeds)
     cfg = load_config(config_path, profile, over)
-    set_threads(cfg["num_threads"])
     plan = plan_runs(cfg, profile, seeds, datasets, variants, methods)
     todo = []
     counts = {"complete": 0, "failed": 0, "skipped": 0}
@@ -520,53 +539,46 @@ def run_table(
               f"or use another --runs-root, to run them with the current settings.", file=sys.stderr)
     for name in sorted({s.dataset for s in todo}):  # fail fast, before any run starts
         load_dataset(name, bool(cfg["data"]["allow_download"]))
-    from tqdm.auto import tqdm
-
-    bar = tqdm(todo, desc="table5 runs", unit="run", disable=not progress or not todo,
-               dynamic_ncols=True)
-    for spec in bar:
-        bar.set_postfix_str(spec.label)
-        outcome = run_one(spec, cfg, runs_root, overrides, retry_failed, config_path)
-        counts[outcome] = counts.get(outcome, 0) + 1
-    bar.close()
+    skip_if = ("complete",) if retry_failed else ("complete", "failed")
+    job_list = [
+        Job("experiments.regression:run_one", (spec, cfg, str(runs_root)),
+            {"overrides": dict(overrides or {}), "retry_failed": retry_failed,
+             "config_path": str(config_path)},
+            spec.run_dir(runs_root), spec.label, skip_if)
+        for spec in todo
+    ]
+    done = run_jobs(job_list, jobs, launcher, threads or cfg["num_threads"] or None,
+                    slurm_options(cfg, slurm), progress=progress, desc="table5 runs")
+    for k, v in done.items():
+        counts[k] = counts.get(k, 0) + v
     return counts
-
-
-def _csv(s: str | None) -> list[str] | None:
-    return [x.strip() for x in s.split(",") if x.strip()] if s else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point (``python -m experiments.regression``)."""
     ap = argparse.ArgumentParser(prog="python -m experiments.regression",
                                  description="Table V (Sec. V-B) regression runs -> run records")
-    ap.add_argument("--profile", default="cpu", help="config profile: cpu (default) or paper")
-    ap.add_argument("--seeds", type=int, default=None,
-                    help="number of seeds (runs use seeds 0..N-1); default: the config's 'seeds'")
     ap.add_argument("--datasets", help=f"comma list from {','.join(DATASETS)}")
     ap.add_argument("--variants", help=f"comma list from {','.join(VARIANTS)}")
     ap.add_argument("--methods", help=f"comma list from {','.join(METHODS)}")
-    ap.add_argument("--runs-root", default=str(DEFAULT_RUNS_ROOT),
-                    help="where run records go (default results/runs/table5)")
-    ap.add_argument("--config", default=str(CONFIG_PATH), help="config file (default: regression.yaml)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config key, e.g. --set datasets.boston.epochs=10 (repeatable)")
-    ap.add_argument("--retry-failed", action="store_true", help="re-run runs recorded as failed")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_arguments(ap, profiles="cpu (default) or paper", runs_root=str(DEFAULT_RUNS_ROOT),
+                      config=str(CONFIG_PATH), set_example="datasets.boston.epochs=10")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
     try:
         counts = run_table(
-            profile=args.profile, seeds=args.seeds, datasets=_csv(args.datasets),
-            variants=_csv(args.variants), methods=_csv(args.methods), runs_root=args.runs_root,
-            overrides=parse_overrides(args.overrides), config_path=args.config,
-            progress=not args.no_progress, retry_failed=args.retry_failed,
+            profile=args.profile, seeds=args.seeds, datasets=csv_list(args.datasets),
+            variants=csv_list(args.variants), methods=csv_list(args.methods),
+            runs_root=args.runs_root, overrides=parse_overrides(args.overrides),
+            config_path=args.config, progress=not args.no_progress,
+            retry_failed=args.retry_failed, **launch_kwargs(args),
         )
-    except (ConfigError, DatasetUnavailable, ResumeMismatch) as e:
+    except (ConfigError, DatasetUnavailable, ResumeMismatch, LaunchError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"table5 runs: {counts['complete']} complete, {counts['failed']} failed, "
-          f"{counts['skipped']} already done; {time.monotonic() - t0:.1f}s -> {args.runs_root}")
+          f"{counts['skipped']} skipped (already done); {time.monotonic() - t0:.1f}s "
+          f"-> {args.runs_root}")
     return 0
 
 

@@ -16,13 +16,18 @@ hyperparameters, Alg. 1 line 14) or ``authors`` (the authors' 3D code: ``first_o
 step: ``step, x, y, f`` (row 0 = the start, row t = after t updates) and, for GAL, the diagnostics
 of the update that led to the row (``loss, tentative_loss, remainder, ..., g_beats_grad``).
 
-Run ``python -m experiments.toy3d --profile cpu`` (only missing runs are run), then
-``gal figure 4`` renders the figure from the records (``gal.figures.render_figure``).
+Run ``python -m experiments.toy3d --profile cpu`` (only missing runs are run; a finished run
+whose config changed is kept and reported, ``--force`` re-runs it; ``--jobs N`` / ``--launcher``
+run N at once, :mod:`experiments.launch`), then ``gal figure 4`` renders
+the figure from the records (``gal.figures.render_figure``). A path on which f, the position or
+GAL's remainder (Eq. 7) becomes NaN/inf is recorded as ``failed`` with the step and the values.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import shutil
 import sys
 import time
@@ -33,7 +38,17 @@ from typing import Any
 import torch
 import yaml
 
-from gal.config import load_config, parse_overrides
+from experiments.launch import (
+    CLAIM_NAME,
+    Job,
+    LaunchError,
+    add_launch_arguments,
+    check_launch,
+    launch_kwargs,
+    run_jobs,
+    slurm_options,
+)
+from gal.config import ConfigError, load_config, parse_overrides
 
 CONFIG_PATH = Path(__file__).resolve().parent / "configs" / "toy3d.yaml"
 ARMS = ("baseline", "gal")
@@ -47,6 +62,12 @@ DIAGNOSTICS = (
     "cosine",
     "g_beats_grad",
 )
+#: values of a history row that must stay finite (the path, f and Eq. 7's remainder / |r|)
+FINITE_KEYS = ("x", "y", "f", "remainder", "abs_remainder")
+
+
+class NonFiniteError(RuntimeError):
+    """A Fig. 4 path left the finite numbers (its position, f or a GAL diagnostic)."""
 
 
 # --------------------------------------------------------------------------- the surface
@@ -191,32 +212,58 @@ def simulate(rc: Mapping[str, Any], log: Callable[[dict[str, Any]], None]) -> di
         row.update(diag)
         fs.append(row["f"])
         log(row)
+        bad = [f"{k}={row[k]}" for k in FINITE_KEYS if k in row and not math.isfinite(row[k])]
+        if bad:
+            raise NonFiniteError(
+                f"non-finite value at step {t} ({', '.join(bad)}); lower lr (or alpha/beta) of "
+                f"optimizers.{name} in {CONFIG_PATH.name}"
+            )
     metrics = {"final_f": fs[-1], "min_f": min(fs), "final_x": float(p.detach()[0]), "final_y": float(p.detach()[1])}
     if adj is not None:
         metrics["mean_accept_rate"] = accepted / max(steps, 1)
     return metrics
 
 
-def run_record(rc: dict[str, Any], run_dir: Path, force: bool = False) -> str:
-    """Write one run record (skipped if it is complete with the same config). Returns its status."""
+def finished_status(rc: Mapping[str, Any], run_dir: Path) -> str | None:
+    """``"skipped"`` (complete with the config ``rc``), ``"stale"`` (complete with another config)
+    or None (no complete record)."""
     from gal.records import RunWriter
 
+    if not RunWriter(run_dir).is_complete():
+        return None
+    with open(run_dir / "config.yaml") as fh:
+        old = yaml.safe_load(fh)
+    return "skipped" if old == yaml.safe_load(yaml.safe_dump(dict(rc), sort_keys=False)) else "stale"
+
+
+def run_record(rc: dict[str, Any], run_dir: str | os.PathLike[str], force: bool = False) -> str:
+    """Write one run record; returns ``"complete"``, ``"failed"``, ``"skipped"`` or ``"stale"``.
+
+    A complete record with the same config is skipped. A complete record made with another
+    config is kept as it is and reported as ``"stale"`` (as Table V's runner does: finished
+    results are never deleted implicitly); ``force`` deletes and re-runs it. A non-finite path
+    (:class:`NonFiniteError`) is recorded as ``failed`` with the reason.
+    """
+    from gal.records import RunWriter
+
+    run_dir = Path(run_dir)
     w = RunWriter(run_dir, device="cpu")
-    if w.is_complete() and not force:
-        with open(run_dir / "config.yaml") as fh:
-            old = yaml.safe_load(fh)
-        if old == yaml.safe_load(yaml.safe_dump(rc, sort_keys=False)):
-            return "skipped"
-        print(f"[toy3d] config changed, re-running {run_dir}", flush=True)
-        force = True
+    if not force:
+        done = finished_status(rc, run_dir)
+        if done is not None:
+            return done
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
     partial = Path(str(run_dir) + ".partial")
     if partial.exists():  # runs take < 1 s: restart from scratch instead of resuming
-        shutil.rmtree(partial)
+        for p in partial.iterdir():
+            if p.name != CLAIM_NAME:  # the claim of this run's worker (experiments.launch)
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
     w.start(rc, profile=str(rc["profile"]), seed=int(rc["seed"]))
     try:
         metrics = simulate(rc, w.log)
+    except NonFiniteError as exc:  # recorded as failed, never averaged
+        return w.fail(str(exc))
     except Exception as exc:  # recorded as failed, never averaged; re-raised for visibility
         w.fail(f"{type(exc).__name__}: {exc}")
         raise
@@ -249,6 +296,54 @@ def run_dir_of(runs_root: Path, convention: str, optimizer: str, arm: str, seed:
     return Path(runs_root) / "fig4" / convention / optimizer / arm / f"seed-{seed}"
 
 
+def run_table(
+    profile: str = "cpu",
+    runs_root: str | os.PathLike[str] = Path("results/runs"),
+    overrides: Sequence[str] = (),
+    config_path: str | os.PathLike[str] = CONFIG_PATH,
+    conventions: Iterable[str] | None = None,
+    optimizers: Iterable[str] | None = None,
+    arms: Iterable[str] | None = None,
+    seeds: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    jobs: int = 1,
+    launcher: str = "local",
+    threads: int | None = None,
+    slurm: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, int], list[str]]:
+    """Run the missing runs of Fig. 4 (Sec. IV-D); returns ``(counts, stale labels)``.
+
+    Counts: ``complete``, ``failed``, ``skipped`` (finished with the same config) and ``stale``
+    (finished with another config: kept, reported; ``force`` re-runs every run). The runs go to
+    :func:`experiments.launch.run_jobs` (``jobs`` at once with ``launcher``, 1 torch thread each
+    unless ``threads``).
+    """
+    check_launch(jobs, launcher, threads)
+    cfg = load_toy3d_config(profile, overrides, Path(config_path))
+    plan = planned_runs(cfg, conventions, optimizers, arms, seeds)
+    counts: dict[str, int] = {"complete": 0, "failed": 0, "skipped": 0}
+    stale: list[str] = []
+    job_list = []
+    for conv, name, arm, seed in plan:
+        rc = run_config(cfg, conv, name, arm, seed)
+        run_dir = run_dir_of(Path(runs_root), conv, name, arm, seed)
+        label = f"{conv}/{name}/{arm}/seed-{seed}"
+        status = None if force else finished_status(rc, run_dir)
+        if status is not None:
+            counts[status] = counts.get(status, 0) + 1
+            if status == "stale":
+                stale.append(label)
+            continue
+        job_list.append(Job("experiments.toy3d:run_record", (rc, str(run_dir), force), {},
+                            run_dir, label, () if force else ("complete",)))
+    done = run_jobs(job_list, jobs, launcher, threads or 1, slurm_options(cfg, slurm),
+                    progress=progress, desc="fig4 runs")
+    for k, v in done.items():
+        counts[k] = counts.get(k, 0) + v
+    return counts, stale
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: run the missing Fig. 4 runs (Sec. IV-D) and write their records."""
     ap = argparse.ArgumentParser(prog="python -m experiments.toy3d", description=__doc__.split("\n")[0])
@@ -260,20 +355,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--optimizer", action="append", help="repeatable; default all in the config")
     ap.add_argument("--arm", action="append", choices=ARMS, help="repeatable; default both")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--force", action="store_true", help="re-run complete runs")
+    ap.add_argument("--force", action="store_true",
+                    help="re-run complete runs (also those made with another config)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_launch_arguments(ap)
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
-    cfg = load_toy3d_config(args.profile, args.overrides, args.config)
-    plan = planned_runs(cfg, args.convention, args.optimizer, args.arm, args.seeds)
     t0 = time.monotonic()
-    counts: dict[str, int] = {}
-    for conv, name, arm, seed in plan:
-        rc = run_config(cfg, conv, name, arm, seed)
-        status = run_record(rc, run_dir_of(args.runs_root, conv, name, arm, seed), args.force)
-        counts[status] = counts.get(status, 0) + 1
+    try:
+        counts, stale = run_table(
+            args.profile, args.runs_root, args.overrides, args.config, args.convention,
+            args.optimizer, args.arm, args.seeds, args.force, progress=not args.no_progress,
+            **launch_kwargs(args))
+    except (ConfigError, LaunchError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if stale:
+        print(f"note: {len(stale)} finished run(s) under {args.runs_root / 'fig4'} were made with "
+              f"other settings than the current config (e.g. {stale[0]}); they are kept as they "
+              f"are. Delete them, use another --runs-root, or pass --force to re-run them with the "
+              f"current settings.", file=sys.stderr)
+    n = sum(counts.values())
+    shown = {k: v for k, v in counts.items() if v}
     print(
-        f"[toy3d] {len(plan)} runs under {args.runs_root / 'fig4'}: {counts} "
+        f"[toy3d] {n} runs under {args.runs_root / 'fig4'}: {shown} "
         f"in {time.monotonic() - t0:.1f}s",
         flush=True,
     )

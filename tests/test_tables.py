@@ -210,13 +210,15 @@ def test_cli_figure_dispatch(monkeypatch, tmp_path, capsys):
 
     calls = {}
 
-    def fake(n, runs_root, out_dir, gif=False):
-        calls.update(n=n, runs=runs_root, out=out_dir, gif=gif)
+    def fake(n, runs_root, out_dir, gif=False, profile="cpu"):
+        calls.update(n=n, runs=runs_root, out=out_dir, gif=gif, profile=profile)
         return [out_dir / "figX.png"]
 
     monkeypatch.setattr(gal.figures, "render_figure", fake)
     assert main(["figure", "4", "--gif", "--runs", str(tmp_path), "--out", str(tmp_path / "f")]) == 0
-    assert calls == {"n": 4, "runs": tmp_path, "out": tmp_path / "f", "gif": True}
+    assert calls == {"n": 4, "runs": tmp_path, "out": tmp_path / "f", "gif": True, "profile": "cpu"}
+    assert main(["figure", "5", "--profile", "paper", "--runs", str(tmp_path)]) == 0
+    assert calls["n"] == 5 and calls["profile"] == "paper"
 
 
 def test_alpha0_check_flags_missing_alpha0_seeds():

@@ -6,12 +6,15 @@ Layout of a finished run directory ``<run_dir>/``::
     metrics.json      final metrics (floats; empty for a failed run)
     history.csv       one row per epoch/step (may be empty)
     provenance.json   git commit + dirty flag, package versions, python, platform, host, device,
-                      profile, seed, start/end ISO times, wall_time_s
+                      profile, seed, start/end ISO times, wall_time_s, launch (launcher, job
+                      ids, torch thread count; :func:`launch_info`)
     status.json       {"status": "complete" | "failed", "reason": str | null}
 
 All work happens in ``<run_dir>.partial/`` (the path string with ".partial" appended); only
 :meth:`RunWriter.finish` / :meth:`RunWriter.fail` rename it to ``<run_dir>`` with ``os.replace``,
-so a killed run never looks complete. A run whose final metrics contain NaN/inf is recorded as
+so a killed run never looks complete. A scheduler's claim on the run (``experiments.launch``:
+``<run_dir>.partial/claim``, owner host and pid) moves with that rename and is deleted right
+after it. A run whose final metrics contain NaN/inf is recorded as
 ``failed`` (never averaged into a table, e.g. Table V of the paper).
 
 Usage::
@@ -29,10 +32,12 @@ Usage::
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import json
 import math
 import os
+import pickle
 import platform
 import shutil
 import socket
@@ -47,7 +52,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-__all__ = ["RunWriter", "load_runs", "load_history", "flatten", "to_builtin", "RECORD_COLUMNS"]
+__all__ = ["RunWriter", "load_runs", "load_history", "flatten", "to_builtin", "launch_info",
+           "RECORD_COLUMNS"]
 
 #: Columns load_runs always provides (besides flattened config keys and metric names).
 RECORD_COLUMNS = ["status", "reason", "path", "profile", "seed", "wall_time_s", "git_commit", "device"]
@@ -162,6 +168,24 @@ def _infer_device() -> str:
     return "cpu"
 
 
+def launch_info() -> dict[str, Any]:
+    """How the run was launched, for provenance: the launcher (``GAL_LAUNCHER``, set by
+    ``experiments.launch``; ``"direct"`` otherwise), its job id (``GAL_JOB_ID``), Slurm's job and
+    array ids when present, the pool worker (``GAL_WORKER``), ``CUDA_VISIBLE_DEVICES`` and torch's
+    intra-op thread count (a run's result depends on it)."""
+    env = os.environ
+    info: dict[str, Any] = {"launcher": env.get("GAL_LAUNCHER", "direct")}
+    for key, var in (("job_id", "GAL_JOB_ID"), ("slurm_job_id", "SLURM_JOB_ID"),
+                     ("slurm_array_job_id", "SLURM_ARRAY_JOB_ID"),
+                     ("slurm_array_task_id", "SLURM_ARRAY_TASK_ID"), ("worker", "GAL_WORKER"),
+                     ("cuda_visible_devices", "CUDA_VISIBLE_DEVICES")):
+        if env.get(var):
+            info[key] = env[var]
+    if "torch" in sys.modules:
+        info["num_threads"] = sys.modules["torch"].get_num_threads()
+    return info
+
+
 def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
@@ -209,6 +233,9 @@ class RunWriter:
         self._git: tuple[str, bool | str] | None = None
         self._resumed = False
         self._earlier_commits: list[str] = []  # commits of interrupted earlier sessions
+        # rows already in <partial>/history.csv and its header (None: rewrite it in full next time)
+        self._csv_rows: int | None = None
+        self._csv_header: list[str] | None = None
 
     # -- state ------------------------------------------------------------------
     def is_complete(self) -> bool:
@@ -240,7 +267,11 @@ class RunWriter:
         state = torch.load(p, map_location="cpu", weights_only=False)
         if not isinstance(state, dict):
             return None
-        self._history = list(state.pop(_HISTORY_KEY, []))
+        history = state.pop(_HISTORY_KEY, [])
+        if isinstance(history, bytes | bytearray):  # pickled by save_checkpoint (fast path)
+            history = pickle.loads(history)
+        self._history = list(history)
+        self._csv_rows = self._csv_header = None  # history.csv may be ahead of the checkpoint
         self._wall_before = float(state.pop(_WALL_KEY, 0.0))
         start_iso = state.pop(_START_KEY, None)
         if start_iso:
@@ -251,12 +282,18 @@ class RunWriter:
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         """Atomically save ``state`` (torch.save to a temp file, then ``os.replace``) together with
-        the history logged so far (also written to ``history.csv`` in the partial directory)."""
+        the history logged so far (also written to ``history.csv`` in the partial directory).
+
+        Cheap enough to call every epoch of a tiny run: the history goes into the checkpoint as
+        one pickled blob (torch's pickler is slow on many small Python objects), and the partial
+        ``history.csv`` only gets the rows logged since the last checkpoint appended (it is
+        rewritten in full when the columns change; :meth:`finish` always writes it in full).
+        """
         self.partial_dir.mkdir(parents=True, exist_ok=True)
         import torch
 
         full = dict(state)
-        full[_HISTORY_KEY] = list(self._history)
+        full[_HISTORY_KEY] = pickle.dumps(self._history, protocol=pickle.HIGHEST_PROTOCOL)
         full[_WALL_KEY] = self._elapsed()
         full[_START_KEY] = self._start_iso
         commit = (self._git or git_info())[0]
@@ -264,7 +301,7 @@ class RunWriter:
         tmp = self.partial_dir / "checkpoint.pt.tmp"
         torch.save(full, tmp)
         os.replace(tmp, self.checkpoint_path)
-        self._write_history()
+        self._append_history()
 
     # -- lifecycle ----------------------------------------------------------------
     def start(
@@ -337,7 +374,35 @@ class RunWriter:
         return self._wall_before + (now - self._t0 if self._t0 is not None else 0.0)
 
     def _write_history(self) -> None:
-        pd.DataFrame(self._history).to_csv(self.partial_dir / "history.csv", index=False)
+        """Write ``history.csv`` in full (pandas; the format of a finished record)."""
+        df = pd.DataFrame(self._history)
+        df.to_csv(self.partial_dir / "history.csv", index=False)
+        self._csv_rows, self._csv_header = len(self._history), [str(c) for c in df.columns]
+
+    def _append_history(self) -> None:
+        """Append the rows logged since the last write to the partial ``history.csv``.
+
+        Falls back to :meth:`_write_history` on the first write, after a resume, or when a new
+        row has a column the header lacks. Missing and NaN values are written empty, as pandas
+        writes them.
+        """
+        done, header = self._csv_rows, self._csv_header
+        path = self.partial_dir / "history.csv"
+        new = self._history[done:] if done is not None else []
+        if (done is None or header is None or done > len(self._history) or not path.is_file()
+                or any(k not in header for r in new for k in r)):
+            self._write_history()
+            return
+        if not new:
+            return
+
+        def cell(v: Any) -> Any:
+            return "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+        with open(path, "a", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerows([cell(r.get(k)) for k in header] for r in new)
+        self._csv_rows = len(self._history)
 
     def _finalize(
         self, status: str, reason: str | None, metrics: dict[str, Any], keep_checkpoint: bool
@@ -366,6 +431,7 @@ class RunWriter:
             "wall_time_s": round(self._elapsed(), 3),
             "resumed": self._resumed,
             "git_commits_of_all_sessions": list(dict.fromkeys([*self._earlier_commits, commit])),
+            "launch": launch_info(),
         }
         _write_json(self.partial_dir / "metrics.json", metrics)
         self._write_history()

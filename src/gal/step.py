@@ -136,6 +136,13 @@ class GradientAdjuster(nn.Module):
             (e.g. ``drop_last=True``), as the global mean is the mean of the ranks' means; noise
             adjusters draw from the same seed on every rank.
         process_group: process group for the distributed reductions (default: world).
+        compile_step: opt-in :func:`torch.compile` of the single-process ``batch`` step after
+            ``dl/dz`` (Eqs. 3-7 and lines 5-10 fused into few kernels): ``False`` (default,
+            eager), ``True`` (torch.compile's default backend, inductor) or a backend name (e.g.
+            ``"aot_eager"``). The first steps compile (seconds); a new batch size recompiles once
+            with dynamic shapes. Pass the same ``loss_fn`` object every step (a new function
+            object is a new graph). ``sample`` granularity and distributed runs stay eager.
+            Numerics equal the eager step up to floating-point reassociation.
     """
 
     def __init__(
@@ -156,6 +163,7 @@ class GradientAdjuster(nn.Module):
         h: nn.Module | None = None,
         distributed: bool | None = None,
         process_group: Any = None,
+        compile_step: bool | str = False,
     ) -> None:
         super().__init__()
         for name, value, allowed in (
@@ -180,6 +188,31 @@ class GradientAdjuster(nn.Module):
         self.distributed = distributed
         self.process_group = process_group
         self.h = h if h is not None else build_adjuster(adjuster, dim, arch, activation, seed)
+        self.compile_step = compile_step
+
+    # -- optional torch.compile of the step ------------------------------------------------
+    _COMPILED_KEY = "_gal_compiled_core"
+
+    @property
+    def _compiled(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor, GALStats]] | None:
+        """The compiled :meth:`_batch_core` of *this* instance (built on first use), or None.
+
+        Kept in ``__dict__`` with the owner's id, so a deep copy builds its own and pickling
+        drops it (:meth:`__getstate__`).
+        """
+        if not self.compile_step:
+            return None
+        owner, fn = self.__dict__.get(self._COMPILED_KEY, (None, None))
+        if owner != id(self) or fn is None:
+            backend = "inductor" if self.compile_step is True else str(self.compile_step)
+            fn = torch.compile(self._batch_core, backend=backend)
+            self.__dict__[self._COMPILED_KEY] = (id(self), fn)
+        return fn
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop(self._COMPILED_KEY, None)
+        return state
 
     def extra_repr(self) -> str:
         return (
@@ -253,19 +286,39 @@ class GradientAdjuster(nn.Module):
 
     def _adjusted_gradient(
         self, zd: torch.Tensor, grad: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(v~, g)`` of Eqs. 3-5 for detached features ``zd`` and the gradient ``grad``."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(direction, ||grad||, v~, g)`` of Eqs. 3-5 for detached features ``zd`` and ``grad``.
+
+        ``direction = v / ||v||`` and ``||grad||`` are per row (keepdim); they are returned so that
+        the cosine diagnostic reuses them instead of recomputing both norms.
+        """
         p = next(self.h.parameters(), None)
         if p is not None and p.dtype != zd.dtype:
             v = self.h(zd.to(p.dtype)).to(zd.dtype)
         else:
             v = self.h(zd)
         direction = F.normalize(v, dim=-1, eps=self.eps)  # v / ||v|| (Eq. 4)
+        grad_norm = torch.linalg.vector_norm(grad, dim=-1, keepdim=True)
         if isinstance(self.h, NoiseAdjuster) and self.noise_scaling == "unit":
             v_tilde = self.alpha * direction
         else:
-            v_tilde = self.alpha * grad.norm(dim=-1, keepdim=True) * direction
-        return v_tilde, grad + v_tilde  # Eq. 5
+            v_tilde = self.alpha * grad_norm * direction
+        return direction, grad_norm, v_tilde, grad + v_tilde  # Eq. 5
+
+    def _row_cosine(
+        self, direction: torch.Tensor, grad: torch.Tensor, grad_norm: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-row cosine between ``v~`` and ``dl/dz`` (Fig. 6, right), shape ``z.shape[:-1]``.
+
+        ``v~_i`` is a non-negative multiple of ``v_i / ||v_i||`` (Eq. 4), so its cosine with
+        ``grad_i`` is ``<v_i/||v_i||, grad_i> / ||grad_i||``: two cheap ops on tensors the step
+        already has instead of a full cosine similarity (0 where ``v~_i`` or ``grad_i`` is 0, and
+        everywhere when ``alpha = 0``).
+        """
+        dots = (direction * grad).sum(dim=-1)
+        if self.alpha == 0.0:
+            return torch.zeros_like(dots)
+        return dots / grad_norm.squeeze(-1).clamp_min(self.eps)
 
     def _first_order_scale(self, n_global: int) -> float:
         """Factor on the inner product in Eq. 7 for the chosen convention."""
@@ -276,34 +329,70 @@ class GradientAdjuster(nn.Module):
         self, zs: torch.Tensor, y: Any, loss_fn: LossFn, lr: float | torch.Tensor, world: int
     ) -> tuple[torch.Tensor, torch.Tensor, GALStats]:
         """One decision on the (global) batch-mean loss, as the authors' code does."""
-        n_global = zs.numel() // self.dim * world
         loss = self._mean_loss(loss_fn, zs, y)
         (grad,) = torch.autograd.grad(loss, zs)
-        if world > 1:  # gradient of the *global* batch-mean loss (equal shard sizes)
-            grad = grad / world
+        if world == 1:
+            core = self._batch_core if self._compiled is None else self._compiled
+            return core(zs.detach(), grad, loss.detach(), y, loss_fn, self._eta(lr, zs))
+        n_global = zs.numel() // self.dim * world
+        grad = grad / world  # gradient of the *global* batch-mean loss (equal shard sizes)
         zd, loss = zs.detach(), loss.detach()
-        v_tilde, g = self._adjusted_gradient(zd, grad)
+        direction, grad_norm, _, g = self._adjusted_gradient(zd, grad)
         eta = self.beta * lr
         loss_t = loss_fn(zd - eta * g, y)  # tentative loss (line 7)
         first = eta * self._first_order_scale(n_global) * (grad * g).sum()
-        cos_sum = F.cosine_similarity(v_tilde.detach(), grad, dim=-1, eps=self.eps).sum()
-        nan = torch.full((), float("nan"), device=zd.device, dtype=zd.dtype)
         with torch.no_grad():
-            loss_v = loss_fn(zd - eta * grad, y) if self.compare_vanilla else nan
-        sums = torch.stack([loss, loss_t.detach(), first.detach(), cos_sum, loss_v])
-        if world > 1:
-            sums = self._all_reduce(sums)
+            cos_sum = self._row_cosine(direction, grad, grad_norm).sum()
+            loss_v = loss_fn(zd - eta * grad, y) if self.compare_vanilla else self._nan(zd)
+            sums = self._all_reduce(torch.stack([loss, loss_t, first, cos_sum, loss_v]))
         g_loss, g_loss_t, g_first = sums[0] / world, sums[1] / world, sums[2]
         r = g_loss_t - g_loss + g_first  # Eq. 7 for the global batch
-        if world > 1:
-            # this rank's share of d|r|/dtheta; the shares are summed across ranks
-            h_objective = torch.sign(r) * (loss_t / world + first)
-        else:
-            h_objective = (loss_t - loss + first).abs()  # objective (6)
+        # this rank's share of d|r|/dtheta; the shares are summed across ranks
+        h_objective = torch.sign(r) * (loss_t / world + first)
         accept = _accept(self.policy, g_loss_t, g_loss)
-        chosen = torch.where(accept, g.detach(), grad)
-        beats = (g_loss_t < sums[4] / world).to(zd.dtype) if self.compare_vanilla else nan
+        with torch.no_grad():
+            chosen = torch.where(accept, g, grad)
+        beats = (g_loss_t < sums[4] / world).to(zd.dtype) if self.compare_vanilla else self._nan(zd)
         stats = GALStats(g_loss, g_loss_t, r, r.abs(), accept.to(zd.dtype), sums[3] / n_global, beats)
+        return chosen, h_objective, stats
+
+    def _eta(self, lr: float | torch.Tensor, zs: torch.Tensor) -> float | torch.Tensor:
+        """``eta~ = beta * lr``; a 0-dim tensor for the compiled step (no recompile per lr)."""
+        eta = self.beta * lr
+        if self._compiled is not None and not isinstance(eta, torch.Tensor):
+            return torch.full((), eta, dtype=zs.dtype, device=zs.device)
+        return eta
+
+    @staticmethod
+    def _nan(like: torch.Tensor) -> torch.Tensor:
+        return torch.full((), float("nan"), device=like.device, dtype=like.dtype)
+
+    def _batch_core(
+        self, zd: torch.Tensor, grad: torch.Tensor, loss: torch.Tensor, y: Any, loss_fn: LossFn,
+        eta: float | torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, GALStats]:
+        """The single-process batch step after ``dl/dz`` (Alg. 1 lines 5-10, Eqs. 3-7).
+
+        Every tensor is computed once: ``r = l(z - eta~ g) - l(z) + eta~ <dl/dz, g>`` is both h's
+        objective (its absolute value, objective 6) and the logged remainder; the diagnostics reuse
+        the norms of Eq. 4 and run without autograd. This is what ``compile_step`` compiles.
+        """
+        direction, grad_norm, _, g = self._adjusted_gradient(zd, grad)
+        loss_t = loss_fn(zd - eta * g, y)  # tentative loss (line 7)
+        first = eta * self._first_order_scale(zd.numel() // self.dim) * (grad * g).sum()
+        r = loss_t - loss + first  # Eq. 7
+        h_objective = r.abs()  # objective (6)
+        with torch.no_grad():
+            loss_t = loss_t.detach()
+            accept = _accept(self.policy, loss_t, loss)
+            chosen = torch.where(accept, g, grad)  # lines 7-10
+            cos = self._row_cosine(direction, grad, grad_norm).mean()
+            if self.compare_vanilla:
+                beats = (loss_t < loss_fn(zd - eta * grad, y)).to(zd.dtype)
+            else:
+                beats = self._nan(zd)
+            stats = GALStats(loss, loss_t, r.detach(), h_objective.detach(), accept.to(zd.dtype),
+                             cos, beats)
         return chosen, h_objective, stats
 
     def _sample_step(
@@ -326,21 +415,22 @@ class GradientAdjuster(nn.Module):
         if world > 1:
             grad = grad / world
         zd, loss, per = zs.detach(), loss.detach(), per.detach()
-        v_tilde, g = self._adjusted_gradient(zd, grad)
+        direction, grad_norm, _, g = self._adjusted_gradient(zd, grad)
         eta = self.beta * lr
         per_t = _per_row(loss_fn(zd - eta * g, y, reduction="none"), zs)
         inner = (row_grad * g).sum(dim=-1).reshape(n_rows)
         r_rows = per_t - per + eta * self._first_order_scale(n_global) * inner
         accept = _accept(self.policy, per_t.detach(), per)
-        chosen = torch.where(accept.reshape(*zs.shape[:-1], 1), g.detach(), grad)
+        with torch.no_grad():
+            chosen = torch.where(accept.reshape(*zs.shape[:-1], 1), g, grad)
+            cos = self._row_cosine(direction, grad, grad_norm)
         h_objective = r_rows.abs().sum() / n_global
-        cos = F.cosine_similarity(v_tilde.detach(), grad, dim=-1, eps=self.eps)
         if self.compare_vanilla:
             with torch.no_grad():
                 per_v = _per_row(loss_fn(zd - eta * grad, y, reduction="none"), zs)
             beats = (per_t.detach() < per_v).to(zd.dtype).sum()
         else:
-            beats = torch.full((), float("nan"), device=zd.device, dtype=zd.dtype)
+            beats = self._nan(zd)
         r_rows = r_rows.detach()
         sums = torch.stack([
             loss, per_t.detach().sum(), r_rows.sum(), r_rows.abs().sum(),
@@ -381,9 +471,9 @@ class GradientAdjuster(nn.Module):
             :class:`GALStats` (detached tensors; ``stats.loss`` is the reduced loss).
         """
         chosen, h_objective, stats = self.adjust(z, y, loss_fn, lr, scaler=scaler, weight=weight)
-        params = [p for p in self.h.parameters() if p.requires_grad]
-        trains_h = bool(params) and h_objective.requires_grad
+        trains_h = h_objective.requires_grad and any(p.requires_grad for p in self.h.parameters())
         if self._world_size() > 1 and trains_h:
+            params = [p for p in self.h.parameters() if p.requires_grad]
             z.backward(chosen)
             grads = torch.autograd.grad(h_objective, params, allow_unused=True)
             grads = [torch.zeros_like(p) if gr is None else gr for p, gr in zip(params, grads, strict=True)]
@@ -397,7 +487,7 @@ class GradientAdjuster(nn.Module):
                 else:
                     p.grad.add_(part)
         elif trains_h:
-            torch.autograd.backward([z, h_objective], [chosen, torch.ones_like(h_objective)])
+            torch.autograd.backward([z, h_objective], [chosen, None])
         else:
             z.backward(chosen)
         return stats

@@ -5,7 +5,10 @@ renderer :func:`gal.tables.render.render`:
 
 * Table I (CIFAR-10) and Table II (CIFAR-100), image classification (Sec. V-A/V-C):
   :data:`~gal.tables.classification.TABLE1`, :data:`~gal.tables.classification.TABLE2`;
-* Table V, regression (Sec. V-B/V-C): :data:`~gal.tables.table5.TABLE5`.
+* Table V, regression (Sec. V-B/V-C): :data:`~gal.tables.table5.TABLE5`;
+* Table VII, training time per image (Sec. VI-C): :data:`~gal.tables.table7.TABLE7`, rendered by
+  :func:`~gal.tables.table7.render_cost_table` from the benchmark reports
+  (``results/benchmarks/gal_cost_*.json``) and the classification run records' ``s_per_image``.
 
 Ours are computed from ``load_runs(<runs_root>/tableN)`` (never from training code); the
 paper's numbers come from ``paper_values.yaml`` and only ever land in the "paper" columns.
@@ -30,6 +33,7 @@ from gal.tables.table5 import (
     table5_grid,
 )
 from gal.tables.table5 import _alpha0_check as _alpha0_check  # re-export (tests, old callers)
+from gal.tables.table7 import TABLE7, CostTableSpec, render_cost_table
 
 __all__ = [
     "NoRunsError",
@@ -38,9 +42,13 @@ __all__ = [
     "Method",
     "Metric",
     "SPECS",
+    "COST_SPECS",
     "TABLE1",
     "TABLE2",
     "TABLE5",
+    "TABLE7",
+    "CostTableSpec",
+    "render_cost_table",
     "TABLE5_METRICS",
     "TABLE5_METHODS",
     "TABLE5_COLUMNS",
@@ -59,14 +67,15 @@ __all__ = [
 
 #: table number -> its spec (what `gal table N` renders)
 SPECS: dict[int, TableSpec] = {1: TABLE1, 2: TABLE2, 5: TABLE5}
-IMPLEMENTED_TABLES = tuple(sorted(SPECS))
+#: tables with their own spec type (Table VII reads benchmark reports besides run records)
+COST_SPECS: dict[int, CostTableSpec] = {7: TABLE7}
+IMPLEMENTED_TABLES = tuple(sorted({*SPECS, *COST_SPECS}))
 
 #: What each not-yet-implemented table needs (the suite's roadmap; see the README's status table).
 PLANNED_TABLES: dict[int, str] = {
     3: "Table III (ImageNet, ResNet-50 / EfficientNet-B2; RMSprop, 8 GPUs)",
     4: "Table IV (MS COCO, DETR-R50/R101 + GAL; AdamW, 4 GPUs)",
     6: "Table VI (CIFAR-100, random-noise adjusters)",
-    7: "Table VII (training time per image, ImageNet/CIFAR)",
     8: "Table VIII (CIFAR-100, MLP vs CNN adjusters)",
 }
 
@@ -85,10 +94,13 @@ def render_table(
     runs_root: str | os.PathLike[str] = "results/runs",
     out_dir: str | os.PathLike[str] = "results/tables",
 ) -> dict[str, Path]:
-    """Render paper table ``n`` (1, 2 or 5) from ``<runs_root>/table<n>`` into
+    """Render paper table ``n`` (1, 2, 5 or 7) from ``<runs_root>/table<n>`` into
     ``<out_dir>/table<n>.{md,csv,tex}`` and ``table<n>_numeric.csv``; returns {"md", "csv",
-    "tex", "numeric"} -> path. Raises :class:`NoRunsError` (with the ``make`` target to run)
-    when there are no records, NotImplementedError for the other tables."""
+    "tex", "numeric"} -> path. Table VII also reads ``<runs_root>/../benchmarks/gal_cost_*.json``
+    and the records of Tables I/II. Raises :class:`NoRunsError` (with the command to run) when
+    there is nothing to render, NotImplementedError for the other tables."""
+    if int(n) in COST_SPECS:
+        return render_cost_table(COST_SPECS[int(n)], runs_root, out_dir)
     spec = SPECS.get(int(n))
     if spec is None:
         raise NotImplementedError(not_implemented_message(int(n)))
