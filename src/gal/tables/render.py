@@ -347,7 +347,15 @@ def render(
         table, facts = grid(df, spec)
     except NoRunsError as e:
         raise NoRunsError(f"{e} under {root}: run `{spec.make_target}`") from e
-    notes = spec.notes(facts)
+    return write_table(spec, table, spec.notes(facts), facts["numeric"], out_dir)
+
+
+def write_table(
+    spec: Any, table: pd.DataFrame, notes: list[str], numeric: pd.DataFrame,
+    out_dir: str | os.PathLike[str],
+) -> dict[str, Path]:
+    """Write ``<out_dir>/<spec.stem>.{md,csv,tex}`` and ``<stem>_numeric.csv``; ``spec`` gives
+    ``stem``, ``title``, ``tex_comment`` and ``tex_caption``. Returns kind -> path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = spec.stem
@@ -356,5 +364,5 @@ def render(
     paths["md"].write_text(to_markdown(table, notes, spec.title))
     table.to_csv(paths["csv"], index=False)
     paths["tex"].write_text(to_latex(table, notes, spec.tex_comment, spec.tex_caption))
-    facts["numeric"].to_csv(paths["numeric"], index=False)
+    numeric.to_csv(paths["numeric"], index=False)
     return paths

@@ -34,7 +34,7 @@ import pandas as pd
 from gal import paper_values as pv
 from gal import stats as gs
 from gal.records import load_runs
-from gal.tables.render import DASH, to_latex, to_markdown
+from gal.tables.render import DASH, write_table
 from gal.tables.spec import NoRunsError
 
 __all__ = ["CostTableSpec", "TABLE7", "TABLE7_COLUMNS", "cost_grid", "render_cost_table"]
@@ -422,13 +422,4 @@ def render_cost_table(
                           f"classification run records under {runs_root}: run `{spec.make_target}`")
     table, facts = cost_grid(spec, benches, records)
     notes = _notes(spec, facts, runs_root, bench_dir)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = spec.stem
-    paths = {"md": out / f"{stem}.md", "csv": out / f"{stem}.csv", "tex": out / f"{stem}.tex",
-             "numeric": out / f"{stem}_numeric.csv"}
-    paths["md"].write_text(to_markdown(table, notes, spec.title))
-    table.to_csv(paths["csv"], index=False)
-    paths["tex"].write_text(to_latex(table, notes, spec.tex_comment, spec.tex_caption))
-    facts["numeric"].to_csv(paths["numeric"], index=False)
-    return paths
+    return write_table(spec, table, notes, facts["numeric"], out_dir)
