@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
+# The analyses of Sec. VI (Tables VI, VIII, Figs. 7, 8) run on the `ablation` profile when PROFILE=cpu
+# (the cpu profile shortened to fit about 37 configurations x 3 seeds in about 2 hours on 2 cores).
+APROFILE ?= $(if $(filter cpu,$(PROFILE)),ablation,$(PROFILE))
 SEEDS ?=
 SEEDS_ARG = $(if $(SEEDS),--seeds $(SEEDS))
 CONTROL_SEEDS ?= 3
@@ -31,7 +34,7 @@ export SCIKIT_LEARN_DATA ?= $(SHARED)/data/scikit_learn_data
 export GAL_SHARED_DATA ?= $(SHARED)/data
 
 .PHONY: venv test lint reproduce table1 table2 table5 fig4 fig4-gif fig5 compare benchmark \
-	sweep table3 table4 table6 table7 table8 fig6 fig7 fig8
+	sweep table3 table4 table6 table7 table8 fig6 fig7 fig8 ablation
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -98,9 +101,31 @@ benchmark: venv
 sweep: venv
 	PYTHONPATH=. $(PY) benchmarks/cpu_profile_sweep.py
 
-# Tables and figures whose experiments need GPUs and datasets not at hand: each says so clearly.
-table3 table4 table6 table8: venv
+# The analyses of Sec. VI on the Table II dataset (runs shared between them: a configuration used
+# by two targets runs once): Table VI (noise instead of h), Table VIII (MLP vs CNN h), Fig. 7
+# (alpha, beta, arch; SGD and Lookahead), Fig. 8 (update policies; g beats dl/dz).
+table6 table8: venv
+	$(PY) -m experiments.classification --table $(subst table,,$@) --profile $(APROFILE) $(SEEDS_ARG) 		$(LAUNCH_ARGS)
 	$(VENV)/bin/gal table $(subst table,,$@)
 
-fig6 fig7 fig8: venv
-	$(VENV)/bin/gal figure $(subst fig,,$@)
+fig7 fig8: venv
+	$(PY) -m experiments.classification --table $@ --profile $(APROFILE) $(SEEDS_ARG) $(LAUNCH_ARGS)
+	$(VENV)/bin/gal figure $(subst fig,,$@) --profile $(APROFILE)
+
+# All four in one plan (seed-major order: an interrupted batch leaves complete seeds), then Fig. 6
+ablation: venv
+	$(PY) -m experiments.classification --table ablation --profile $(APROFILE) $(SEEDS_ARG) 		$(LAUNCH_ARGS)
+	$(VENV)/bin/gal table 6
+	$(VENV)/bin/gal table 8
+	$(VENV)/bin/gal figure 7 --profile $(APROFILE)
+	$(VENV)/bin/gal figure 8 --profile $(APROFILE)
+	$(VENV)/bin/gal figure 6 --profile $(APROFILE)
+
+# Fig. 6: remainder and cosine(v~, dl/dz) per epoch of the GAL runs of one profile (Tables I, II and
+# the analyses)
+fig6: venv
+	$(VENV)/bin/gal figure 6 --profile $(PROFILE)
+
+# Tables whose experiments need GPUs and datasets not at hand: each says so clearly.
+table3 table4: venv
+	$(VENV)/bin/gal table $(subst table,,$@)

@@ -1,4 +1,5 @@
-"""Tables I and II of the paper (Sec. V-B): image classification, baseline vs GAL, as run records.
+"""Tables I and II of the paper (Sec. V-B) and its analyses (Sec. VI): image classification runs
+-> run records.
 
 A task here is data (:mod:`experiments.image_data`) + model (:mod:`experiments.models`) + loss +
 config (``configs/cifar.yaml``) on the shared engine (:mod:`experiments.engine`). Each run is one
@@ -9,13 +10,18 @@ record under ``<runs-root>/table<N>/<profile>/<dataset>/<optimizer>/<method>/see
   and optimizer as in Sec. V-B;
 * ``gal_alpha0`` - GAL with alpha = 0, a control that must equal ``baseline`` bit for bit.
 
+The analyses of Sec. VI (Tables VI, VIII, Figs. 7, 8; ``--table 6|8|fig7|fig8|ablation``) run GAL
+variants named ``gal+<key>=<value>[+...]`` (:mod:`experiments.gal_variants`: noise adjusters,
+CNN adjusters, other alpha / beta / arch / update policy) on the Table II dataset, all under
+``<runs-root>/ablation/<profile>/<dataset>/<optimizer>/<method>/seed-<k>/``.
+
 Paired design: for one seed every arm has the same initialisation (global RNG seeded before the
 model is built), the same batch order and the same augmentation draws (one data generator seeded
 by the seed); h draws from its own generator, so the arms differ only by GAL.
 
 Usage::
 
-    python -m experiments.classification --table 1 --profile cpu [--seeds 5]
+    python -m experiments.classification --table 1|2|6|8|fig7|fig8|ablation --profile cpu [--seeds 5]
         [--optimizers sgd,adabound] [--methods baseline,gal] [--runs-root results/runs]
         [--set train.epochs=2 ...] [--retry-failed]
         [--jobs N] [--launcher local|slurm|submitit-local] [--threads N] [--slurm-partition P ...]
@@ -42,6 +48,7 @@ from typing import Any
 
 import torch
 
+from experiments.classification_setup import build_run, lr_lambda
 from experiments.common import (
     ResumeMismatch,
     add_run_arguments,
@@ -50,11 +57,11 @@ from experiments.common import (
     config_hash,
     csv_list,
     run_epochs,
-    seed_everything,
     set_threads,
 )
 from experiments.engine import evaluate, make_criterion, train_one_epoch
-from experiments.image_data import DataError, ImageSet, TensorLoader, check_pair, load_split
+from experiments.gal_variants import apply_method, canonical_method
+from experiments.image_data import DataError, ImageSet, check_pair, load_split
 from experiments.launch import (
     Job,
     LaunchError,
@@ -63,10 +70,8 @@ from experiments.launch import (
     run_jobs,
     slurm_options,
 )
-from experiments.models import build_model, count_parameters
-from gal import GradientAdjuster
+from experiments.models import count_parameters
 from gal.config import ConfigError, load_config, parse_overrides
-from gal.optim import build_optimizer
 from gal.records import RunWriter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,28 +79,38 @@ CONFIG_PATH = REPO / "experiments" / "configs" / "cifar.yaml"
 DEFAULT_RUNS_ROOT = Path("results/runs")
 OPTIMIZERS = ("sgd", "lookahead_sgd", "adabound")
 METHODS = ("baseline", "gal", "gal_alpha0")
+#: the analyses of Sec. VI run as parts of one plan (``run.ablation`` in the config); their runs
+#: share one directory, so a configuration used by two of them runs once
+ABLATION_PARTS = ("table6", "table8", "fig7", "fig8")
+TABLES = ("1", "2", "6", "8", "fig7", "fig8", "ablation")
 
-__all__ = ["RunSpec", "build_run", "main", "plan_runs", "run_one", "run_settings", "run_table"]
+__all__ = ["RunSpec", "build_run", "lr_lambda", "main", "plan_runs", "run_one", "run_settings",
+           "run_table"]
 
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """One run of Table I or II."""
+    """One run: of Table I or II (``table`` 1 or 2) or of the analyses (``table="ablation"``,
+    Tables VI, VIII and Figs. 7, 8, all in ``<root>/ablation/``)."""
 
-    table: int
+    table: int | str
     profile: str
     dataset: str
     optimizer: str
     method: str
     seed: int
 
+    @property
+    def subdir(self) -> str:
+        return f"table{self.table}" if isinstance(self.table, int) else str(self.table)
+
     def run_dir(self, root: str | os.PathLike[str]) -> Path:
-        return (Path(root) / f"table{self.table}" / self.profile / self.dataset / self.optimizer
+        return (Path(root) / self.subdir / self.profile / self.dataset / self.optimizer
                 / self.method / f"seed-{self.seed}")
 
     @property
     def label(self) -> str:
-        return f"table{self.table}/{self.profile}/{self.dataset}/{self.optimizer}/{self.method}/seed-{self.seed}"
+        return f"{self.subdir}/{self.profile}/{self.dataset}/{self.optimizer}/{self.method}/seed-{self.seed}"
 
 
 def _auto(flag: Any, device: torch.device) -> bool:
@@ -113,117 +128,17 @@ def run_settings(cfg: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:
         "device": str(device), "amp": _auto(cfg["train"]["amp"], device),
         "channels_last": _auto(cfg["train"]["channels_last"], device),
     }
-    if spec.method != "baseline":
-        g = dict(cfg["gal"])
-        g.update(ds["gal"][spec.optimizer])
-        if spec.method == "gal_alpha0":
-            g["alpha"] = 0.0
-        s["gal"] = {**g, "arch": list(ds["gal_arch"])}
+    g = apply_method(default_gal(cfg, spec.dataset, spec.optimizer), spec.method)
+    if g is not None:
+        s["gal"] = g
     return s
 
 
-def _lr_lambda(schedule: Mapping[str, Any], steps_per_epoch: int, epochs: int):
-    """Per-step LR factor: ``multistep`` (x gamma at the milestone epochs, the authors' CIFAR
-    schedule) or ``onecycle`` (linear warm-up to 1 then linear decay to 0), both with optional
-    linear warm-up over ``warmup_epochs``."""
-    kind = schedule["kind"]
-    total = max(1, steps_per_epoch * epochs)
-    warm = int(float(schedule.get("warmup_epochs", 0.0)) * steps_per_epoch)
-    milestones = [int(m) * steps_per_epoch for m in schedule.get("milestones", [])]
-    gamma = float(schedule.get("gamma", 0.1))
-    if kind not in ("multistep", "onecycle"):
-        raise ConfigError(f"train.schedule.kind {kind!r}: choose multistep or onecycle")
-
-    def factor(step: int) -> float:
-        if warm and step < warm:
-            return (step + 1) / warm
-        if kind == "onecycle":
-            return max(0.0, (total - step) / max(1, total - warm))
-        return gamma ** sum(step >= m for m in milestones)
-
-    return factor
-
-
-@dataclasses.dataclass
-class Run:
-    """Everything one training run holds (built by :func:`build_run`)."""
-
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    adjuster: GradientAdjuster | None
-    train_loader: TensorLoader
-    val_loader: TensorLoader
-    test_loader: TensorLoader
-    scaler: torch.amp.GradScaler | None
-    device: torch.device
-
-
-def _loaders(settings: Mapping[str, Any], train: ImageSet, test: ImageSet, seed: int,
-             device: torch.device) -> tuple[TensorLoader, TensorLoader, TensorLoader]:
-    tr = settings["train"]
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    rank = int(os.environ.get("RANK", 0))
-    gen = torch.Generator().manual_seed(seed)
-    common = dict(mean=tr["mean"], std=tr["std"], resize=tr["image_size"], device=device,
-                  channels_last=settings["channels_last"])
-    train_loader = TensorLoader(train, tr["batch_size"], train=True, generator=gen, pad=tr["pad"],
-                                flip=tr["flip"], drop_last=True, rank=rank, world=world, **common)
-    n_val = int(tr["val_subset"] or 0)
-    val = test
-    if n_val and n_val < len(test):  # a fixed random subset (test folders are sorted by class)
-        pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:n_val]
-        val = ImageSet(test.images[pick], test.labels[pick], test.classes,
-                       f"{test.source}[{n_val} fixed random images]")
-    ev = dict(rank=rank, world=world) if world > 1 else {}
-    return (train_loader, TensorLoader(val, tr["test_batch_size"], train=False, **ev, **common),
-            TensorLoader(test, tr["test_batch_size"], train=False, **ev, **common))
-
-
-def build_run(settings: Mapping[str, Any], train: ImageSet, test: ImageSet, seed: int) -> Run:
-    """Model, optimizer, schedule, adjuster and loaders of one run, seeded for the paired design."""
-    device = torch.device(settings["device"])
-    m = settings["model"]
-    seed_everything(seed)  # same init in every arm of this seed
-    kw = {} if m["name"].startswith("convnet_") else {
-        "drop_rate": m["drop_rate"], "drop_path_rate": m["drop_path_rate"]}
-    model = build_model(m["name"], settings["num_classes"], pretrained=bool(m["pretrained"]),
-                        pretrained_file=m["pretrained_file"], **kw).to(device)
-    if settings["channels_last"]:
-        model = model.to(memory_format=torch.channels_last)
-    adjuster = None
-    params: list[torch.Tensor] = list(model.parameters())
-    h_groups: list[dict[str, Any]] = []
-    g = settings.get("gal")
-    if g is not None:
-        adjuster = GradientAdjuster(
-            dim=settings["num_classes"], arch=tuple(g["arch"]), alpha=g["alpha"], beta=g["beta"],
-            policy=g["policy"], granularity=g["granularity"], first_order=g["first_order"],
-            activation=g["activation"], seed=seed,
-        ).to(device)
-        if g["h_optimizer"] != "shared":
-            raise ConfigError("gal.h_optimizer: only 'shared' (the authors' CIFAR code) is "
-                              "supported for classification")
-        h_groups = [{"params": list(adjuster.parameters())}]
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    opt_kw = dict(settings["opt"])
-    lr = float(opt_kw.pop("lr"))
-    if "betas" in opt_kw:
-        opt_kw["betas"] = tuple(opt_kw["betas"])
-    groups = [{"params": params}] + h_groups
-    if len(groups) == 2:  # shared optimizer: one group holds model and h (same lr, schedule)
-        groups = [{"params": params + h_groups[0]["params"]}]
-    optimizer = build_optimizer(settings["optimizer"], groups, lr, **opt_kw)
-    train_loader, val_loader, test_loader = _loaders(settings, train, test, seed, device)
-    tr = settings["train"]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(tr["schedule"], len(train_loader), int(tr["epochs"])))
-    scaler = torch.amp.GradScaler(device.type) if settings["amp"] else None
-    return Run(model, optimizer, scheduler, adjuster, train_loader, val_loader, test_loader,
-               scaler, device)
+def default_gal(cfg: Mapping[str, Any], dataset: str, optimizer: str) -> dict[str, Any]:
+    """The paper's GAL settings for (dataset, optimizer) (Sec. V-B): ``cfg.gal`` with the
+    dataset's ``gal.<optimizer>`` (alpha, beta) and ``gal_arch``."""
+    ds = cfg["datasets"][dataset]
+    return {**dict(cfg["gal"]), **dict(ds["gal"][optimizer]), "arch": list(ds["gal_arch"])}
 
 
 def record_config(cfg: Mapping[str, Any], spec: RunSpec, settings: Mapping[str, Any],
@@ -236,9 +151,23 @@ def record_config(cfg: Mapping[str, Any], spec: RunSpec, settings: Mapping[str, 
         "seed": spec.seed, "profile": spec.profile, "model": cfg["model"]["name"],
         "pretrained": bool(cfg["model"]["pretrained"] or cfg["model"]["pretrained_file"]),
         "epochs": int(cfg["train"]["epochs"]), "n_params": n_params, "h_params": h_params,
+        "train_subset": int(cfg["train"]["train_subset"] or 0),
+        **gal_columns(settings.get("gal")),
         "config_hash": config_hash(settings), "settings": dict(settings),
         "overrides": dict(overrides or {}), "config": dict(cfg),
     }
+
+
+def gal_columns(g: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The GAL settings the analyses select and plot on (Tables VI, VIII, Figs. 7, 8) as flat
+    record keys ``gal_alpha``, ``gal_beta``, ``gal_arch`` (``"256-64-32"``), ``gal_adjuster``,
+    ``gal_noise_scaling``, ``gal_policy``; all ``None`` for the baseline."""
+    if g is None:
+        return {f"gal_{k}": None for k in ("alpha", "beta", "arch", "adjuster", "noise_scaling", "policy")}
+    return {"gal_alpha": float(g["alpha"]), "gal_beta": float(g["beta"]),
+            "gal_arch": "-".join(str(int(w)) for w in g["arch"]),
+            "gal_adjuster": g.get("adjuster", "mlp"), "gal_noise_scaling": g.get("noise_scaling", "eq4"),
+            "gal_policy": g["policy"]}
 
 
 _DATA_CACHE: dict[str, tuple[ImageSet, ImageSet]] = {}
@@ -362,26 +291,61 @@ class _NullWriter:
     partial_dir = "(rank > 0)"
 
 
-def plan_runs(cfg: Mapping[str, Any], table: int, profile: str,
+def _table_key(table: int | str) -> tuple[int | str, list[str]]:
+    """(RunSpec.table, plan parts) of a ``--table`` value: 1 / 2 -> Tables I / II; 6, 8,
+    ``fig7``, ``fig8`` -> that part of the analyses' plan; ``ablation`` -> all of its parts."""
+    t = str(table)
+    if t in ("1", "2"):
+        return int(t), []
+    part = f"table{t}" if t in ("6", "8") else t
+    if part == "ablation":
+        return "ablation", list(ABLATION_PARTS)
+    if part not in ABLATION_PARTS:
+        raise ConfigError(f"--table {table!r}: choose from {', '.join(TABLES)}")
+    return "ablation", [part]
+
+
+def _plan_name(table: int | str) -> str:
+    return f"table{table}" if str(table) in ("1", "2", "6", "8") else str(table)
+
+
+def plan_runs(cfg: Mapping[str, Any], table: int | str, profile: str,
               seeds: int | Sequence[int] | None = None, optimizers: Sequence[str] | None = None,
               methods: Sequence[str] | None = None, dataset: str | None = None) -> list[RunSpec]:
     """All runs of a table in a stable order (optimizer, seed, method): the arms of one seed
-    run back to back, so a partial batch still yields complete pairs."""
-    key = f"table{table}"
-    if key not in cfg["run"]:
-        raise ConfigError(f"no run.{key} in {CONFIG_PATH.name}; tables: {', '.join(cfg['run'])}")
-    plan = cfg["run"][key]
+    run back to back, so a partial batch still yields complete pairs.
+
+    ``table`` 1 or 2: ``run.table<N>`` of the config. 6, 8, ``fig7``, ``fig8`` or ``ablation``:
+    the parts of ``run.ablation`` (Sec. VI), whose method names are made canonical per optimizer
+    (:func:`experiments.gal_variants.canonical_method`) and deduplicated across parts.
+    """
+    key, parts = _table_key(table)
+    plan = cfg["run"]["ablation" if parts else f"table{key}"]
     ds = dataset or plan["dataset"]
     if ds not in cfg["datasets"]:
         raise ConfigError(f"unknown dataset {ds!r}; choose from {', '.join(cfg['datasets'])}")
-    opts = check_choice("optimizers", optimizers or plan["optimizers"], OPTIMIZERS)
-    meths = check_choice("methods", methods or plan["methods"], METHODS)
     seeds = int(cfg["seeds"]) if seeds is None else seeds
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    return [RunSpec(int(table), profile, ds, o, m, s) for o in opts for s in seed_list for m in meths]
+    if not parts:
+        opts = check_choice("optimizers", optimizers or plan["optimizers"], OPTIMIZERS)
+        meths = check_choice("methods", methods or plan["methods"], METHODS)
+        return [RunSpec(key, profile, ds, o, m, s) for o in opts for s in seed_list for m in meths]
+    by_opt: dict[str, list[str]] = {}
+    for part in parts:
+        for o in plan[part]["optimizers"]:
+            by_opt.setdefault(o, []).extend(plan[part]["methods"])
+    if optimizers:
+        by_opt = {o: by_opt.get(o, list(methods or ["baseline", "gal"]))
+                  for o in check_choice("optimizers", optimizers, OPTIMIZERS)}
+    out = []
+    for o in check_choice("optimizers", list(by_opt), OPTIMIZERS):
+        defaults = default_gal(cfg, ds, o)
+        names = list(dict.fromkeys(canonical_method(m, defaults) for m in (methods or by_opt[o])))
+        out += [RunSpec(key, profile, ds, o, m, s) for s in seed_list for m in names]
+    return out
 
 
-def run_table(table: int, profile: str = "cpu", seeds: int | Sequence[int] | None = None,
+def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int] | None = None,
               optimizers: Sequence[str] | None = None, methods: Sequence[str] | None = None,
               dataset: str | None = None, runs_root: str | os.PathLike[str] = DEFAULT_RUNS_ROOT,
               overrides: Mapping[str, Any] | None = None,
@@ -425,7 +389,7 @@ def run_table(table: int, profile: str = "cpu", seeds: int | Sequence[int] | Non
         from tqdm.auto import tqdm
 
         rank0 = int(os.environ.get("RANK", 0)) == 0
-        bar = tqdm(todo, desc=f"table{table} runs", unit="run",
+        bar = tqdm(todo, desc=f"{_plan_name(table)} runs", unit="run",
                    disable=not (progress and rank0 and todo), dynamic_ncols=True)
         for spec in bar:
             outcome = run_one(spec, cfg, runs_root, overrides, retry_failed, progress=progress)
@@ -442,7 +406,7 @@ def run_table(table: int, profile: str = "cpu", seeds: int | Sequence[int] | Non
         for spec in todo
     ]
     done = run_jobs(job_list, jobs, launcher, threads or cfg["num_threads"] or None,
-                    slurm_options(cfg, slurm), progress=progress, desc=f"table{table} runs")
+                    slurm_options(cfg, slurm), progress=progress, desc=f"{_plan_name(table)} runs")
     for k, v in done.items():
         counts[k] = counts.get(k, 0) + v
     return counts
@@ -451,10 +415,13 @@ def run_table(table: int, profile: str = "cpu", seeds: int | Sequence[int] | Non
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point (``python -m experiments.classification``)."""
     ap = argparse.ArgumentParser(prog="python -m experiments.classification",
-                                 description="Tables I-II (Sec. V-B) classification runs -> run records")
-    ap.add_argument("--table", type=int, required=True, choices=(1, 2))
+                                 description="Tables I-II (Sec. V-B) and the analyses of Sec. VI: classification runs -> run records")
+    ap.add_argument("--table", required=True, choices=TABLES,
+                    help="1, 2 (Tables I, II); 6, 8, fig7, fig8 (the analyses of Sec. VI) or "
+                         "ablation (all four, one shared set of runs)")
     ap.add_argument("--optimizers", help=f"comma list from {','.join(OPTIMIZERS)}")
-    ap.add_argument("--methods", help=f"comma list from {','.join(METHODS)}")
+    ap.add_argument("--methods", help=f"comma list: {', '.join(METHODS)} or gal+<key>=<value>[+...] "
+                                      "(experiments.gal_variants)")
     ap.add_argument("--dataset", help="dataset key (default: the profile's run.table<N>.dataset)")
     add_run_arguments(ap, profiles="cpu (default), paper or smoke",
                       runs_root=str(DEFAULT_RUNS_ROOT), config=str(CONFIG_PATH),
@@ -471,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     dt = time.monotonic() - t0
-    print(f"table{args.table} runs: {counts['complete']} complete, {counts['failed']} failed, "
+    print(f"{_plan_name(args.table)} runs: {counts['complete']} complete, {counts['failed']} failed, "
           f"{counts['skipped']} skipped (already done); {dt:.1f}s ({math.ceil(dt / 60)} min) "
           f"-> {args.runs_root}")
     return 0

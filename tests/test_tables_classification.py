@@ -195,7 +195,7 @@ def test_table2_paper_values_and_stand_in_label(tmp_path, monkeypatch):
 
 
 def test_dispatch_and_missing_runs(tmp_path):
-    assert IMPLEMENTED_TABLES == (1, 2, 5, 7)
+    assert IMPLEMENTED_TABLES == (1, 2, 5, 6, 7, 8)
     with pytest.raises(NoRunsError, match="make table1"):
         render_table(1, tmp_path / "nothing", tmp_path / "out")
     with pytest.raises(NotImplementedError, match="not implemented in the suite yet"):

@@ -160,6 +160,6 @@ def test_path_summary_definitions() -> None:
 
 def test_other_figures_raise_not_implemented(tmp_path: Path) -> None:
     with pytest.raises(NotImplementedError, match="implemented figures: 4"):
-        render_figure(6, tmp_path, tmp_path)
+        render_figure(9, tmp_path, tmp_path)
     with pytest.raises(FileNotFoundError, match="make fig4"):
         render_figure(4, tmp_path, tmp_path)

@@ -76,14 +76,15 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     return df[name] if name in df.columns else pd.Series([None] * len(df), index=df.index, dtype=object)
 
 
-def _val_curve(path: str) -> pd.Series:
-    """``val_loss`` by epoch of one run (rows without a finite val_loss are dropped)."""
+def _val_curve(path: str, column: str = "val_loss") -> pd.Series:
+    """``column`` (default ``val_loss``) by epoch of one run (rows without a finite value are
+    dropped; also used by :mod:`gal.fig_analysis` for the GAL diagnostics of Figs. 6 and 8b)."""
     h = load_history(path)
-    if h.empty or "val_loss" not in h.columns or "epoch" not in h.columns:
+    if h.empty or column not in h.columns or "epoch" not in h.columns:
         return pd.Series(dtype=float)
-    h = h[["epoch", "val_loss"]].apply(pd.to_numeric, errors="coerce")
-    h = h[np.isfinite(h["val_loss"]) & np.isfinite(h["epoch"])]
-    s = pd.Series(h["val_loss"].to_numpy(float), index=h["epoch"].astype(int).to_numpy())
+    h = h[["epoch", column]].apply(pd.to_numeric, errors="coerce")
+    h = h[np.isfinite(h[column]) & np.isfinite(h["epoch"])]
+    s = pd.Series(h[column].to_numpy(float), index=h["epoch"].astype(int).to_numpy())
     return s[~s.index.duplicated(keep="last")].sort_index()
 
 

@@ -1,6 +1,8 @@
 """Figures of the paper, rendered from run records only (docs/design.md; never from training code).
 
-``gal figure N [--gif]`` calls :func:`render_figure`. Implemented: Fig. 4 (Sec. IV-D, the 3D
+``gal figure N [--gif] [--profile P]`` calls :func:`render_figure` (Figs. 4-8; Fig. 5 in
+:mod:`gal.fig5`, Fig. 6 in :mod:`gal.fig_analysis`, Figs. 7 and 8 in :mod:`gal.fig_ablation`,
+each with its own outputs ``figN.{png,pdf,json,md}``). This module holds Fig. 4 (Sec. IV-D, the 3D
 example: convergence paths and f against steps for GD, Lookahead(GD), RMSprop, Adam and AdaBound,
 standard process in blue and GAL in red), read from ``<runs_root>/fig4/<convention>/<optimizer>/
 <arm>/seed-<k>/`` as written by ``python -m experiments.toy3d``.
@@ -50,19 +52,33 @@ def render_figure(
 ) -> list[Path]:
     """Render figure ``n`` of the paper from the run records under ``runs_root`` into ``out_dir``.
 
-    Returns the paths written. Implemented: Fig. 4 (Sec. IV-D) and Fig. 5 (Sec. VI-A, validation
-    loss curves of the runs of ``profile``; see :mod:`gal.fig5`); any other ``n`` raises
-    ``NotImplementedError`` naming what exists.
+    Returns the paths written. Implemented: Fig. 4 (Sec. IV-D), Fig. 5 (Sec. VI-A, validation
+    loss curves of the runs of ``profile``; see :mod:`gal.fig5`), Fig. 6 (Sec. VI-A, remainder
+    and cosine of GAL runs; :mod:`gal.fig_analysis`), Figs. 7 and 8 (Sec. VI-D/E/F, alpha / beta
+    / architecture sweeps and update policies from the ablation records of ``profile``;
+    :mod:`gal.fig_ablation`); any other ``n`` raises ``NotImplementedError`` naming what exists.
     """
     if int(n) == 4:
         return render_fig4(Path(runs_root), Path(out_dir), gif=gif)
+    # the modules below import helpers from this one: imported here, not at the top
     if int(n) == 5:
-        from gal.fig5 import render_fig5  # gal.fig5 imports helpers from this module
+        from gal.fig5 import render_fig5
 
         return render_fig5(Path(runs_root), Path(out_dir), profile=profile)
+    if int(n) == 6:
+        from gal.fig_analysis import render_fig6
+
+        return render_fig6(Path(runs_root), Path(out_dir), profile=profile)
+    if int(n) in (7, 8):
+        from gal.fig_ablation import render_fig7, render_fig8
+
+        render = render_fig7 if int(n) == 7 else render_fig8
+        return render(Path(runs_root), Path(out_dir), profile=profile)
     raise NotImplementedError(
-        f"gal figure {n}: Fig. {n} of the paper is not implemented yet; implemented figures: 4 "
-        "(Sec. IV-D, the 3D example; `make fig4`) and 5 (Sec. VI-A, validation loss curves)."
+        f"gal figure {n}: Fig. {n} of the paper is not implemented; implemented figures: 4 "
+        "(Sec. IV-D, the 3D example; `make fig4`), 5 (Sec. VI-A, validation loss curves), 6 "
+        "(Sec. VI-A, remainder and cosine), 7 (Sec. VI-D, alpha / beta / architecture) and 8 "
+        "(Sec. VI-E/F, update policies and g vs dl/dz)."
     )
 
 

@@ -6,6 +6,9 @@ renderer :func:`gal.tables.render.render`:
 * Table I (CIFAR-10) and Table II (CIFAR-100), image classification (Sec. V-A/V-C):
   :data:`~gal.tables.classification.TABLE1`, :data:`~gal.tables.classification.TABLE2`;
 * Table V, regression (Sec. V-B/V-C): :data:`~gal.tables.table5.TABLE5`;
+* Tables VI (noise instead of h) and VIII (MLP vs CNN adjusters), Sec. VI:
+  :data:`~gal.tables.ablation.TABLE6`, :data:`~gal.tables.ablation.TABLE8`, from the records of
+  the analyses (``<runs_root>/ablation``), each row compared with the baseline;
 * Table VII, training time per image (Sec. VI-C): :data:`~gal.tables.table7.TABLE7`, rendered by
   :func:`~gal.tables.table7.render_cost_table` from the benchmark reports
   (``results/benchmarks/gal_cost_*.json``) and the classification run records' ``s_per_image``.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from gal.tables.ablation import TABLE6, TABLE8
 from gal.tables.classification import TABLE1, TABLE2, classification_spec
 from gal.tables.render import alpha0_check, grid, render
 from gal.tables.spec import GroupKey, Method, Metric, NoRunsError, TableSpec
@@ -44,6 +48,8 @@ __all__ = [
     "SPECS",
     "COST_SPECS",
     "TABLE1",
+    "TABLE6",
+    "TABLE8",
     "TABLE2",
     "TABLE5",
     "TABLE7",
@@ -66,7 +72,7 @@ __all__ = [
 ]
 
 #: table number -> its spec (what `gal table N` renders)
-SPECS: dict[int, TableSpec] = {1: TABLE1, 2: TABLE2, 5: TABLE5}
+SPECS: dict[int, TableSpec] = {1: TABLE1, 2: TABLE2, 5: TABLE5, 6: TABLE6, 8: TABLE8}
 #: tables with their own spec type (Table VII reads benchmark reports besides run records)
 COST_SPECS: dict[int, CostTableSpec] = {7: TABLE7}
 IMPLEMENTED_TABLES = tuple(sorted({*SPECS, *COST_SPECS}))
@@ -75,8 +81,6 @@ IMPLEMENTED_TABLES = tuple(sorted({*SPECS, *COST_SPECS}))
 PLANNED_TABLES: dict[int, str] = {
     3: "Table III (ImageNet, ResNet-50 / EfficientNet-B2; RMSprop, 8 GPUs)",
     4: "Table IV (MS COCO, DETR-R50/R101 + GAL; AdamW, 4 GPUs)",
-    6: "Table VI (CIFAR-100, random-noise adjusters)",
-    8: "Table VIII (CIFAR-100, MLP vs CNN adjusters)",
 }
 
 
@@ -94,7 +98,7 @@ def render_table(
     runs_root: str | os.PathLike[str] = "results/runs",
     out_dir: str | os.PathLike[str] = "results/tables",
 ) -> dict[str, Path]:
-    """Render paper table ``n`` (1, 2, 5 or 7) from ``<runs_root>/table<n>`` into
+    """Render paper table ``n`` (1, 2, 5, 6, 7 or 8) from ``<runs_root>/<spec.subdir>`` into
     ``<out_dir>/table<n>.{md,csv,tex}`` and ``table<n>_numeric.csv``; returns {"md", "csv",
     "tex", "numeric"} -> path. Table VII also reads ``<runs_root>/../benchmarks/gal_cost_*.json``
     and the records of Tables I/II. Raises :class:`NoRunsError` (with the command to run) when

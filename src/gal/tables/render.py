@@ -135,14 +135,36 @@ def _paper_cell(spec: TableSpec, group: Mapping[str, Any], method: str, metric: 
     if v is None:
         return DASH
     d = spec.paper_digits
+    if v.get("std") is None:  # the paper gives one number (Tables VI, VIII)
+        return f"{v['mean']:.{d}f}"
     return f"{v['mean']:.{d}f} ± {v['std']:.{d}f}"
 
 
-def _paper_diff(spec: TableSpec, group: Mapping[str, Any], metric: str) -> float | None:
-    """The paper's effect, paper GAL mean − paper baseline mean, for this group and metric."""
+def _paper_diff(spec: TableSpec, group: Mapping[str, Any], metric: str,
+                method: str | None = None) -> float | None:
+    """The paper's effect, paper mean of ``method`` (default GAL) − paper baseline mean."""
     base = spec.paper_value(group, spec.baseline, metric)
-    gal = spec.paper_value(group, spec.gal, metric)
+    gal = spec.paper_value(group, spec.gal if method is None else method, metric)
     return None if base is None or gal is None else gal["mean"] - base["mean"]
+
+
+def _row_compare(spec: TableSpec, base: pd.DataFrame, row: pd.DataFrame, group: Mapping[str, Any],
+                 metric: str, hib: bool, method: str) -> tuple[str, str, dict[str, Any]]:
+    """(Δ cell, verdict, statistics) of one method row against the baseline (``compare_rows``)."""
+    pdiff = _paper_diff(spec, group, metric, method)
+    c = _compare(spec, base, row, metric, hib, pdiff)
+    a_seed, b_seed = gs.by_seed(base, metric), gs.by_seed(row, metric)
+    diffs = gs.paired_diffs(a_seed, b_seed)
+    lo, hi = gs.ci_paired_diff(a_seed, b_seed)
+    c["paired_mean_diff"] = float(diffs.mean()) if len(diffs) else float("nan")
+    if not len(diffs):
+        return DASH, "", c
+    d = spec.digits
+    ci = f" [{fmt_num(lo, d)}, {fmt_num(hi, d)}]" if math.isfinite(lo) else ""
+    cell = f"{c['paired_mean_diff']:+.{d}f}{ci} n={len(diffs)}"
+    verdict = gs.verdict_claim(c["mean_a"], c["mean_b"], c["welch_p"], hib, (lo, hi), pdiff)
+    c["verdict"] = verdict
+    return cell, verdict, c
 
 
 def _stat_cells(kind: str, spec: TableSpec, c: Mapping[str, Any], group: Mapping[str, Any],
@@ -195,6 +217,12 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
     if len(df) == 0:
         raise NoRunsError(f"no {spec.name} runs")
     df = df.copy()
+    if spec.row_key is not None:
+        keys = [spec.row_key(r) for r in df.to_dict("records")]
+        df["method"] = keys
+        df = df[df["method"].notna()]
+        if len(df) == 0:
+            raise NoRunsError(f"no {spec.name} runs")
     for g in spec.groups:
         df[g.column] = df[g.column].fillna("unknown") if g.column in df.columns else "unknown"
     cols = [g.column for g in spec.groups]
@@ -218,16 +246,19 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
         for c, v in group.items():
             mask &= df[c] == v
         grp = df[mask]
-        ok_by_method: dict[str, pd.DataFrame] = {}
+        ok_by_method = {meth: gs.complete_runs(grp[grp["method"] == meth])[0] for meth in methods}
         gal_row: dict[str, str] | None = None
         for meth in methods:
             sub = grp[grp["method"] == meth]
             ok, nfail = gs.complete_runs(sub)
-            ok_by_method[meth] = ok
             if len(sub) == 0 and meth not in always:
                 continue
             r = {**shown, "Method": labels.get(meth, meth), "check": ""}
             r["n"] = "not run" if len(sub) == 0 else str(len(ok)) + (f" (+{nfail} failed)" if nfail else "")
+            for col in spec.info:
+                vals = sub[col.key].dropna().tolist() if col.key in sub.columns else []
+                r[f"{col.label} ours"] = col.fmt(vals) if vals else DASH
+                r[f"{col.label} paper"] = col.paper(group, meth) or DASH
             for m in spec.metrics:
                 s = gs.summarize(ok[m.key] if m.key in ok.columns else [])
                 r[f"{m.label} ours"] = s.fmt(spec.digits) if s.n else DASH
@@ -235,6 +266,14 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
                 r[f"{m.label} verdict"] = ""
                 numeric.append({**group, "method": meth, "metric": m.key, "n": s.n, "failed": nfail,
                                 "mean": s.mean, "std": s.std})
+                if spec.compare_rows:
+                    r[f"{m.label} Δ vs baseline"] = ""
+                    if meth != spec.baseline and s.n:
+                        cell, verdict, c = _row_compare(spec, ok_by_method.get(spec.baseline, ok.iloc[0:0]),
+                                                        ok, group, m.key, m.higher_is_better, meth)
+                        r[f"{m.label} Δ vs baseline"], r[f"{m.label} verdict"] = cell, verdict
+                        numeric.append({**group, "method": f"{meth}_vs_{spec.baseline}", "metric": m.key,
+                                        **{k: v for k, v in c.items() if k != "higher_is_better"}})
             if spec.control is not None and meth == spec.control:
                 text, flag = alpha0_check(ok_by_method.get(spec.baseline, ok.iloc[0:0]), ok, check_metrics)
                 r["check"] = text
@@ -254,8 +293,10 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
                 stat_rows[k][f"{m.label} ours"] = ours
                 stat_rows[k][f"{m.label} paper"] = paper
                 stat_rows[k][f"{m.label} verdict"] = ""
-            if gal_row is not None and c["n_a"] and c["n_b"]:
+            if gal_row is not None and c["n_a"] and c["n_b"] and not spec.compare_rows:
                 gal_row[f"{m.label} verdict"] = c["verdict"]
+            if spec.compare_rows:
+                continue
             numeric.append({**group, "method": f"{spec.gal}_vs_{spec.baseline}", "metric": m.key,
                             **{k: v for k, v in c.items() if k != "higher_is_better"}})
         rows.extend(stat_rows.values())

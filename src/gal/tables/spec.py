@@ -24,6 +24,7 @@ __all__ = [
     "PaperValue",
     "PaperTtest",
     "NotesFn",
+    "InfoColumn",
 ]
 
 
@@ -73,6 +74,18 @@ class Metric:
     higher_is_better: bool
 
 
+@dataclass(frozen=True)
+class InfoColumn:
+    """A descriptive column taken from the records (not a metric), e.g. h's parameter count in
+    Table VIII: ``key`` is the record column, ``fmt`` turns the values of a row's runs into the
+    "ours" cell, ``paper`` gives the paper's cell for (group, method) or None."""
+
+    key: str
+    label: str
+    fmt: Callable[[list[Any]], str]
+    paper: Callable[[Mapping[str, Any], str], str | None]
+
+
 #: statistics row kinds the renderer knows (baseline vs. GAL; see :func:`gal.tables.render.grid`)
 STAT_KINDS = ("ttest", "welch", "paired", "ci", "paired_ci", "mde")
 
@@ -116,6 +129,14 @@ class TableSpec:
         verdict_ci: which CI the verdict's paper-effect clause uses: ``"welch"`` (CI of the
             difference of means) or ``"paired"`` (CI of the mean paired difference).
         notes: facts -> header notes.
+        compare_rows: every method row other than ``baseline`` is compared with the baseline
+            (Tables VI, VIII): a "Δ vs baseline" column per metric (mean paired difference and
+            its 95% CI) and the verdict of :func:`gal.stats.verdict_claim` against the paper's
+            own row − baseline difference (so a row the paper reports as worse is "reproduced"
+            when ours is significantly worse).
+        info: descriptive columns from the records (:class:`InfoColumn`) after ``n``.
+        row_key: record (a dict of its config keys) -> the method key of its row, or None to
+            leave it out; default: the record's ``method``.
     """
 
     number: int
@@ -141,6 +162,9 @@ class TableSpec:
     digits: int = 4
     paper_digits: int = 4
     verdict_ci: str = "welch"
+    compare_rows: bool = False
+    info: tuple[InfoColumn, ...] = ()
+    row_key: Callable[[Mapping[str, Any]], str | None] | None = None
 
     def __post_init__(self) -> None:
         bad = [k for k, _ in self.stat_rows if k not in STAT_KINDS]
@@ -152,8 +176,11 @@ class TableSpec:
     @property
     def columns(self) -> list[str]:
         """Grid columns: group headers, Method, n, (ours, paper, verdict) per metric, check."""
+        kinds = ("ours", "paper", "Δ vs baseline", "verdict") if self.compare_rows else (
+            "ours", "paper", "verdict")
         return ([g.header for g in self.groups] + ["Method", "n"]
-                + [f"{m.label} {kind}" for m in self.metrics for kind in ("ours", "paper", "verdict")]
+                + [f"{c.label} {kind}" for c in self.info for kind in ("ours", "paper")]
+                + [f"{m.label} {kind}" for m in self.metrics for kind in kinds]
                 + ["check"])
 
     @property

@@ -1,0 +1,464 @@
+"""Figs. 7 and 8 of the paper (Sec. VI-D, VI-E, VI-F) from the ablation run records only.
+
+Records: ``<runs_root>/ablation/<profile>/<dataset>/<optimizer>/<method>/seed-<k>/`` with method
+``baseline``, ``gal`` (the paper's default GAL setting of that optimizer) or a variant
+``gal+<key>=<value>[+...]``. The value a run was trained with is read from its ``gal_<key>``
+column (``gal_alpha``, ``gal_beta``, ``gal_arch``, ``gal_policy``), never from the method name,
+so the ``gal`` run is the default point of every sweep. Only complete runs whose ``profile``
+column is the requested profile are used; failed runs are listed in the md and json.
+
+- Fig. 7 (Sec. VI-D): final ``error_top1`` against alpha (log x), beta and the MLP architecture
+  of h, for SGD and Lookahead(SGD). A panel holds the runs with method ``gal`` or
+  ``gal+<key>=<v>`` (only that key changed). Points: mean over seeds, error bars: std (ddof=1);
+  the baseline of the optimizer is a horizontal band, mean ± std.
+- Fig. 8 (Sec. VI-E/F), SGD: (a) ``error_top1`` of the update policies of Algorithm 1 lines 7-10
+  (``gal_policy`` leq = "line 7 (≤)", lt = "line 7 (<)", always = "line 8", never = "line 10")
+  and of the baseline, mean ± std over seeds; line 10 feeds dl/dz to the model at every step,
+  so its errors are compared with the baseline's seed by seed. (b) the per-epoch fraction
+  ``g_beats_grad`` (l(z - eta~ g) < l(z - eta~ dl/dz)) per policy, mean with min-max band.
+
+Outputs per figure: ``figN.{png,pdf,json,md}`` (:func:`gal.fig_analysis.write_figure`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gal import fig_analysis as fa
+from gal.fig5 import BAND, OPTIMIZER_LABELS, _col, _stats, _str, epoch_ranges
+from gal.figures import BLUE, RED, _new_figure, _ordered
+
+__all__ = ["FIG7_OPTIMIZERS", "FIG7_KEYS", "PAPER_FIXED", "POLICY_LABELS", "sweep_rows",
+           "error_stats", "fig7_summary", "fig7_markdown", "render_fig7", "fig8_summary",
+           "fig8_markdown", "render_fig8"]
+
+FIG7_OPTIMIZERS = ("sgd", "lookahead_sgd")
+FIG7_KEYS = ("alpha", "beta", "arch")
+#: The fixed settings of Fig. 7's caption (CIFAR-100): each sweep varies one of them.
+PAPER_FIXED = {"sgd": {"alpha": 0.01, "beta": 1.0, "arch": "256-64-32"},
+               "lookahead_sgd": {"alpha": 0.001, "beta": 5.0, "arch": "256-64-32"}}
+PAPER_ARCHS = ("256", "256-64", "256-64-32", "256-64-32-16")
+PAPER_ALPHA_RANGE = (1e-4, 1e-2)
+FIG7_CLAIMS = {
+    "alpha": "alpha in [1e-4, 1e-2] consistently gives lower errors",
+    "beta": "errors are sensitive to beta: beta = 1 is best with SGD, beta = 5 with Lookahead",
+    "arch": "(256-64-32) gives lower errors than (256), (256-64), (256-64-32-16)",
+}
+POLICY_ORDER = ("leq", "lt", "always", "never")
+POLICY_LABELS = {"leq": "line 7 (≤)", "lt": "line 7 (<)", "always": "line 8", "never": "line 10"}
+POLICY_COLORS = {"leq": RED, "lt": "tab:orange", "always": "tab:purple", "never": "tab:gray"}
+FIG8_CLAIMS = {
+    "a": "line 7 (≤) is best; line 8 is better than line 10; line 7 (≤) is slightly better "
+    "than line 7 (<)",
+    "b": "g beats dl/dz (lower tentative loss) on a considerable amount of samples in the "
+    "early stage",
+}
+GRANULARITY_UNITS = {"batch": "fraction of mini-batches (one decision per step on the batch loss)",
+                     "sample": "fraction of samples"}
+
+
+def _ablation(runs_root: Path, profile: str, n: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+    df, other = fa.load_classification(runs_root, "ablation", profile)
+    if df.empty:
+        raise fa.no_runs(n, "ablation run records", [f"{Path(runs_root)}/ablation/{profile}"],
+                      profile, f"`make fig{n} PROFILE={profile}` (`python -m "
+                      f"experiments.classification --table fig{n} --profile {profile}`)")
+    return df, {"non_complete": [], "other_profile": other, "no_error_top1": [],
+                "no_setting": [], "failed_outside_figure": fa.split_complete(df)[1]}
+
+
+def _close(excluded: dict[str, Any]) -> dict[str, Any]:
+    """Keep in ``failed_outside_figure`` only the failed ablation runs no panel wanted (e.g. the
+    diverging unit-scaled noise runs of Table VI): counted, not hidden."""
+    mine = {e["path"] for e in excluded["non_complete"]}
+    excluded["failed_outside_figure"] = [e for e in excluded["failed_outside_figure"]
+                                         if e["path"] not in mine]
+    return excluded
+
+
+def sweep_rows(df: pd.DataFrame, key: str) -> pd.DataFrame:
+    """The runs of the ``key`` sweep: method ``gal`` or ``gal+<key>=<value>`` (nothing else
+    changed); where ``gal`` lands is read from the ``gal_<key>`` column (Figs. 7, 8a)."""
+    m = _col(df, "method").astype(str)
+    return df[(m == "gal") | m.str.fullmatch(rf"gal\+{re.escape(key)}=[^+]+")]
+
+
+def _usable(rows: pd.DataFrame, excluded: dict[str, Any]) -> pd.DataFrame:
+    """Complete runs with a finite error_top1; the rest goes to ``excluded``."""
+    rows, bad = fa.split_complete(rows)
+    excluded["non_complete"] += bad
+    if rows.empty:
+        return rows
+    err = pd.to_numeric(_col(rows, "error_top1"), errors="coerce")
+    excluded["no_error_top1"] += [str(p) for p in rows.loc[~np.isfinite(err), "path"]]
+    return rows[np.isfinite(err)]
+
+
+def error_stats(rows: pd.DataFrame, what: str) -> dict[str, Any]:
+    """``error_top1`` of complete runs over seeds: n, mean, std (ddof=1, null for one seed),
+    seeds, per_seed, runs, methods (Figs. 7, 8a)."""
+    runs = fa.runs_by_seed(rows, what)
+    err = {int(r["seed"]): float(r["error_top1"]) for _, r in rows.iterrows()}
+    v = np.array([err[s] for s in runs])
+    return {"n": len(v), "mean": float(v.mean()),
+            "std": float(v.std(ddof=1)) if len(v) > 1 else None, "seeds": list(runs),
+            "per_seed": {str(s): err[s] for s in runs},
+            "runs": {str(s): p for s, p in runs.items()},
+            "methods": sorted(set(rows["method"].astype(str)))}
+
+
+def _x_order(key: str, xs: Sequence[Any]) -> list[Any]:
+    if key == "arch":
+        return _ordered(sorted(xs, key=lambda a: (a.count("-"), a)), PAPER_ARCHS)
+    if key == "policy":
+        return _ordered(sorted(xs), POLICY_ORDER)
+    return sorted(xs)
+
+
+def _points(rows: pd.DataFrame, key: str, what: str, excluded: dict[str, Any]) -> list[dict]:
+    xs = [fa.gal_setting(r, key) for _, r in rows.iterrows()]
+    excluded["no_setting"] += [{"path": str(p), "setting": key} for p, x in
+                               zip(rows["path"], xs, strict=True) if x is None]
+    out = []
+    for x in _x_order(key, list({x for x in xs if x is not None})):
+        sel = rows[[v == x for v in xs]]
+        st = error_stats(sel, f"{what} {key}={x}")
+        label = f"({x})" if key == "arch" else x if isinstance(x, str) else f"{x:g}"
+        out.append({"x": x, "label": label, "default": "gal" in st["methods"], **st})
+    return out
+
+
+def _by_dataset(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    return [(d, df[df["dataset"].astype(str) == d]) for d in sorted(set(df["dataset"].astype(str)))]
+
+
+def _ds_head(sub: pd.DataFrame) -> dict[str, Any]:
+    r0 = sub.iloc[0]
+    return {"dataset": str(r0["dataset"]), "dataset_label": _str(r0.get("dataset_label")) or
+            str(r0["dataset"]), "model": _str(r0.get("model"))}
+
+
+def _best(points: Sequence[Mapping[str, Any]]) -> Any:
+    return min(points, key=lambda p: p["mean"])["x"] if points else None
+
+
+def _fig7_checks(opt: str, panels: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in FIG7_KEYS:
+        best = panels[key]["best"]
+        c: dict[str, Any] = {"paper": FIG7_CLAIMS[key], "best": best}
+        if key == "alpha":
+            lo, hi = PAPER_ALPHA_RANGE
+            c["best_in_paper_range"] = None if best is None else bool(lo <= best <= hi)
+        else:
+            c["paper_best"] = PAPER_FIXED[opt][key] if key == "beta" else "256-64-32"
+            c["agrees"] = None if best is None else best == c["paper_best"]
+        out[key] = c
+    return out
+
+
+def fig7_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
+    """The numbers of ``fig7.json`` (Fig. 7, Sec. VI-D) from the ablation records of
+    ``profile``: per dataset and optimizer the baseline (mean, std over seeds), the GAL setting
+    of the ``gal`` runs, and per sweep (alpha, beta, arch) the points (x, mean, std, per-seed
+    errors, runs) with the best x and the paper's claim beside ours."""
+    df, excluded = _ablation(runs_root, profile, 7)
+    datasets = []
+    for _, sub in _by_dataset(df):
+        opts: dict[str, Any] = {}
+        for opt in FIG7_OPTIMIZERS:
+            o = sub[sub["optimizer"].astype(str) == opt]
+            what = f"Fig. 7 {sub['dataset'].iloc[0]}/{opt}"
+            base = _usable(o[_col(o, "method").astype(str) == "baseline"], excluded)
+            panels = {}
+            for key in FIG7_KEYS:
+                pts = _points(_usable(sweep_rows(o, key), excluded), key, what, excluded)
+                panels[key] = {"points": pts, "best": _best(pts)}
+            if not any(p["points"] for p in panels.values()):
+                continue
+            gal = _usable(o[_col(o, "method").astype(str) == "gal"], excluded)
+            fixed = {k: fa.gal_setting(gal.iloc[0], k) for k in FIG7_KEYS} if len(gal) else None
+            opts[opt] = {"label": OPTIMIZER_LABELS.get(opt, opt),
+                         "baseline": error_stats(base, f"{what} baseline") if len(base) else None,
+                         "fixed": fixed, "paper_fixed": PAPER_FIXED[opt],
+                         "fixed_matches_paper": fixed == PAPER_FIXED[opt] if fixed else None,
+                         "panels": panels, "checks": _fig7_checks(opt, panels)}
+        if opts:
+            datasets.append({**_ds_head(sub), "optimizers": opts})
+    if not datasets:
+        raise fa.no_runs(7, "complete `gal` / `gal+alpha|beta|arch=...` ablation runs of SGD or "
+                      "Lookahead", [f"{Path(runs_root)}/ablation/{profile}"], profile,
+                      f"`make fig7 PROFILE={profile}`")
+    return {"figure": 7, "paper_section": "VI-D", "profile": profile,
+            "source": str(Path(runs_root) / "ablation" / profile), "metric": "error_top1 (%)",
+            "definitions": {
+                "x": "the run's gal_alpha / gal_beta / gal_arch column (the `gal` run is the "
+                "default point)", "mean/std": "over seeds; std with ddof=1 (null for one seed)",
+                "baseline": "band mean ± std of the optimizer's baseline runs",
+                "best": "x with the lowest mean error"},
+            "paper": {"fixed": PAPER_FIXED, "claims": FIG7_CLAIMS},
+            "datasets": datasets, "excluded": _close(excluded)}
+
+
+def _ms(st: Mapping[str, Any] | None) -> str:
+    if not st:
+        return "n/a"
+    sd = "" if st["std"] is None else f" ± {st['std']:.3g}"
+    return f"{st['mean']:.4g}{sd} (n={st['n']})"
+
+
+def _setting(g: Mapping[str, Any] | None) -> str:
+    return "n/a" if not g else ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} ({v})"
+                                        for k, v in g.items())
+
+
+def _yes(v: Any) -> str:
+    return {True: "yes", False: "no", None: "n/a"}[v]
+
+
+def fig7_markdown(summary: Mapping[str, Any]) -> str:
+    """A readable summary of ``fig7.json`` (Fig. 7, Sec. VI-D), the paper's claims beside ours."""
+    lines = [f"# Fig. 7 (Sec. VI-D): effects of alpha, beta and the architecture of h "
+             f"(profile `{summary['profile']}`)", "",
+             f"Rendered from `{summary['source']}`; test error top-1 (%), mean ± std over seeds."
+             " x values are the runs' `gal_*` columns.", ""]
+    for ds in summary["datasets"]:
+        lines += [f"## {ds['dataset_label']} ({ds['model']})", ""]
+        for o in ds["optimizers"].values():
+            seeds = sorted({s for p in o["panels"].values() for q in p["points"]
+                            for s in q["seeds"]})
+            lines += [f"### {o['label']}", "", f"- baseline: {_ms(o['baseline'])}",
+                      f"- seeds (any point): {', '.join(map(str, seeds))}",
+                      f"- fixed GAL setting of the `gal` runs: {_setting(o['fixed'])} (paper: "
+                      f"{_setting(o['paper_fixed'])}; same: {_yes(o['fixed_matches_paper'])})", ""]
+            for key in FIG7_KEYS:
+                p, c = o["panels"][key], o["checks"][key]
+                if not p["points"]:
+                    continue
+                row = "; ".join(f"{q['label']}{'*' if q['default'] else ''}: {_ms(q)}"
+                                for q in p["points"])
+                if key == "alpha":
+                    ours = f"best alpha {c['best']:g}, in [1e-4, 1e-2]: " \
+                           f"{_yes(c['best_in_paper_range'])}"
+                else:
+                    ours = f"best {key} {c['best']}, paper's best {c['paper_best']}: " \
+                           f"{_yes(c['agrees'])}"
+                lines += [f"- **{key}** ({row}; * = `gal` run)", f"  - paper: {c['paper']}",
+                          f"  - here: {ours}"]
+            lines.append("")
+    return "\n".join(lines + fa.excluded_lines(summary["excluded"], "fig7"))
+
+
+def _baseline_band(ax: Any, st: Mapping[str, Any] | None, color: str, label: str) -> None:
+    if not st:
+        return
+    if st["std"] is not None:
+        ax.axhspan(st["mean"] - st["std"], st["mean"] + st["std"], color=color, alpha=0.12, lw=0)
+    ax.axhline(st["mean"], color=color, ls="--", lw=1.0, label=label)
+
+
+def _draw_fig7(summary: Mapping[str, Any]) -> Any:
+    n = len(summary["datasets"])
+    fig = _new_figure((13.0, 3.6 * n + 0.7))
+    axes = fig.subplots(n, 3, squeeze=False)
+    for row, ds in zip(axes, summary["datasets"], strict=True):
+        for ax, key in zip(row, FIG7_KEYS, strict=True):
+            archs = _x_order("arch", list({q["x"] for o in ds["optimizers"].values()
+                                          for q in o["panels"]["arch"]["points"]}))
+            for i, (opt, o) in enumerate(ds["optimizers"].items()):
+                color, pts = fa.OPT_COLORS.get(opt, "tab:purple"), o["panels"][key]["points"]
+                _baseline_band(ax, o["baseline"], color, f"{o['label']} baseline (mean ± std)")
+                if not pts:
+                    continue
+                xs = ([archs.index(q["x"]) + 0.08 * i for q in pts] if key == "arch"
+                      else [q["x"] for q in pts])
+                ax.errorbar(xs, [q["mean"] for q in pts], [q["std"] or 0.0 for q in pts],
+                            color=color, marker="o", capsize=3, label=f"{o['label']} GAL")
+                for x, q in zip(xs, pts, strict=True):
+                    if q["default"]:
+                        ax.plot([x], [q["mean"]], "*", color=color, ms=11)
+            if key == "alpha":
+                ax.set_xscale("log")
+            if key == "arch":
+                ax.set_xticks(range(len(archs)), [f"({a})" for a in archs], fontsize=7)
+            ax.set_xlabel({"alpha": "alpha (log)", "beta": "beta", "arch": "MLP of h"}[key])
+            ax.set_ylabel("test error top-1 (%)")
+            ax.set_title(f"{ds['dataset_label']}: effect of {key}", fontsize=8.5)
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7, frameon=False)
+    fig.suptitle(f"Fig. 7 (Sec. VI-D), profile {summary['profile']}: mean ± std over seeds; "
+                 "star: the `gal` run (default setting); dashed + band: baseline mean ± std",
+                 fontsize=9.5)
+    return fig
+
+
+def render_fig7(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Path]:
+    """Render Fig. 7 (Sec. VI-D) for one ``profile``: ``fig7.{json,md,png,pdf}`` in ``out_dir``.
+    Raises :class:`gal.fig_analysis.NoRunsError` naming ``make fig7`` if there are no records."""
+    summary = fig7_summary(Path(runs_root), profile)
+    return fa.write_figure(_draw_fig7(summary), summary, fig7_markdown(summary), out_dir, "fig7")
+
+
+def _line10(policies: Sequence[Mapping[str, Any]], base: Mapping[str, Any] | None) -> dict:
+    never = next((p for p in policies if p["policy"] == "never"), None)
+    if not never or not base:
+        return {"seeds": [], "per_seed": {}, "all_equal": None, "max_abs_diff": None}
+    seeds = [s for s in never["per_seed"] if s in base["per_seed"]]
+    per = {s: {"line10": never["per_seed"][s], "baseline": base["per_seed"][s],
+               "equal": never["per_seed"][s] == base["per_seed"][s]} for s in seeds}
+    diffs = [abs(v["line10"] - v["baseline"]) for v in per.values()]
+    return {"seeds": [int(s) for s in seeds], "per_seed": per,
+            "all_equal": all(v["equal"] for v in per.values()) if per else None,
+            "max_abs_diff": max(diffs) if diffs else None}
+
+
+def _fig8_checks(policies: Sequence[Mapping[str, Any]], base: Mapping[str, Any] | None) -> dict:
+    m = {p["policy"]: p["mean"] for p in policies}
+
+    def lower(a: str, b: str) -> bool | None:
+        return bool(m[a] < m[b]) if a in m and b in m else None
+
+    allm = {**m, **({"baseline": base["mean"]} if base else {})}
+    return {"paper": FIG8_CLAIMS["a"],
+            "ranking": [POLICY_LABELS.get(k, k) for k in sorted(allm, key=allm.__getitem__)],
+            "line7_leq_best": bool(min(allm, key=allm.__getitem__) == "leq") if "leq" in m
+            else None,
+            "line8_better_than_line10": lower("always", "never"),
+            "line7_leq_better_than_line7_lt": lower("leq", "lt")}
+
+
+def _fig8_beats(rows: pd.DataFrame, what: str, excluded: dict[str, Any]) -> dict[str, Any]:
+    curves: dict[str, Any] = {}
+    pols = [fa.gal_setting(r, "policy") for _, r in rows.iterrows()]
+    for pol in _x_order("policy", list({p for p in pols if p})):
+        runs = fa.runs_by_seed(rows[[p == pol for p in pols]], f"{what} policy {pol}")
+        keep = {}
+        for s, p in runs.items():
+            if fa.seed_curves({s: p}, ["g_beats_grad"])[0]:
+                keep[s] = p
+            else:
+                excluded["no_g_beats_grad"].append({"path": p, "reason": "g_beats_grad all NaN"})
+        epochs, mats = fa.seed_curves(keep, ["g_beats_grad"]) if keep else ([], {})
+        if epochs:
+            curves[pol] = {"label": POLICY_LABELS.get(pol, pol), "seeds": list(keep),
+                           "epochs": epochs, **_stats(mats["g_beats_grad"]),
+                           "runs": {str(s): p for s, p in keep.items()}}
+    grans = sorted({g for _, r in rows.iterrows() if (g := fa.gal_setting(r, "granularity"))})
+    return {"granularity": grans[0] if len(grans) == 1 else grans,
+            "unit": "; ".join(GRANULARITY_UNITS.get(g, g) for g in grans) or "unknown",
+            "paper": FIG8_CLAIMS["b"], "band": BAND, "curves": curves}
+
+
+def fig8_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
+    """The numbers of ``fig8.json`` (Fig. 8, Sec. VI-E/F) from the SGD ablation records of
+    ``profile``: (a) per policy and for the baseline the error over seeds, the seed-by-seed
+    comparison of line 10 with the baseline, and the paper's claims beside ours; (b) per policy
+    the per-epoch ``g_beats_grad`` (mean/min/max/std over seeds) and the granularity."""
+    df, excluded = _ablation(runs_root, profile, 8)
+    excluded["no_g_beats_grad"] = []
+    df = df[df["optimizer"].astype(str) == "sgd"]
+    datasets = []
+    for _, sub in _by_dataset(df):
+        what = f"Fig. 8 {sub['dataset'].iloc[0]}/sgd"
+        rows = _usable(sweep_rows(sub, "policy"), excluded)
+        pts = _points(rows, "policy", what, excluded)
+        if not pts:
+            continue
+        policies = [{"policy": q["x"], "label": POLICY_LABELS.get(q["x"], q["x"]),
+                     **{k: v for k, v in q.items() if k not in ("x", "label")}} for q in pts]
+        base_rows = _usable(sub[_col(sub, "method").astype(str) == "baseline"], excluded)
+        base = error_stats(base_rows, f"{what} baseline") if len(base_rows) else None
+        datasets.append({**_ds_head(sub), "optimizer": "sgd", "baseline": base,
+                         "policies": policies, "line10_vs_baseline": _line10(policies, base),
+                         "checks": _fig8_checks(policies, base),
+                         "g_beats_grad": _fig8_beats(rows, what, excluded)})
+    if not datasets:
+        raise fa.no_runs(8, "complete SGD `gal` / `gal+policy=...` ablation runs",
+                      [f"{Path(runs_root)}/ablation/{profile}"], profile,
+                      f"`make fig8 PROFILE={profile}`")
+    return {"figure": 8, "paper_section": "VI-E, VI-F", "profile": profile,
+            "source": str(Path(runs_root) / "ablation" / profile), "metric": "error_top1 (%)",
+            "definitions": {
+                "policy": "the run's gal_policy column: leq = line 7 (≤), lt = line 7 (<), "
+                "always = line 8, never = line 10 (Algorithm 1)",
+                "line10_vs_baseline": "line 10 sends dl/dz to the model at every step, so its "
+                "model trajectory is the baseline's: error_top1 compared seed by seed (exact)",
+                "g_beats_grad": "per epoch, the fraction of training steps' decisions where "
+                "l(z - eta~ g) < l(z - eta~ dl/dz); mean over seeds, band min-max"},
+            "paper": FIG8_CLAIMS, "datasets": datasets, "excluded": _close(excluded)}
+
+
+def fig8_markdown(summary: Mapping[str, Any]) -> str:
+    """A readable summary of ``fig8.json`` (Fig. 8, Sec. VI-E/F), the paper's claims beside ours."""
+    lines = [f"# Fig. 8 (Sec. VI-E/F): update policies and g vs dl/dz, SGD "
+             f"(profile `{summary['profile']}`)", "",
+             f"Rendered from `{summary['source']}`; test error top-1 (%), mean ± std over seeds.",
+             ""]
+    for ds in summary["datasets"]:
+        c, t, b = ds["checks"], ds["line10_vs_baseline"], ds["g_beats_grad"]
+        lines += [f"## {ds['dataset_label']} ({ds['model']})", "", "### (a) update policy", "",
+                  "| policy | error (%) | seeds |", "|---|---|---|",
+                  f"| baseline | {_ms(ds['baseline'])} | "
+                  f"{', '.join(map(str, (ds['baseline'] or {}).get('seeds', [])))} |"]
+        lines += [f"| {p['label']} (`{p['policy']}`) | {_ms(p)} | "
+                  f"{', '.join(map(str, p['seeds']))} |" for p in ds["policies"]]
+        eq = ", ".join(f"seed {s}: line 10 {v['line10']:g}, baseline {v['baseline']:g} "
+                       f"({'equal' if v['equal'] else 'differ'})" for s, v in t["per_seed"].items())
+        lines += ["", f"- paper: {c['paper']}",
+                  f"- here: ranking (lowest error first) {' ≤ '.join(c['ranking'])}; "
+                  f"line 7 (≤) best: {_yes(c['line7_leq_best'])}; line 8 better than line 10: "
+                  f"{_yes(c['line8_better_than_line10'])}; line 7 (≤) better than line 7 (<): "
+                  f"{_yes(c['line7_leq_better_than_line7_lt'])}",
+                  "- line 10 sends dl/dz to the model at every step, so its model trajectory "
+                  f"should equal the baseline's; errors equal to the baseline seed by seed: "
+                  f"{_yes(t['all_equal'])} ({eq or 'no paired seed'})", "",
+                  f"### (b) g beats dl/dz ({b['unit']}; granularity {b['granularity']})", "",
+                  f"- paper: {b['paper']}"]
+        for cv in b["curves"].values():
+            m, ep = cv["mean"], cv["epochs"]
+            lines.append(f"- {cv['label']}: seeds {', '.join(map(str, cv['seeds']))}; mean over "
+                         f"seeds {m[0]:.3f} at epoch {ep[0]}, {m[-1]:.3f} at epoch {ep[-1]}, "
+                         f"{np.mean(m):.3f} over epochs {epoch_ranges(ep)}")
+        lines.append("")
+    return "\n".join(lines + fa.excluded_lines(summary["excluded"], "fig8"))
+
+
+def _draw_fig8(summary: Mapping[str, Any]) -> Any:
+    n = len(summary["datasets"])
+    fig = _new_figure((11.0, 3.6 * n + 0.7))
+    axes = fig.subplots(n, 2, squeeze=False)
+    for (a, b), ds in zip(axes, summary["datasets"], strict=True):
+        bars = ([("baseline", ds["baseline"], BLUE)] if ds["baseline"] else []) + [
+            (p["label"], p, POLICY_COLORS.get(p["policy"], RED)) for p in ds["policies"]]
+        for i, (_, st, color) in enumerate(bars):
+            a.errorbar([i], [st["mean"]], [st["std"] or 0.0], color=color, marker="o", ms=7,
+                       capsize=4)
+        a.set_xticks(range(len(bars)), [lb for lb, _, _ in bars], fontsize=8)
+        a.set_ylabel("test error top-1 (%)")
+        a.set_title(f"(a) {ds['dataset_label']}, SGD: update policy (mean ± std)", fontsize=8.5)
+        for pol, cv in ds["g_beats_grad"]["curves"].items():
+            fa.draw_band(b, cv["epochs"], cv, POLICY_COLORS.get(pol, RED),
+                      f"{cv['label']} (n={len(cv['seeds'])})")
+        b.set_ylabel(f"g beats dl/dz ({ds['g_beats_grad']['granularity']})")
+        b.set_xlabel("epoch")
+        b.set_title(f"(b) fraction with l(z-η̃g) < l(z-η̃∂l/∂z): "
+                    f"{ds['g_beats_grad']['unit'].split(' (')[0]}", fontsize=8.5)
+        b.legend(fontsize=7, frameon=False)
+        for ax in (a, b):
+            ax.grid(alpha=0.3)
+    fig.suptitle(f"Fig. 8 (Sec. VI-E/F), profile {summary['profile']}; (b) lines: mean over "
+                 f"seeds, bands: {BAND}", fontsize=9.5)
+    return fig
+
+
+def render_fig8(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Path]:
+    """Render Fig. 8 (Sec. VI-E/F) for one ``profile``: ``fig8.{json,md,png,pdf}`` in ``out_dir``.
+    Raises :class:`gal.fig_analysis.NoRunsError` naming ``make fig8`` if there are no records."""
+    summary = fig8_summary(Path(runs_root), profile)
+    return fa.write_figure(_draw_fig8(summary), summary, fig8_markdown(summary), out_dir, "fig8")

@@ -1,0 +1,368 @@
+"""Fig. 6 of the paper (Sec. VI-A) from run records only, and the record helpers of Figs. 6-8.
+
+Fig. 6 plots, per epoch, the remainder of Eq. 7 (left) and the cosine similarity between the
+adjustment ``v~`` and the vanilla gradient ``dl/dz`` (right) of GAL training (the paper: ImageNet
+with EfficientNet-B2; positive cosine, remainder going down once the warm-up is over).
+:func:`render_fig6` draws, for one profile, one row of two panels per task with GAL runs:
+
+- ``table1`` / ``table2`` (Tables I/II): ``<runs_root>/table{1,2}/<profile>/<dataset>/<optimizer>/
+  gal/seed-<k>/``, one row per dataset, one line per optimizer;
+- ``ablation`` (Sec. VI-D/E runs): ``<runs_root>/ablation/<profile>/<dataset>/<optimizer>/gal/
+  seed-<k>/``, the paper's default GAL setting of each optimizer, one row per dataset.
+
+Only complete runs of the method ``gal`` are used (variants ``gal+...`` and the ``gal_alpha0``
+control are not). The left panel is the ``abs_remainder`` column of ``history.csv``: the epoch
+mean of ``|r|`` (Eq. 7, the objective (6) that trains h); the signed ``remainder`` column is in
+``fig6.json`` and ``fig6.md``. The right panel is the ``cosine`` column. Lines: mean over seeds
+on the epochs every seed has, band: min-max over seeds (as Fig. 5, :mod:`gal.fig5`).
+
+Outputs in ``out_dir``: ``fig6.png`` / ``fig6.pdf`` (no creation date: reproducible bytes),
+``fig6.json`` (the plotted numbers) and ``fig6.md`` (summary, with the paper's claim beside ours).
+Figs. 7 and 8 (Sec. VI-D/E/F, the ablation records) are in :mod:`gal.fig_ablation`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gal.fig5 import (
+    BAND,
+    LOG_Y_RATIO,
+    OPTIMIZER_LABELS,
+    OPTIMIZER_ORDER,
+    _col,
+    _stats,
+    _str,
+    _val_curve,
+    epoch_ranges,
+)
+from gal.figures import BLUE, RED, _new_figure, _ordered
+from gal.records import load_runs
+
+__all__ = [
+    "NoRunsError",
+    "FIG6_TASKS",
+    "FIG6_COLUMNS",
+    "load_classification",
+    "gal_setting",
+    "seed_curves",
+    "fig6_panels",
+    "fig6_summary",
+    "fig6_markdown",
+    "render_fig6",
+    "write_figure",
+    "split_complete",
+    "runs_by_seed",
+    "excluded_lines",
+    "draw_band",
+    "no_runs",
+]
+
+#: Record keys (directories under the runs root) whose ``gal`` runs enter Fig. 6.
+FIG6_TASKS = ("table1", "table2", "ablation")
+TASK_LABELS = {"table1": "Table I", "table2": "Table II", "ablation": "ablation (Sec. VI-D/E)"}
+#: history.csv columns of Fig. 6: |r| (left panel), signed r (json/md) and cosine (right panel).
+FIG6_COLUMNS = ("abs_remainder", "remainder", "cosine")
+OPT_COLORS = {"sgd": RED, "lookahead_sgd": BLUE, "adabound": "tab:green"}
+FIG6_PAPER = ("ImageNet with EfficientNet-B2 (Fig. 6): the cosine similarity is positive (the "
+              "adjustment is within 90 degrees of the vanilla gradient) and the remainder goes "
+              "down; a warm-up causes fluctuations in the early epochs, stable after epoch 20.")
+
+
+class NoRunsError(FileNotFoundError):
+    """No complete run record to draw a figure from (the message names the ``make`` target)."""
+
+
+def load_classification(
+    runs_root: Path, key: str, profile: str
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """All records under ``<runs_root>/<key>/<profile>`` whose ``profile`` column is ``profile``
+    (complete or not), and the records left out because their profile column differs."""
+    df = load_runs(Path(runs_root) / key / profile)
+    if df.empty:
+        return df, []
+    prof = df["profile"].map(_str)
+    other = [{"path": str(p), "profile": q} for p, q in zip(df["path"], prof, strict=True)
+             if q != profile]
+    return df[prof == profile].reset_index(drop=True), other
+
+
+def split_complete(df: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """``(complete runs, [{path, method, seed, status, reason} of the others])``."""
+    if df.empty:
+        return df, []
+    ok = df["status"] == "complete"
+    bad = [{"path": str(r["path"]), "method": _str(r.get("method")), "seed": _seed(r),
+            "status": _str(r["status"]), "reason": _str(r.get("reason"))}
+           for _, r in df[~ok].iterrows()]
+    return df[ok].reset_index(drop=True), bad
+
+
+def _seed(r: Mapping[str, Any]) -> int | None:
+    s = r.get("seed")
+    return None if _str(s) is None else int(s)
+
+
+def gal_setting(row: Mapping[str, Any], name: str) -> Any:
+    """GAL setting ``name`` (alpha, beta, arch, adjuster, noise_scaling, policy, granularity) of
+    one record: its ``gal_<name>`` column, else ``settings.gal.<name>`` (older records); arch as
+    ``"256-64-32"``; ``None`` where absent (baseline)."""
+    v = row.get(f"gal_{name}")
+    if _str(v) is None:
+        v = row.get(f"settings.gal.{name}")
+    if isinstance(v, list | tuple):
+        return "-".join(str(int(w)) for w in v)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if name in ("alpha", "beta"):
+        return float(v)
+    return str(v)
+
+
+def runs_by_seed(rows: pd.DataFrame, what: str) -> dict[int, str]:
+    """``{seed: path}`` of complete runs; two runs of one seed in ``what`` is an error."""
+    out: dict[int, str] = {}
+    for _, r in rows.iterrows():
+        s = int(r["seed"])
+        if s in out:
+            raise ValueError(f"{what}: two complete runs for seed {s} ({out[s]} and {r['path']}); "
+                             "remove one")
+        out[s] = str(r["path"])
+    return dict(sorted(out.items()))
+
+
+def seed_curves(
+    runs: Mapping[int, str], columns: Sequence[str]
+) -> tuple[list[int], dict[str, np.ndarray]]:
+    """Per-epoch ``columns`` of the runs ``{seed: path}`` on the epochs where every run has a
+    finite value of every column: ``(epochs, {column: array seeds x epochs})``."""
+    curves = {c: [_val_curve(p, c) for p in runs.values()] for c in columns}
+    sets = [set(s.index) for cs in curves.values() for s in cs]
+    epochs = sorted(int(e) for e in set.intersection(*sets)) if sets else []
+    if not epochs:
+        return [], {}
+    return epochs, {c: np.vstack([s.loc[epochs].to_numpy(float) for s in cs])
+                    for c, cs in curves.items()}
+
+
+def fig6_panels(
+    runs_root: Path, profile: str = "cpu"
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Load the ``gal`` runs of Fig. 6 (Sec. VI-A) for one ``profile``.
+
+    Returns ``(panels, excluded)``; a panel is one (task, dataset) with ``lines`` per optimizer
+    (``runs`` {seed: path}, ``seeds``, ``epochs``, ``curves`` {column: seeds x epochs}).
+    """
+    excluded: dict[str, Any] = {"non_complete": [], "other_profile": [], "skipped_lines": []}
+    panels: list[dict[str, Any]] = []
+    for key in FIG6_TASKS:
+        df, other = load_classification(runs_root, key, profile)
+        excluded["other_profile"] += other
+        if df.empty:
+            continue
+        df, bad = split_complete(df[_col(df, "method").astype(str) == "gal"])
+        excluded["non_complete"] += bad
+        for dataset in sorted(set(df["dataset"].astype(str))):
+            sub = df[df["dataset"].astype(str) == dataset]
+            lines: dict[str, Any] = {}
+            for opt in _ordered(sorted(set(sub["optimizer"].astype(str))), OPTIMIZER_ORDER):
+                name = f"{key}/{dataset}/{opt}"
+                runs = runs_by_seed(sub[sub["optimizer"].astype(str) == opt], f"Fig. 6 {name}")
+                epochs, curves = seed_curves(runs, FIG6_COLUMNS)
+                if not epochs:
+                    why = f"no epoch with finite {', '.join(FIG6_COLUMNS)} in every run"
+                    excluded["skipped_lines"].append({"line": name, "reason": why})
+                    continue
+                lines[opt] = {"runs": runs, "seeds": list(runs), "epochs": epochs,
+                              "curves": curves}
+            if lines:
+                r0 = sub.iloc[0]
+                panels.append({"panel": f"{key}/{dataset}", "task": key, "dataset": dataset,
+                               "dataset_label": _str(r0.get("dataset_label")) or dataset,
+                               "model": _str(r0.get("model")), "lines": lines})
+    return panels, excluded
+
+
+def _title(p: Mapping[str, Any], profile: str) -> str:
+    bits = [b for b in (p["model"], f"profile {profile}") if b]
+    return f"{TASK_LABELS.get(p['task'], p['task'])}: {p['dataset_label']}\n" + ", ".join(bits)
+
+
+def fig6_summary(panels: Sequence[Mapping[str, Any]], runs_root: Path, profile: str,
+                 excluded: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The numbers of ``fig6.json`` (Fig. 6, Sec. VI-A): per panel and optimizer the epochs, the
+    mean/min/max/std over seeds of each column of :data:`FIG6_COLUMNS`, the runs, and the trend
+    (mean |r| at the first vs last epoch, mean cosine, epochs with a positive mean cosine)."""
+    out: list[dict[str, Any]] = []
+    for p in panels:
+        lines: dict[str, Any] = {}
+        for opt, ln in p["lines"].items():
+            r, c = ln["curves"]["abs_remainder"].mean(0), ln["curves"]["cosine"].mean(0)
+            lines[opt] = {
+                "label": OPTIMIZER_LABELS.get(opt, opt),
+                "seeds": list(ln["seeds"]),
+                "epochs": list(ln["epochs"]),
+                **{col: _stats(ln["curves"][col]) for col in FIG6_COLUMNS},
+                "runs": {str(s): q for s, q in ln["runs"].items()},
+                "trend": {
+                    "abs_remainder_first": float(r[0]), "abs_remainder_last": float(r[-1]),
+                    "abs_remainder_decreased": bool(r[-1] < r[0]),
+                    "cosine_mean": float(c.mean()), "cosine_last": float(c[-1]),
+                    "epochs_cosine_positive": [e for e, v in zip(ln["epochs"], c, strict=True)
+                                               if v > 0],
+                },
+            }
+        out.append({"panel": p["panel"], "title": _title(p, profile), "task": p["task"],
+                    "task_label": TASK_LABELS.get(p["task"], p["task"]), "dataset": p["dataset"],
+                    "dataset_label": p["dataset_label"], "model": p["model"], "lines": lines})
+    return {
+        "figure": 6, "paper_section": "VI-A", "profile": profile, "source": str(Path(runs_root)),
+        "band": BAND, "paper": FIG6_PAPER,
+        "definitions": {
+            "abs_remainder": "left panel: epoch mean of |r| over training steps, r of Eq. 7 "
+            "(the objective (6) of h)",
+            "remainder": "epoch mean of the signed r of Eq. 7 (not drawn)",
+            "cosine": "right panel: epoch mean of cos(v~, dl/dz)",
+            "epochs": "epochs with finite values of all three columns in every run of the line",
+            "mean/min/max/std": "over seeds at each epoch; std with ddof=1 (null for one seed)",
+        },
+        "panels": out, "excluded": dict(excluded or {}),
+    }
+
+
+def excluded_lines(excluded: Mapping[str, Any], stem: str) -> list[str]:
+    """The "Left out" section of a figure's md: counts per kind, failed runs listed by path."""
+    out: list[str] = []
+    for k, v in excluded.items():
+        if v:
+            out.append(f"- {k.replace('_', ' ')}: {len(v)}")
+        if k == "non_complete":
+            out += [f"  - `{e['path']}` ({e['status']}: {e['reason']})" for e in v]
+    if not out:
+        return []
+    return ["## Left out", "", *out, "", f"(paths and reasons in {stem}.json, `excluded`)", ""]
+
+
+def fig6_markdown(summary: Mapping[str, Any]) -> str:
+    """A readable summary of ``fig6.json`` (Fig. 6, Sec. VI-A), the paper's claim beside ours."""
+    lines = [
+        f"# Fig. 6 (Sec. VI-A): remainder (Eq. 7) and cos(v~, dl/dz) of GAL training "
+        f"(profile `{summary['profile']}`)", "",
+        f"Rendered from the run records under `{summary['source']}`; complete `gal` runs only. "
+        f"Left: mean |r| per epoch (`abs_remainder`), right: `cosine`; lines: mean over seeds, "
+        f"band: {summary['band']}.", "", f"**Paper:** {summary['paper']}", "",
+        "**Here:** the tasks below (none of them is ImageNet / EfficientNet-B2).", "",
+    ]
+    for p in summary["panels"]:
+        lines += [f"## {p['title'].replace(chr(10), ' — ')}", "",
+                  "| optimizer | seeds | epochs | mean \\|r\\| first → last | signed r last | "
+                  "mean cosine | epochs with mean cosine > 0 |", "|---|---|---|---|---|---|---|"]
+        for ln in p["lines"].values():
+            t = ln["trend"]
+            pos = t["epochs_cosine_positive"]
+            lines.append(
+                f"| {ln['label']} | {', '.join(map(str, ln['seeds']))} | "
+                f"{epoch_ranges(ln['epochs'])} | {t['abs_remainder_first']:.4g} → "
+                f"{t['abs_remainder_last']:.4g} "
+                f"({'down' if t['abs_remainder_decreased'] else 'not down'}) "
+                f"| {ln['remainder']['mean'][-1]:.4g} | {t['cosine_mean']:.4g} | "
+                f"{len(pos)}/{len(ln['epochs'])} ({epoch_ranges(pos)}) |")
+        lines.append("")
+    return "\n".join(lines + excluded_lines(summary["excluded"], "fig6"))
+
+
+def draw_band(ax: Any, epochs: Sequence[int], stats: Mapping[str, Any], color: str,
+              label: str) -> None:
+    """The ``mean`` over seeds (line) with the ``min``-``max`` band over seeds (Figs. 6, 8b)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ep = np.asarray(epochs)
+    ax.fill_between(ep, stats["min"], stats["max"], color=color, alpha=0.2, lw=0)
+    ax.plot(ep, stats["mean"], color=color, lw=1.5, marker="o" if len(ep) <= 3 else None,
+            label=label)
+
+
+def _draw_fig6(panels: Sequence[Mapping[str, Any]], profile: str) -> Any:
+    fig = _new_figure((10.5, 3.3 * len(panels) + 0.8))
+    axes = fig.subplots(len(panels), 2, squeeze=False)
+    for (left, right), p in zip(axes, panels, strict=True):
+        for opt, ln in p["lines"].items():
+            n = len(ln["seeds"])
+            label = f"{OPTIMIZER_LABELS.get(opt, opt)} (n={n})"
+            color = OPT_COLORS.get(opt, "tab:purple")
+            draw_band(left, ln["epochs"], _stats(ln["curves"]["abs_remainder"]), color, label)
+            draw_band(right, ln["epochs"], _stats(ln["curves"]["cosine"]), color, label)
+        allr = np.concatenate([ln["curves"]["abs_remainder"].ravel() for ln in p["lines"].values()])
+        if allr.min() > 0 and allr.max() / allr.min() > LOG_Y_RATIO:
+            left.set_yscale("log")
+        right.axhline(0.0, color="k", lw=0.6)
+        left.set_ylabel("mean |r| (Eq. 7)")
+        right.set_ylabel("cos(v~, dl/dz)")
+        for ax, what in ((left, "remainder"), (right, "cosine similarity")):
+            ax.set_title(f"{_title(p, profile)}: {what}", fontsize=8)
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, frameon=False)
+    fig.suptitle(f"Fig. 6 (Sec. VI-A): remainder |r| of Eq. 7 (left) and cos(v~, dl/dz) (right) "
+                 f"of GAL runs, profile {profile}\nlines: mean over seeds, bands: {BAND}",
+                 fontsize=9.5)
+    return fig
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer | np.bool_):
+        return obj.item()
+    return obj
+
+
+def write_figure(fig: Any, summary: Mapping[str, Any], markdown: str, out_dir: Path,
+                 stem: str) -> list[Path]:
+    """Write ``<stem>.json`` (non-finite numbers as null), ``<stem>.md``, ``<stem>.png`` and
+    ``<stem>.pdf`` (no creation date: reproducible bytes) into ``out_dir``; returns the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.{ext}" for ext in ("json", "md", "png", "pdf")]
+    paths[0].write_text(json.dumps(_clean(summary), indent=2, allow_nan=False) + "\n")
+    paths[1].write_text(markdown)
+    fig.savefig(paths[2], dpi=150)
+    fig.savefig(paths[3], metadata={"CreationDate": None})
+    return paths
+
+
+def no_runs(n: int, what: str, places: Iterable[str], profile: str, make: str) -> NoRunsError:
+    """The error of a figure without records: what is missing, where, and how to make it."""
+    return NoRunsError(f"Fig. {n}: no {what} for profile '{profile}' under "
+                       f"{', '.join(places)}; create them with {make}, then render with "
+                       f"`make fig{n}` / `gal figure {n} --profile {profile}`")
+
+
+def render_fig6(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Path]:
+    """Render Fig. 6 (Sec. VI-A) for one ``profile``: ``fig6.{json,md,png,pdf}`` in ``out_dir``.
+
+    Raises :class:`NoRunsError` (a ``FileNotFoundError``) naming the ``make`` targets if no
+    complete ``gal`` run of Tables I/II or of the ablation has the diagnostics columns.
+    """
+    runs_root = Path(runs_root)
+    panels, excluded = fig6_panels(runs_root, profile)
+    if not panels:
+        raise no_runs(6, "complete `gal` runs with remainder/cosine histories",
+                      [f"{runs_root}/{k}/{profile}" for k in FIG6_TASKS], profile,
+                      f"`make table1 PROFILE={profile}` / `make table2 PROFILE={profile}` "
+                      f"(Tables I/II) or the ablation runs (`make fig7 PROFILE={profile}`)")
+    summary = fig6_summary(panels, runs_root, profile, excluded)
+    return write_figure(_draw_fig6(panels, profile), summary, fig6_markdown(summary), out_dir,
+                        "fig6")
