@@ -308,13 +308,11 @@ def make_arm(case: Case, arm: str, device: torch.device) -> Arm:
         adj = make_adjuster(case, device, **kw)
     params = list(model.parameters())
     h_params = [] if adj is None else [p for p in adj.parameters() if p.requires_grad]
-    opts = []
-    if case.h_optimizer == "shared":
-        opts.append(build_optimizer(case.optimizer, params + h_params, case.lr, **case.optimizer_kwargs))
-    else:
-        opts.append(build_optimizer(case.optimizer, params, case.lr, **case.optimizer_kwargs))
-        if h_params:
-            opts.append(build_optimizer(case.optimizer, h_params, case.lr, **case.optimizer_kwargs))
+    # as the tasks do: h shares the model's optimizer, in its param group or (h_optimizer
+    # "separate", same type and lr) in a group of its own
+    groups = [{"params": params + h_params}] if case.h_optimizer == "shared" or not h_params else [
+        {"params": params}, {"params": h_params}]
+    opts = [build_optimizer(case.optimizer, groups, case.lr, **case.optimizer_kwargs)]
     scaler = torch.amp.GradScaler(device.type) if case.amp else None
     avg = EpochAverager(("train_loss", *DIAGNOSTICS))
     n, bs = case.x.shape[0], case.batch

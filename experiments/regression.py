@@ -316,7 +316,7 @@ def _run_torch(
     opt_name, lr, wd = settings["optimizer"], settings["lr"], settings["weight_decay"]
 
     adj: GradientAdjuster | None = None
-    h_opt: torch.optim.Optimizer | None = None
+    h_group: list[dict[str, Any]] = []
     model_params = list(model.parameters())
     if spec.method != "baseline":
         adj = GradientAdjuster(
@@ -329,9 +329,10 @@ def _run_torch(
         h_params = [p for p in adj.h.parameters() if p.requires_grad]
         if h_params and settings["h_optimizer"] == "shared":
             model_params = model_params + h_params
-        elif h_params:
-            h_opt = build_optimizer(opt_name, h_params, lr, weight_decay=wd)
-    opt = build_optimizer(opt_name, model_params, lr, weight_decay=wd)
+        elif h_params:  # h's own optimizer (same type, lr, decay): a param group of its own, one
+            # step call per batch (per-parameter state, so the same numbers as a second optimizer)
+            h_group = [{"params": h_params}]
+    opt = build_optimizer(opt_name, [{"params": model_params}, *h_group], lr, weight_decay=wd)
     batches = torch.Generator(device="cpu")
     batches.manual_seed(spec.seed)
     n, bs = Xtr.shape[0], int(settings["batch_size"])
@@ -356,9 +357,6 @@ def _run_torch(
                 avg.add(d)
             opt.step()
             opt.zero_grad(set_to_none=True)
-            if h_opt is not None:
-                h_opt.step()
-                h_opt.zero_grad(set_to_none=True)
         return avg.means()
 
     @torch.no_grad()
@@ -374,8 +372,6 @@ def _run_torch(
                               "batches": batches.get_state()}
         if adj is not None:
             st["adjuster"] = adj.state_dict()
-        if h_opt is not None:
-            st["h_opt"] = h_opt.state_dict()
         return st
 
     def set_state(st: dict[str, Any]) -> None:
@@ -384,8 +380,6 @@ def _run_torch(
         batches.set_state(st["batches"])
         if adj is not None:
             adj.load_state_dict(st["adjuster"])
-        if h_opt is not None:
-            h_opt.load_state_dict(st["h_opt"])
 
     outcome = run_epochs(
         writer, epochs=int(settings["epochs"]), settings_hash=config_hash(settings),

@@ -175,3 +175,33 @@ def test_gal_trains_with_every_factory_optimizer(optimizer):
         opt.step()
         opt.zero_grad()
     assert float(stats.loss) < 0.8 * first
+
+
+
+@pytest.mark.parametrize("name,dtype", [("adam", torch.float32), ("adamw", torch.float64)])
+def test_factory_adam_is_foreach_with_the_per_tensor_numbers(name, dtype):
+    """build_optimizer's Adam/AdamW use the multi-tensor update; two param groups of one
+    optimizer give the same bits as two optimizers (h's "separate" optimizer) with the loop."""
+    def train(make):
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 1)).to(dtype)
+        h = nn.Sequential(nn.Linear(1, 8), nn.Linear(8, 1)).to(dtype)
+        opts = make(list(m.parameters()), list(h.parameters()))
+        g = torch.Generator().manual_seed(1)
+        for _ in range(50):
+            x, y = torch.randn(8, 6, generator=g, dtype=dtype), torch.randn(8, 1, generator=g, dtype=dtype)
+            z = m(x)
+            (F.mse_loss(z, y) + h(z.detach()).pow(2).mean()).backward()
+            for o in opts:
+                o.step()
+                o.zero_grad(set_to_none=True)
+        return [p.detach() for p in [*m.parameters(), *h.parameters()]]
+
+    cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+    loop = train(lambda mp_, hp: [cls(mp_, lr=1e-2, weight_decay=1e-3, foreach=False),
+                                  cls(hp, lr=1e-2, weight_decay=1e-3, foreach=False)])
+    factory = train(lambda mp_, hp: [build_optimizer(name, [{"params": mp_}, {"params": hp}], 1e-2,
+                                                     weight_decay=1e-3)])
+    opt = build_optimizer(name, [torch.zeros(1, requires_grad=True)], 1e-2)
+    assert opt.defaults["foreach"] is True
+    assert all(torch.equal(a, b) for a, b in zip(loop, factory, strict=True))
