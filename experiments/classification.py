@@ -57,18 +57,16 @@ from experiments.common import (
     config_hash,
     csv_list,
     run_epochs,
+    run_specs,
     set_threads,
 )
 from experiments.engine import evaluate, make_criterion, train_one_epoch
 from experiments.gal_variants import apply_method, canonical_method
 from experiments.image_data import DataError, ImageSet, check_pair, load_split
 from experiments.launch import (
-    Job,
     LaunchError,
     check_launch,
     launch_kwargs,
-    run_jobs,
-    slurm_options,
 )
 from experiments.models import count_parameters
 from gal.config import ConfigError, load_config, parse_overrides
@@ -396,20 +394,12 @@ def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int]
             counts[outcome] = counts.get(outcome, 0) + 1
         bar.close()
         return counts
-    skip_if = ("complete",) if retry_failed else ("complete", "failed")
     inline = jobs == 1 and launcher == "local"  # per-run image bar only when runs go one by one
-    job_list = [
-        Job("experiments.classification:run_one", (spec, cfg, str(runs_root)),
-            {"overrides": dict(overrides or {}), "retry_failed": retry_failed,
-             "progress": progress and inline},
-            spec.run_dir(runs_root), spec.label, skip_if)
-        for spec in todo
-    ]
-    done = run_jobs(job_list, jobs, launcher, threads or cfg["num_threads"] or None,
-                    slurm_options(cfg, slurm), progress=progress, desc=f"{_plan_name(table)} runs")
-    for k, v in done.items():
-        counts[k] = counts.get(k, 0) + v
-    return counts
+    return run_specs("experiments.classification:run_one", todo, cfg, runs_root,
+                     {"overrides": dict(overrides or {}), "retry_failed": retry_failed,
+                      "progress": progress and inline}, counts, retry_failed=retry_failed,
+                     jobs=jobs, launcher=launcher, threads=threads, slurm=slurm,
+                     progress=progress, desc=f"{_plan_name(table)} runs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from experiments.launch import add_launch_arguments
+from experiments.launch import Job, add_launch_arguments, run_jobs, slurm_options
 from gal.config import ConfigError
 from gal.records import RunWriter, to_builtin
 
@@ -44,6 +44,7 @@ __all__ = [
     "csv_list",
     "rng_state",
     "run_epochs",
+    "run_specs",
     "seed_everything",
     "set_rng_state",
     "set_threads",
@@ -278,3 +279,23 @@ def add_run_arguments(ap: argparse.ArgumentParser, *, profiles: str, runs_root: 
     ap.add_argument("--retry-failed", action="store_true", help="re-run runs recorded as failed")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_launch_arguments(ap)
+
+
+def run_specs(entry: str, specs: Sequence[Any], cfg: Mapping[str, Any], runs_root: Any,
+              kwargs: Mapping[str, Any], counts: Mapping[str, int], *, retry_failed: bool,
+              jobs: int, launcher: str, threads: int | None, slurm: Mapping[str, Any] | None,
+              progress: bool, desc: str) -> dict[str, int]:
+    """Launch ``entry(spec, cfg, runs_root, **kwargs)`` for every spec (each has ``run_dir`` and
+    ``label``) through :func:`experiments.launch.run_jobs` (``jobs`` at once with ``launcher``,
+    ``threads`` torch threads per run, default the config's ``num_threads``); a run already
+    complete (or failed, unless ``retry_failed``) when its turn comes is skipped. Returns
+    ``counts`` plus the launched runs' outcomes."""
+    skip_if = ("complete",) if retry_failed else ("complete", "failed")
+    job_list = [Job(entry, (spec, cfg, str(runs_root)), dict(kwargs), spec.run_dir(runs_root),
+                    spec.label, skip_if) for spec in specs]
+    done = run_jobs(job_list, jobs, launcher, threads or cfg["num_threads"] or None,
+                    slurm_options(cfg, slurm), progress=progress, desc=desc)
+    out = dict(counts)
+    for k, v in done.items():
+        out[k] = out.get(k, 0) + v
+    return out

@@ -61,15 +61,13 @@ from experiments.common import (
     config_hash,
     csv_list,
     run_epochs,
+    run_specs,
     seed_everything,
 )
 from experiments.launch import (
-    Job,
     LaunchError,
     check_launch,
     launch_kwargs,
-    run_jobs,
-    slurm_options,
 )
 from gal import GradientAdjuster
 from gal.config import ConfigError, load_config, parse_overrides
@@ -533,19 +531,11 @@ def run_table(
               f"or use another --runs-root, to run them with the current settings.", file=sys.stderr)
     for name in sorted({s.dataset for s in todo}):  # fail fast, before any run starts
         load_dataset(name, bool(cfg["data"]["allow_download"]))
-    skip_if = ("complete",) if retry_failed else ("complete", "failed")
-    job_list = [
-        Job("experiments.regression:run_one", (spec, cfg, str(runs_root)),
-            {"overrides": dict(overrides or {}), "retry_failed": retry_failed,
-             "config_path": str(config_path)},
-            spec.run_dir(runs_root), spec.label, skip_if)
-        for spec in todo
-    ]
-    done = run_jobs(job_list, jobs, launcher, threads or cfg["num_threads"] or None,
-                    slurm_options(cfg, slurm), progress=progress, desc="table5 runs")
-    for k, v in done.items():
-        counts[k] = counts.get(k, 0) + v
-    return counts
+    return run_specs("experiments.regression:run_one", todo, cfg, runs_root,
+                     {"overrides": dict(overrides or {}), "retry_failed": retry_failed,
+                      "config_path": str(config_path)}, counts, retry_failed=retry_failed,
+                     jobs=jobs, launcher=launcher, threads=threads, slurm=slurm,
+                     progress=progress, desc="table5 runs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

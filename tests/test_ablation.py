@@ -227,13 +227,17 @@ def test_smoke_ablation_end_to_end(tmp_path, monkeypatch):
         assert any(str(p).endswith(".png") for p in paths)
 
 
-def test_verdict_claim_follows_the_papers_direction():
-    from gal.stats import verdict, verdict_claim
+def test_verdict_follows_the_papers_direction():
+    from gal.stats import verdict
+
+    def claim(*args):
+        return verdict(*args, follow_paper=True)
 
     # the paper reports the row as much worse (+85 points): significantly worse here reproduces it
-    assert verdict_claim(60.0, 90.0, 0.001, False, (25.0, 35.0), 85.0) == "reproduced"
-    assert verdict_claim(60.0, 55.0, 0.001, False, (-6.0, -4.0), 85.0) == "not reproduced"
-    assert verdict_claim(60.0, 61.0, 0.4, False, (-3.0, 5.0), 2.0) == "inconclusive"
+    assert claim(60.0, 90.0, 0.001, False, (25.0, 35.0), 85.0) == "reproduced"
+    assert verdict(60.0, 90.0, 0.001, False, (25.0, 35.0), 85.0) == "not reproduced"
+    assert claim(60.0, 55.0, 0.001, False, (-6.0, -4.0), 85.0) == "not reproduced"
+    assert claim(60.0, 61.0, 0.4, False, (-3.0, 5.0), 2.0) == "inconclusive"
     # the paper reports the row as better: the usual rule
     for args in [(60.0, 59.0, 0.01, False, (-2.0, -0.5), -0.4), (60.0, 61.0, 0.01, False, (0.5, 2.0), -0.4)]:
-        assert verdict_claim(*args) == verdict(*args)
+        assert claim(*args) == verdict(*args)

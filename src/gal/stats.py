@@ -51,7 +51,6 @@ __all__ = [
     "paired_diffs",
     "ci_paired_diff",
     "mde_paired",
-    "verdict_claim",
     "verdict",
     "VERDICT_RULE",
     "complete_runs",
@@ -263,6 +262,7 @@ def verdict(
     ci: tuple[float, float] | None = None,
     paper_diff: float | None = None,
     alpha: float = ALPHA,
+    follow_paper: bool = False,
 ) -> str:
     """Reproduction verdict for one metric (Tables V ff.); the rule is :data:`VERDICT_RULE`:
 
@@ -271,7 +271,15 @@ def verdict(
     * ``"not reproduced"``: GAL significantly worse (Welch p < ``alpha``), or ``paper_diff``
       (the paper's GAL - baseline difference) lies outside ``ci`` (our 95% CI of GAL - baseline);
     * ``"inconclusive"``: otherwise.
+
+    ``follow_paper=True`` (rows the paper may report as *worse* than the baseline: Table VI's
+    unit-scaled noise, Table VIII): when ``paper_diff`` points the worse way, "reproduced" means
+    significantly worse and "not reproduced" significantly better (or the paper's difference
+    outside ``ci``).
     """
+    if follow_paper and paper_diff is not None and math.isfinite(paper_diff) and paper_diff != 0:
+        if not (paper_diff > 0 if higher_is_better else paper_diff < 0):
+            higher_is_better = not higher_is_better
     if not (math.isfinite(mean_baseline) and math.isfinite(mean_gal)):
         return "inconclusive"
     delta = mean_gal - mean_baseline
@@ -286,26 +294,6 @@ def verdict(
         if not ci[0] <= paper_diff <= ci[1]:
             return "not reproduced"
     return "inconclusive"
-
-
-def verdict_claim(
-    mean_baseline: float,
-    mean_row: float,
-    p_welch: float,
-    higher_is_better: bool,
-    ci: tuple[float, float] | None = None,
-    paper_diff: float | None = None,
-    alpha: float = ALPHA,
-) -> str:
-    """:func:`verdict` for a row whose paper claim may be *worse* than the baseline (Table VI's
-    unit-scaled noise, some rows of Table VIII): when ``paper_diff`` (paper row − paper baseline)
-    points the worse way, "reproduced" means significantly worse and "not reproduced"
-    significantly better (or the paper's difference outside ``ci``); otherwise :func:`verdict`."""
-    if paper_diff is not None and math.isfinite(paper_diff) and paper_diff != 0:
-        paper_better = paper_diff > 0 if higher_is_better else paper_diff < 0
-        if not paper_better:
-            return verdict(mean_baseline, mean_row, p_welch, not higher_is_better, ci, paper_diff, alpha)
-    return verdict(mean_baseline, mean_row, p_welch, higher_is_better, ci, paper_diff, alpha)
 
 
 def complete_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:

@@ -15,7 +15,7 @@ changes anything else (alpha, beta, policy) never lands in these tables:
 
 Every row is compared with the baseline of its (profile, dataset, optimizer): mean paired
 difference with its 95% CI, and a verdict against the paper's own row − baseline difference
-(:func:`gal.stats.verdict_claim`). Failed (diverged) runs are counted in ``n``, never hidden.
+(:func:`gal.stats.verdict` with ``follow_paper=True``). Failed (diverged) runs are counted in ``n``, never hidden.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 from gal import paper_values as pv
 from gal.adjuster import CNNAdjuster, MLPAdjuster
 from gal.tables.classification import OPTIMIZER_LABELS, _setup
+from gal.tables.render import ours_note
 from gal.tables.spec import GroupKey, InfoColumn, Method, Metric, NotesFn, TableSpec
 
 __all__ = ["TABLE6", "TABLE8", "TABLE8_ARCHS", "paper_count_reading"]
@@ -151,16 +152,11 @@ def _notes_fn(table: int) -> NotesFn:
     what = {6: "random noise instead of h", 8: "MLP vs CNN adjusters"}[table]
 
     def notes(facts: Mapping[str, Any]) -> list[str]:
-        seeds = facts["seeds"]
-        seed_txt = f"{len(seeds)} seeds ({', '.join(map(str, seeds))})" if seeds else "no seeds"
         fail = facts["n_failed"]
         out = [
             f"Table {roman} of the paper ({what}; EfficientNet, SGD, CIFAR-100): ours from the "
             "run records of the analyses beside the paper's numbers.",
-            f"Ours: profile(s) {', '.join(map(str, facts['profiles']))}; {seed_txt}, n per row in "
-            f"column n; {facts['n_complete']} complete runs; git commit(s) "
-            f"{', '.join(facts['commits']) or 'unknown'}"
-            + (" (some with uncommitted changes)" if facts["dirty"] else "") + ".",
+            ours_note(facts),
             "Our setup: " + "; ".join(_setup(facts["records"])) + ".",
             f"Failed runs (NaN/inf loss: divergence) are counted in n as '+k failed' and excluded "
             f"from the means: {fail} failed"

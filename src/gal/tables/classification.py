@@ -24,6 +24,7 @@ import pandas as pd
 
 from gal import paper_values as pv
 from gal import stats as gs
+from gal.tables.render import alpha0_text, failed_note, ours_note
 from gal.tables.spec import GroupKey, Method, Metric, NotesFn, PaperValue, TableSpec
 from gal.tables.table5 import MDE_LABEL, MDE_NOTE
 
@@ -119,21 +120,13 @@ def _notes_fn(table: int) -> NotesFn:
     roman, paper_ds = _ROMAN[table], _PAPER_DATASET[table]
 
     def notes(facts: Mapping[str, Any]) -> list[str]:
-        seeds = facts["seeds"]
-        seed_txt = f"{len(seeds)} seeds ({', '.join(map(str, seeds))})" if seeds else "no seeds"
-        a0 = facts["alpha0_all_exact"]
-        a0_txt = ("not run" if a0 is None else "✓ every seed equals the baseline exactly" if a0
-                  else "✗ NOT every seed equals the baseline (see the check column)")
-        fail = facts["n_failed"]
+        a0_txt = alpha0_text(facts)
         return [
             f"Table {roman} of the paper (image classification, {paper_ds}): ours (from run records) "
             "beside the paper's numbers.",
-            f"Ours: profile(s) {', '.join(map(str, facts['profiles']))}; {seed_txt}, n per row in column n; "
-            f"{facts['n_complete']} complete runs; git commit(s) {', '.join(facts['commits']) or 'unknown'}"
-            + (" (some with uncommitted changes)" if facts["dirty"] else "") + ".",
+            ours_note(facts),
             "Our setup: " + "; ".join(_setup(facts["records"])) + ".",
-            f"Failed runs (NaN/inf or crashed) are excluded from every number: {fail} excluded"
-            + (f" ({', '.join(facts['failed_paths'])})" if fail else "") + ".",
+            failed_note(facts),
             f"Paper: Table {roman}, EfficientNet-B1 on the real {paper_ds}, error (%) mean ± std over 3 "
             "runs, reported for the reproduced baseline and GAL with SGD, Lookahead (wrapped around "
             "SGD) and AdaBound; top-1 only ('—' for top-5, controls and statistics it does not report). "

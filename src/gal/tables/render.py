@@ -35,7 +35,7 @@ from gal import stats as gs
 from gal.records import load_runs
 from gal.tables.spec import NoRunsError, TableSpec
 
-__all__ = ["DASH", "alpha0_check", "select", "grid", "render", "to_markdown", "to_latex"]
+__all__ = ["DASH", "alpha0_check", "alpha0_text", "failed_note", "ours_note", "select", "grid", "render", "to_markdown", "to_latex"]
 
 DASH = "—"
 
@@ -63,6 +63,31 @@ def _ordered(values: Sequence[Any], preferred: Sequence[Any]) -> list[Any]:
     vals = [v for v in dict.fromkeys(values) if pd.notna(v)]
     head = [v for v in preferred if v in vals]
     return head + sorted((v for v in vals if v not in preferred), key=str)
+
+
+# --------------------------------------------------------------------------- header notes
+def ours_note(facts: Mapping[str, Any]) -> str:
+    """The header note on our runs: profiles, seeds, complete runs and their git commits."""
+    seeds = facts["seeds"]
+    seed_txt = f"{len(seeds)} seeds ({', '.join(map(str, seeds))})" if seeds else "no seeds"
+    return (f"Ours: profile(s) {', '.join(map(str, facts['profiles']))}; {seed_txt}, n per row in "
+            f"column n; {facts['n_complete']} complete runs; git commit(s) "
+            f"{', '.join(facts['commits']) or 'unknown'}"
+            + (" (some with uncommitted changes)" if facts["dirty"] else "") + ".")
+
+
+def failed_note(facts: Mapping[str, Any]) -> str:
+    """The header note on failed runs (excluded from every number, listed by path)."""
+    fail = facts["n_failed"]
+    return (f"Failed runs (NaN/inf or crashed) are excluded from every number: {fail} excluded"
+            + (f" ({', '.join(facts['failed_paths'])})" if fail else "") + ".")
+
+
+def alpha0_text(facts: Mapping[str, Any]) -> str:
+    """Whether the GAL alpha=0 control equalled the baseline on every seed."""
+    a0 = facts["alpha0_all_exact"]
+    return ("not run" if a0 is None else "✓ every seed equals the baseline exactly" if a0
+            else "✗ NOT every seed equals the baseline (see the check column)")
 
 
 # --------------------------------------------------------------------------- control check
@@ -162,7 +187,7 @@ def _row_compare(spec: TableSpec, base: pd.DataFrame, row: pd.DataFrame, group: 
     d = spec.digits
     ci = f" [{fmt_num(lo, d)}, {fmt_num(hi, d)}]" if math.isfinite(lo) else ""
     cell = f"{c['paired_mean_diff']:+.{d}f}{ci} n={len(diffs)}"
-    verdict = gs.verdict_claim(c["mean_a"], c["mean_b"], c["welch_p"], hib, (lo, hi), pdiff)
+    verdict = gs.verdict(c["mean_a"], c["mean_b"], c["welch_p"], hib, (lo, hi), pdiff, follow_paper=True)
     c["verdict"] = verdict
     return cell, verdict, c
 

@@ -131,7 +131,7 @@ class TableSpec:
         notes: facts -> header notes.
         compare_rows: every method row other than ``baseline`` is compared with the baseline
             (Tables VI, VIII): a "Δ vs baseline" column per metric (mean paired difference and
-            its 95% CI) and the verdict of :func:`gal.stats.verdict_claim` against the paper's
+            its 95% CI) and the verdict of :func:`gal.stats.verdict` with ``follow_paper=True`` against the paper's
             own row − baseline difference (so a row the paper reports as worse is "reproduced"
             when ours is significantly worse).
         info: descriptive columns from the records (:class:`InfoColumn`) after ``n``.

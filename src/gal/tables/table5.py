@@ -25,7 +25,7 @@ import pandas as pd
 
 from gal import paper_values as pv
 from gal import stats as gs
-from gal.tables.render import alpha0_check, grid, render
+from gal.tables.render import alpha0_check, alpha0_text, failed_note, grid, ours_note, render
 from gal.tables.spec import GroupKey, Method, Metric, TableSpec
 
 __all__ = [
@@ -83,19 +83,11 @@ def _paper_ttest(group: Mapping[str, Any], metric: str) -> dict[str, float] | No
 
 
 def _notes(facts: Mapping[str, Any]) -> list[str]:
-    seeds = facts["seeds"]
-    seed_txt = f"{len(seeds)} seeds ({', '.join(map(str, seeds))})" if seeds else "no seeds"
-    a0 = facts["alpha0_all_exact"]
-    a0_txt = ("not run" if a0 is None else "✓ every seed equals the baseline exactly" if a0
-              else "✗ NOT every seed equals the baseline (see the check column)")
-    fail = facts["n_failed"]
+    a0_txt = alpha0_text(facts)
     return [
         "Table V of the paper (regression): ours (from run records) beside the paper's numbers.",
-        f"Ours: profile(s) {', '.join(map(str, facts['profiles']))}; {seed_txt}, n per row in column n; "
-        f"{facts['n_complete']} complete runs; git commit(s) {', '.join(facts['commits']) or 'unknown'}"
-        + (" (some with uncommitted changes)" if facts["dirty"] else "") + ".",
-        f"Failed runs (NaN/inf or crashed) are excluded from every number: {fail} excluded"
-        + (f" ({', '.join(facts['failed_paths'])})" if fail else "") + ".",
+        ours_note(facts),
+        failed_note(facts),
         "Paper: Table V (5 seeds), reported only for Baseline and Proposed under the paper's protocol "
         "(variant `paper` = unscaled inputs); '—' = not reported / not run. "
         "`standardized` = features and target standardised on the training split (metrics in original units).",
