@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gal import records
-from gal.fig_ablation import render_fig8
+from gal.fig8 import render_fig8
 from gal.fig_analysis import NoRunsError
 from gal.figures import render_figure
 from gal.records import RunWriter

@@ -11,7 +11,7 @@ column is the requested profile are used; failed runs are listed in the md and j
   of h, for SGD and Lookahead(SGD). A panel holds the runs with method ``gal`` or
   ``gal+<key>=<v>`` (only that key changed). Points: mean over seeds, error bars: std (ddof=1);
   the baseline of the optimizer is a horizontal band, mean ± std.
-- Fig. 8 (Sec. VI-E/F), SGD: (a) ``error_top1`` of the update policies of Algorithm 1 lines 7-10
+- Fig. 8 (Sec. VI-E/F, in :mod:`gal.fig8`), SGD: (a) ``error_top1`` of the update policies of Algorithm 1 lines 7-10
   (``gal_policy`` leq = "line 7 (≤)", lt = "line 7 (<)", always = "line 8", never = "line 10")
   and of the baseline, mean ± std over seeds; line 10 feeds dl/dz to the model at every step,
   so its errors are compared with the baseline's seed by seed. (b) the per-epoch fraction
@@ -31,12 +31,11 @@ import numpy as np
 import pandas as pd
 
 from gal import fig_analysis as fa
-from gal.fig5 import BAND, OPTIMIZER_LABELS, _col, _stats, _str, epoch_ranges
-from gal.figures import BLUE, RED, _new_figure, _ordered
+from gal.fig5 import OPTIMIZER_LABELS, _col, _str
+from gal.figures import RED, _new_figure, _ordered
 
 __all__ = ["FIG7_OPTIMIZERS", "FIG7_KEYS", "PAPER_FIXED", "POLICY_LABELS", "sweep_rows",
-           "error_stats", "fig7_summary", "fig7_markdown", "render_fig7", "fig8_summary",
-           "fig8_markdown", "render_fig8"]
+           "error_stats", "fig7_summary", "fig7_markdown", "render_fig7"]
 
 FIG7_OPTIMIZERS = ("sgd", "lookahead_sgd")
 FIG7_KEYS = ("alpha", "beta", "arch")
@@ -303,162 +302,3 @@ def render_fig7(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Pa
     Raises :class:`gal.fig_analysis.NoRunsError` naming ``make fig7`` if there are no records."""
     summary = fig7_summary(Path(runs_root), profile)
     return fa.write_figure(_draw_fig7(summary), summary, fig7_markdown(summary), out_dir, "fig7")
-
-
-def _line10(policies: Sequence[Mapping[str, Any]], base: Mapping[str, Any] | None) -> dict:
-    never = next((p for p in policies if p["policy"] == "never"), None)
-    if not never or not base:
-        return {"seeds": [], "per_seed": {}, "all_equal": None, "max_abs_diff": None}
-    seeds = [s for s in never["per_seed"] if s in base["per_seed"]]
-    per = {s: {"line10": never["per_seed"][s], "baseline": base["per_seed"][s],
-               "equal": never["per_seed"][s] == base["per_seed"][s]} for s in seeds}
-    diffs = [abs(v["line10"] - v["baseline"]) for v in per.values()]
-    return {"seeds": [int(s) for s in seeds], "per_seed": per,
-            "all_equal": all(v["equal"] for v in per.values()) if per else None,
-            "max_abs_diff": max(diffs) if diffs else None}
-
-
-def _fig8_checks(policies: Sequence[Mapping[str, Any]], base: Mapping[str, Any] | None) -> dict:
-    m = {p["policy"]: p["mean"] for p in policies}
-
-    def lower(a: str, b: str) -> bool | None:
-        return bool(m[a] < m[b]) if a in m and b in m else None
-
-    allm = {**m, **({"baseline": base["mean"]} if base else {})}
-    return {"paper": FIG8_CLAIMS["a"],
-            "ranking": [POLICY_LABELS.get(k, k) for k in sorted(allm, key=allm.__getitem__)],
-            "line7_leq_best": bool(min(allm, key=allm.__getitem__) == "leq") if "leq" in m
-            else None,
-            "line8_better_than_line10": lower("always", "never"),
-            "line7_leq_better_than_line7_lt": lower("leq", "lt")}
-
-
-def _fig8_beats(rows: pd.DataFrame, what: str, excluded: dict[str, Any]) -> dict[str, Any]:
-    curves: dict[str, Any] = {}
-    pols = [fa.gal_setting(r, "policy") for _, r in rows.iterrows()]
-    for pol in _x_order("policy", list({p for p in pols if p})):
-        runs = fa.runs_by_seed(rows[[p == pol for p in pols]], f"{what} policy {pol}")
-        keep = {}
-        for s, p in runs.items():
-            if fa.seed_curves({s: p}, ["g_beats_grad"])[0]:
-                keep[s] = p
-            else:
-                excluded["no_g_beats_grad"].append({"path": p, "reason": "g_beats_grad all NaN"})
-        epochs, mats = fa.seed_curves(keep, ["g_beats_grad"]) if keep else ([], {})
-        if epochs:
-            curves[pol] = {"label": POLICY_LABELS.get(pol, pol), "seeds": list(keep),
-                           "epochs": epochs, **_stats(mats["g_beats_grad"]),
-                           "runs": {str(s): p for s, p in keep.items()}}
-    grans = sorted({g for _, r in rows.iterrows() if (g := fa.gal_setting(r, "granularity"))})
-    return {"granularity": grans[0] if len(grans) == 1 else grans,
-            "unit": "; ".join(GRANULARITY_UNITS.get(g, g) for g in grans) or "unknown",
-            "paper": FIG8_CLAIMS["b"], "band": BAND, "curves": curves}
-
-
-def fig8_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
-    """The numbers of ``fig8.json`` (Fig. 8, Sec. VI-E/F) from the SGD ablation records of
-    ``profile``: (a) per policy and for the baseline the error over seeds, the seed-by-seed
-    comparison of line 10 with the baseline, and the paper's claims beside ours; (b) per policy
-    the per-epoch ``g_beats_grad`` (mean/min/max/std over seeds) and the granularity."""
-    df, excluded = _ablation(runs_root, profile, 8)
-    excluded["no_g_beats_grad"] = []
-    df = df[df["optimizer"].astype(str) == "sgd"]
-    datasets = []
-    for _, sub in _by_dataset(df):
-        what = f"Fig. 8 {sub['dataset'].iloc[0]}/sgd"
-        rows = _usable(sweep_rows(sub, "policy"), excluded)
-        pts = _points(rows, "policy", what, excluded)
-        if not pts:
-            continue
-        policies = [{"policy": q["x"], "label": POLICY_LABELS.get(q["x"], q["x"]),
-                     **{k: v for k, v in q.items() if k not in ("x", "label")}} for q in pts]
-        base_rows = _usable(sub[_col(sub, "method").astype(str) == "baseline"], excluded)
-        base = error_stats(base_rows, f"{what} baseline") if len(base_rows) else None
-        datasets.append({**_ds_head(sub), "optimizer": "sgd", "baseline": base,
-                         "policies": policies, "line10_vs_baseline": _line10(policies, base),
-                         "checks": _fig8_checks(policies, base),
-                         "g_beats_grad": _fig8_beats(rows, what, excluded)})
-    if not datasets:
-        raise fa.no_runs(8, "complete SGD `gal` / `gal+policy=...` ablation runs",
-                      [f"{Path(runs_root)}/ablation/{profile}"], profile,
-                      f"`make fig8 PROFILE={profile}`")
-    return {"figure": 8, "paper_section": "VI-E, VI-F", "profile": profile,
-            "source": str(Path(runs_root) / "ablation" / profile), "metric": "error_top1 (%)",
-            "definitions": {
-                "policy": "the run's gal_policy column: leq = line 7 (≤), lt = line 7 (<), "
-                "always = line 8, never = line 10 (Algorithm 1)",
-                "line10_vs_baseline": "line 10 sends dl/dz to the model at every step, so its "
-                "model trajectory is the baseline's: error_top1 compared seed by seed (exact)",
-                "g_beats_grad": "per epoch, the fraction of training steps' decisions where "
-                "l(z - eta~ g) < l(z - eta~ dl/dz); mean over seeds, band min-max"},
-            "paper": FIG8_CLAIMS, "datasets": datasets, "excluded": _close(excluded)}
-
-
-def fig8_markdown(summary: Mapping[str, Any]) -> str:
-    """A readable summary of ``fig8.json`` (Fig. 8, Sec. VI-E/F), the paper's claims beside ours."""
-    lines = [f"# Fig. 8 (Sec. VI-E/F): update policies and g vs dl/dz, SGD "
-             f"(profile `{summary['profile']}`)", "",
-             f"Rendered from `{summary['source']}`; test error top-1 (%), mean ± std over seeds.",
-             ""]
-    for ds in summary["datasets"]:
-        c, t, b = ds["checks"], ds["line10_vs_baseline"], ds["g_beats_grad"]
-        lines += [f"## {ds['dataset_label']} ({ds['model']})", "", "### (a) update policy", "",
-                  "| policy | error (%) | seeds |", "|---|---|---|",
-                  f"| baseline | {_ms(ds['baseline'])} | "
-                  f"{', '.join(map(str, (ds['baseline'] or {}).get('seeds', [])))} |"]
-        lines += [f"| {p['label']} (`{p['policy']}`) | {_ms(p)} | "
-                  f"{', '.join(map(str, p['seeds']))} |" for p in ds["policies"]]
-        eq = ", ".join(f"seed {s}: line 10 {v['line10']:g}, baseline {v['baseline']:g} "
-                       f"({'equal' if v['equal'] else 'differ'})" for s, v in t["per_seed"].items())
-        lines += ["", f"- paper: {c['paper']}",
-                  f"- here: ranking (lowest error first) {' ≤ '.join(c['ranking'])}; "
-                  f"line 7 (≤) best: {_yes(c['line7_leq_best'])}; line 8 better than line 10: "
-                  f"{_yes(c['line8_better_than_line10'])}; line 7 (≤) better than line 7 (<): "
-                  f"{_yes(c['line7_leq_better_than_line7_lt'])}",
-                  "- line 10 sends dl/dz to the model at every step, so its model trajectory "
-                  f"should equal the baseline's; errors equal to the baseline seed by seed: "
-                  f"{_yes(t['all_equal'])} ({eq or 'no paired seed'})", "",
-                  f"### (b) g beats dl/dz ({b['unit']}; granularity {b['granularity']})", "",
-                  f"- paper: {b['paper']}"]
-        for cv in b["curves"].values():
-            m, ep = cv["mean"], cv["epochs"]
-            lines.append(f"- {cv['label']}: seeds {', '.join(map(str, cv['seeds']))}; mean over "
-                         f"seeds {m[0]:.3f} at epoch {ep[0]}, {m[-1]:.3f} at epoch {ep[-1]}, "
-                         f"{np.mean(m):.3f} over epochs {epoch_ranges(ep)}")
-        lines.append("")
-    return "\n".join(lines + fa.excluded_lines(summary["excluded"], "fig8"))
-
-
-def _draw_fig8(summary: Mapping[str, Any]) -> Any:
-    n = len(summary["datasets"])
-    fig = _new_figure((11.0, 3.6 * n + 0.7))
-    axes = fig.subplots(n, 2, squeeze=False)
-    for (a, b), ds in zip(axes, summary["datasets"], strict=True):
-        bars = ([("baseline", ds["baseline"], BLUE)] if ds["baseline"] else []) + [
-            (p["label"], p, POLICY_COLORS.get(p["policy"], RED)) for p in ds["policies"]]
-        for i, (_, st, color) in enumerate(bars):
-            a.errorbar([i], [st["mean"]], [st["std"] or 0.0], color=color, marker="o", ms=7,
-                       capsize=4)
-        a.set_xticks(range(len(bars)), [lb for lb, _, _ in bars], fontsize=8)
-        a.set_ylabel("test error top-1 (%)")
-        a.set_title(f"(a) {ds['dataset_label']}, SGD: update policy (mean ± std)", fontsize=8.5)
-        for pol, cv in ds["g_beats_grad"]["curves"].items():
-            fa.draw_band(b, cv["epochs"], cv, POLICY_COLORS.get(pol, RED),
-                      f"{cv['label']} (n={len(cv['seeds'])})")
-        b.set_ylabel(f"g beats dl/dz ({ds['g_beats_grad']['granularity']})")
-        b.set_xlabel("epoch")
-        b.set_title(f"(b) fraction with l(z-η̃g) < l(z-η̃∂l/∂z): "
-                    f"{ds['g_beats_grad']['unit'].split(' (')[0]}", fontsize=8.5)
-        b.legend(fontsize=7, frameon=False)
-        for ax in (a, b):
-            ax.grid(alpha=0.3)
-    fig.suptitle(f"Fig. 8 (Sec. VI-E/F), profile {summary['profile']}; (b) lines: mean over "
-                 f"seeds, bands: {BAND}", fontsize=9.5)
-    return fig
-
-
-def render_fig8(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Path]:
-    """Render Fig. 8 (Sec. VI-E/F) for one ``profile``: ``fig8.{json,md,png,pdf}`` in ``out_dir``.
-    Raises :class:`gal.fig_analysis.NoRunsError` naming ``make fig8`` if there are no records."""
-    summary = fig8_summary(Path(runs_root), profile)
-    return fa.write_figure(_draw_fig8(summary), summary, fig8_markdown(summary), out_dir, "fig8")

@@ -1,7 +1,7 @@
 """Figures of the paper, rendered from run records only (docs/design.md; never from training code).
 
 ``gal figure N [--gif] [--profile P]`` calls :func:`render_figure` (Figs. 4-8; Fig. 5 in
-:mod:`gal.fig5`, Fig. 6 in :mod:`gal.fig_analysis`, Figs. 7 and 8 in :mod:`gal.fig_ablation`,
+:mod:`gal.fig5`, Fig. 6 in :mod:`gal.fig_analysis`, Figs. 7 and 8 in :mod:`gal.fig_ablation` and :mod:`gal.fig8`,
 each with its own outputs ``figN.{png,pdf,json,md}``). This module holds Fig. 4 (Sec. IV-D, the 3D
 example: convergence paths and f against steps for GD, Lookahead(GD), RMSprop, Adam and AdaBound,
 standard process in blue and GAL in red), read from ``<runs_root>/fig4/<convention>/<optimizer>/
@@ -70,7 +70,8 @@ def render_figure(
 
         return render_fig6(Path(runs_root), Path(out_dir), profile=profile)
     if int(n) in (7, 8):
-        from gal.fig_ablation import render_fig7, render_fig8
+        from gal.fig8 import render_fig8
+        from gal.fig_ablation import render_fig7
 
         render = render_fig7 if int(n) == 7 else render_fig8
         return render(Path(runs_root), Path(out_dir), profile=profile)
