@@ -1,14 +1,21 @@
-"""Tables I and II of the paper (Sec. V-B) and its analyses (Sec. VI): image classification runs
--> run records.
+"""Tables I, II and III of the paper (Sec. V-B) and its analyses (Sec. VI): image
+classification runs -> run records.
 
 A task here is data (:mod:`experiments.image_data`) + model (:mod:`experiments.models`) + loss +
-config (``configs/cifar.yaml``) on the shared engine (:mod:`experiments.engine`). Each run is one
-record under ``<runs-root>/table<N>/<profile>/<dataset>/<optimizer>/<method>/seed-<k>/``:
+config (``configs/cifar.yaml``; Table III: ``configs/imagenet.yaml``) on the shared engine
+(:mod:`experiments.engine`). Each run is one record under
+``<runs-root>/table<N>/<profile>/<dataset>/<optimizer>/<method>/seed-<k>/``:
 
 * ``baseline`` - standard training;
 * ``gal`` - GAL on the logits z (d = number of classes), h's arch and (alpha, beta) per dataset
   and optimizer as in Sec. V-B;
 * ``gal_alpha0`` - GAL with alpha = 0, a control that must equal ``baseline`` bit for bit.
+
+Table III (ImageNet; ``--table 3``) varies the model instead of the optimizer: its runs sit under
+``<runs-root>/table3/<profile>/<dataset>/<model>/<optimizer>/<method>/seed-<k>/`` with ``<model>``
+an entry of the config's ``models:`` (:mod:`experiments.classification_spec`); with a model EMA
+(``train.ema_decay``) the reported numbers are the EMA weights' (as timm's train.py validates
+and reports the EMA model), the raw weights' are recorded beside them (``*_raw``).
 
 The analyses of Sec. VI (Tables VI, VIII, Figs. 7, 8; ``--table 6|8|fig7|fig8|ablation``) run GAL
 variants named ``gal+<key>=<value>[+...]`` (:mod:`experiments.gal_variants`: noise adjusters,
@@ -21,8 +28,8 @@ by the seed); h draws from its own generator, so the arms differ only by GAL.
 
 Usage::
 
-    python -m experiments.classification --table 1|2|6|8|fig7|fig8|ablation --profile cpu [--seeds 5]
-        [--optimizers sgd,adabound] [--methods baseline,gal] [--runs-root results/runs]
+    python -m experiments.classification --table 1|2|3|6|8|fig7|fig8|ablation --profile cpu [--seeds 5]
+        [--optimizers sgd,adabound] [--methods baseline,gal] [--models resnet50] [--runs-root results/runs]
         [--set train.epochs=2 ...] [--retry-failed]
         [--jobs N] [--launcher local|slurm|submitit-local] [--threads N] [--slurm-partition P ...]
 
@@ -37,7 +44,6 @@ per runs root.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 import sys
@@ -48,20 +54,28 @@ from typing import Any
 
 import torch
 
-from experiments.classification_setup import build_run, lr_lambda
+from experiments.classification_setup import build_run, check_world, lr_lambda
+from experiments.classification_spec import (
+    RunSpec,
+    default_gal,
+    gal_columns,
+    model_config,
+    record_config,
+    run_settings,
+)
 from experiments.common import (
+    RankWriter,
     ResumeMismatch,
     add_run_arguments,
     check_choice,
-    choose_device,
     config_hash,
     csv_list,
     run_epochs,
     run_specs,
     set_threads,
 )
-from experiments.engine import evaluate, make_criterion, train_one_epoch
-from experiments.gal_variants import apply_method, canonical_method
+from experiments.engine import evaluate, make_criterion, train_one_epoch, unwrap
+from experiments.gal_variants import canonical_method
 from experiments.image_data import DataError, ImageSet, check_pair, load_split
 from experiments.launch import (
     LaunchError,
@@ -74,98 +88,23 @@ from gal.records import RunWriter
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_PATH = REPO / "experiments" / "configs" / "cifar.yaml"
+#: Table III's config (picked by ``--table 3`` unless ``--config`` is given)
+IMAGENET_CONFIG_PATH = REPO / "experiments" / "configs" / "imagenet.yaml"
 DEFAULT_RUNS_ROOT = Path("results/runs")
 OPTIMIZERS = ("sgd", "lookahead_sgd", "adabound")
 METHODS = ("baseline", "gal", "gal_alpha0")
 #: the analyses of Sec. VI run as parts of one plan (``run.ablation`` in the config); their runs
 #: share one directory, so a configuration used by two of them runs once
 ABLATION_PARTS = ("table6", "table8", "fig7", "fig8")
-TABLES = ("1", "2", "6", "8", "fig7", "fig8", "ablation")
+TABLES = ("1", "2", "3", "6", "8", "fig7", "fig8", "ablation")
 
-__all__ = ["RunSpec", "build_run", "lr_lambda", "main", "plan_runs", "run_one", "run_settings",
-           "run_table"]
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-    """One run: of Table I or II (``table`` 1 or 2) or of the analyses (``table="ablation"``,
-    Tables VI, VIII and Figs. 7, 8, all in ``<root>/ablation/``)."""
-
-    table: int | str
-    profile: str
-    dataset: str
-    optimizer: str
-    method: str
-    seed: int
-
-    @property
-    def subdir(self) -> str:
-        return f"table{self.table}" if isinstance(self.table, int) else str(self.table)
-
-    def run_dir(self, root: str | os.PathLike[str]) -> Path:
-        return (Path(root) / self.subdir / self.profile / self.dataset / self.optimizer
-                / self.method / f"seed-{self.seed}")
-
-    @property
-    def label(self) -> str:
-        return f"{self.subdir}/{self.profile}/{self.dataset}/{self.optimizer}/{self.method}/seed-{self.seed}"
+__all__ = ["RunSpec", "build_run", "config_for", "default_gal", "gal_columns", "lr_lambda", "main",
+           "model_config", "plan_runs", "record_config", "run_one", "run_settings", "run_table"]
 
 
-def _auto(flag: Any, device: torch.device) -> bool:
-    return device.type == "cuda" if flag == "auto" else bool(flag)
-
-
-def run_settings(cfg: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:
-    """The effective settings of one run (what its result depends on; hashed for resume)."""
-    ds = cfg["datasets"][spec.dataset]
-    device = choose_device(cfg["device"])
-    s: dict[str, Any] = {
-        "dataset": spec.dataset, "data": dict(ds["data"]), "num_classes": int(ds["num_classes"]),
-        "model": dict(cfg["model"]), "train": dict(cfg["train"]),
-        "optimizer": spec.optimizer, "opt": dict(cfg["optimizers"][spec.optimizer]),
-        "device": str(device), "amp": _auto(cfg["train"]["amp"], device),
-        "channels_last": _auto(cfg["train"]["channels_last"], device),
-    }
-    g = apply_method(default_gal(cfg, spec.dataset, spec.optimizer), spec.method)
-    if g is not None:
-        s["gal"] = g
-    return s
-
-
-def default_gal(cfg: Mapping[str, Any], dataset: str, optimizer: str) -> dict[str, Any]:
-    """The paper's GAL settings for (dataset, optimizer) (Sec. V-B): ``cfg.gal`` with the
-    dataset's ``gal.<optimizer>`` (alpha, beta) and ``gal_arch``."""
-    ds = cfg["datasets"][dataset]
-    return {**dict(cfg["gal"]), **dict(ds["gal"][optimizer]), "arch": list(ds["gal_arch"])}
-
-
-def record_config(cfg: Mapping[str, Any], spec: RunSpec, settings: Mapping[str, Any],
-                  overrides: Mapping[str, Any] | None, n_params: int, h_params: int) -> dict[str, Any]:
-    """config.yaml of a run: identifiers the tables select on, settings and the full config."""
-    ds = cfg["datasets"][spec.dataset]
-    return {
-        "task": "classification", "table": spec.table, "dataset": spec.dataset,
-        "dataset_label": ds["label"], "optimizer": spec.optimizer, "method": spec.method,
-        "seed": spec.seed, "profile": spec.profile, "model": cfg["model"]["name"],
-        "pretrained": bool(cfg["model"]["pretrained"] or cfg["model"]["pretrained_file"]),
-        "epochs": int(cfg["train"]["epochs"]), "n_params": n_params, "h_params": h_params,
-        "train_subset": int(cfg["train"]["train_subset"] or 0),
-        **gal_columns(settings.get("gal")),
-        "config_hash": config_hash(settings), "settings": dict(settings),
-        "overrides": dict(overrides or {}), "config": dict(cfg),
-    }
-
-
-def gal_columns(g: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The GAL settings the analyses select and plot on (Tables VI, VIII, Figs. 7, 8) as flat
-    record keys ``gal_alpha``, ``gal_beta``, ``gal_arch`` (``"256-64-32"``), ``gal_adjuster``,
-    ``gal_noise_scaling``, ``gal_policy``; all ``None`` for the baseline."""
-    if g is None:
-        return {f"gal_{k}": None for k in ("alpha", "beta", "arch", "adjuster", "noise_scaling", "policy")}
-    return {"gal_alpha": float(g["alpha"]), "gal_beta": float(g["beta"]),
-            "gal_arch": "-".join(str(int(w)) for w in g["arch"]),
-            "gal_adjuster": g.get("adjuster", "mlp"), "gal_noise_scaling": g.get("noise_scaling", "eq4"),
-            "gal_policy": g["policy"]}
+def config_for(table: int | str) -> Path:
+    """The default config of ``--table``: imagenet.yaml for Table III, cifar.yaml otherwise."""
+    return IMAGENET_CONFIG_PATH if str(table) == "3" else CONFIG_PATH
 
 
 _DATA_CACHE: dict[str, tuple[ImageSet, ImageSet]] = {}
@@ -179,6 +118,9 @@ def load_data(cfg: Mapping[str, Any], dataset: str) -> tuple[ImageSet, ImageSet]
         os.environ.setdefault("GAL_SHARED_DATA", str((REPO / ".." / "shared" / "data").resolve()))
         ds = cfg["datasets"][dataset]
         data = dict(ds["data"])
+        if not (data.get("root") or data.get("archive")):
+            raise DataError(f"no data for dataset {dataset!r}: set datasets.{dataset}.data.root to "
+                            f"its folder, e.g. --set datasets.{dataset}.data.root=/path/to/{dataset}")
         for k in ("root", "archive"):
             if data.get(k):
                 p = Path(os.path.expandvars(str(data[k]))).expanduser()
@@ -195,6 +137,7 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
     """Run (or resume, or skip) one run; returns ``"skipped"``, ``"complete"`` or ``"failed"``."""
     settings = run_settings(cfg, spec)
     rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
     writer = RunWriter(spec.run_dir(runs_root), device=settings["device"])
     status = writer.status()
     if status == "complete" or (status == "failed" and not retry_failed):
@@ -221,40 +164,52 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
     def train_epoch(epoch: int) -> dict[str, float]:
         out = train_one_epoch(run.model, crit, run.train_loader, run.optimizer, run.device, epoch,
                               adjuster=run.adjuster, scheduler=run.scheduler, scaler=run.scaler,
-                              amp=amp, max_norm=float(tr["max_norm"]),
+                              amp=amp, max_norm=float(tr["max_norm"]), ema=run.ema,
                               progress=bar.update if bar is not None else None)
         train_seconds[0] += out["s_per_image"] * len(run.train_loader) * tr["batch_size"]
         return out
 
-    def evaluate_epoch(epoch: int) -> dict[str, float]:
-        return evaluate(run.model, crit, run.val_loader, run.device, amp=amp, tta_flip=False)
+    def evaluate_all(loader: Any, tta: bool) -> dict[str, float]:
+        """The reported weights' numbers (the EMA's when there is one) plus ``*_raw`` = the
+        trained weights' when an EMA exists. Under DDP the BN statistics are first averaged
+        (``train.dist_bn: reduce``) or taken from rank 0 (``broadcast``), as timm's train.py."""
+        if world > 1 and tr.get("dist_bn"):
+            from timm.utils import distribute_bn
+
+            for m in (run.model, None if run.ema is None else run.ema.module):
+                if m is not None:
+                    distribute_bn(m, world, reduce=tr["dist_bn"] == "reduce")
+        if run.ema is None:
+            return evaluate(run.model, crit, loader, run.device, amp=amp, tta_flip=tta)
+        out = evaluate(run.ema.module, crit, loader, run.device, amp=amp, tta_flip=tta)
+        raw = evaluate(run.model, crit, loader, run.device, amp=amp, tta_flip=tta)
+        return {**out, **{f"{k}_raw": v for k, v in raw.items()}}
 
     def get_state() -> dict[str, Any]:
-        st = {"model": run.model.state_dict(), "opt": run.optimizer.state_dict(),
+        st = {"model": unwrap(run.model).state_dict(), "opt": run.optimizer.state_dict(),
               "sched": run.scheduler.state_dict(), "data": run.train_loader.generator.get_state(),
               "train_seconds": train_seconds[0]}
-        if run.adjuster is not None:
-            st["adjuster"] = run.adjuster.state_dict()
-        if run.scaler is not None:
-            st["scaler"] = run.scaler.state_dict()
+        for k, obj in (("adjuster", run.adjuster), ("scaler", run.scaler), ("ema", run.ema)):
+            if obj is not None:
+                st[k] = obj.state_dict()
         return st
 
     def set_state(st: dict[str, Any]) -> None:
-        run.model.load_state_dict(st["model"])
+        unwrap(run.model).load_state_dict(st["model"])
         run.optimizer.load_state_dict(st["opt"])
         run.scheduler.load_state_dict(st["sched"])
         run.train_loader.generator.set_state(st["data"])
         train_seconds[0] = float(st["train_seconds"])
-        if run.adjuster is not None:
-            run.adjuster.load_state_dict(st["adjuster"])
-        if run.scaler is not None:
-            run.scaler.load_state_dict(st["scaler"])
+        for k, obj in (("adjuster", run.adjuster), ("scaler", run.scaler), ("ema", run.ema)):
+            if obj is not None:
+                obj.load_state_dict(st[k])
 
-    if rank != 0:  # other ranks train alongside rank 0 but write nothing
-        writer = _NullWriter()  # type: ignore[assignment]
+    # under DDP rank 0 writes the record and every rank resumes from its checkpoint
     outcome = run_epochs(
-        writer, epochs=epochs, settings_hash=config_hash(settings), train_epoch=train_epoch,
-        evaluate=evaluate_epoch, get_state=get_state, set_state=set_state,
+        RankWriter(writer, rank) if world > 1 else writer,  # type: ignore[arg-type]
+        epochs=epochs, settings_hash=config_hash(settings), train_epoch=train_epoch,
+        evaluate=lambda epoch: evaluate_all(run.val_loader, False),
+        get_state=get_state, set_state=set_state,
         checkpoint_every=int(tr["checkpoint_every"]),
         fail_hint="lower the learning rate (optimizers.<name>.lr) or GAL's beta",
     )
@@ -262,38 +217,28 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
         bar.close()
     if outcome == "failed":
         return "failed"
-    final = evaluate(run.model, crit, run.test_loader, run.device, amp=amp,
-                     tta_flip=bool(tr["tta_flip"]))
+    final = evaluate_all(run.test_loader, bool(tr["tta_flip"]))
     n_train = epochs * len(run.train_loader) * tr["batch_size"]
     metrics = {"error_top1": final["val_error_top1"], "error_top5": final["val_error_top5"],
                "val_loss": final["val_loss"], "train_time_s": train_seconds[0],
                "s_per_image": train_seconds[0] / n_train, "images_per_s": n_train / train_seconds[0]}
-    return writer.finish(metrics) if rank == 0 else "complete"
-
-
-class _NullWriter:
-    """What ranks > 0 write: nothing (rank 0 holds the record)."""
-
-    def load_checkpoint(self) -> None:
-        return None
-
-    def log(self, row: Mapping[str, Any]) -> None:
-        pass
-
-    def save_checkpoint(self, state: Mapping[str, Any]) -> None:
-        pass
-
-    def fail(self, reason: str) -> str:
-        return "failed"
-
-    partial_dir = "(rank > 0)"
+    if run.ema is not None:  # the trained (non-averaged) weights beside the EMA's
+        metrics.update({"error_top1_raw": final["val_error_top1_raw"],
+                        "error_top5_raw": final["val_error_top5_raw"],
+                        "val_loss_raw": final["val_loss_raw"]})
+    if spec.model is not None:  # Table III reports accuracy (%) = 100 - error
+        metrics.update({"acc_top1": 100.0 - metrics["error_top1"],
+                        "acc_top5": 100.0 - metrics["error_top5"]})
+    if rank != 0:
+        return "complete"
+    return writer.finish(metrics, keep_checkpoint=bool(tr.get("keep_checkpoint", False)))
 
 
 def _table_key(table: int | str) -> tuple[int | str, list[str]]:
-    """(RunSpec.table, plan parts) of a ``--table`` value: 1 / 2 -> Tables I / II; 6, 8,
+    """(RunSpec.table, plan parts) of a ``--table`` value: 1 / 2 / 3 -> Tables I / II / III; 6, 8,
     ``fig7``, ``fig8`` -> that part of the analyses' plan; ``ablation`` -> all of its parts."""
     t = str(table)
-    if t in ("1", "2"):
+    if t in ("1", "2", "3"):
         return int(t), []
     part = f"table{t}" if t in ("6", "8") else t
     if part == "ablation":
@@ -304,17 +249,19 @@ def _table_key(table: int | str) -> tuple[int | str, list[str]]:
 
 
 def _plan_name(table: int | str) -> str:
-    return f"table{table}" if str(table) in ("1", "2", "6", "8") else str(table)
+    return f"table{table}" if str(table) in ("1", "2", "3", "6", "8") else str(table)
 
 
 def plan_runs(cfg: Mapping[str, Any], table: int | str, profile: str,
               seeds: int | Sequence[int] | None = None, optimizers: Sequence[str] | None = None,
-              methods: Sequence[str] | None = None, dataset: str | None = None) -> list[RunSpec]:
-    """All runs of a table in a stable order (optimizer, seed, method): the arms of one seed
-    run back to back, so a partial batch still yields complete pairs.
+              methods: Sequence[str] | None = None, dataset: str | None = None,
+              models: Sequence[str] | None = None) -> list[RunSpec]:
+    """All runs of a table in a stable order ([model,] optimizer, seed, method): the arms of one
+    seed run back to back, so a partial batch still yields complete pairs.
 
-    ``table`` 1 or 2: ``run.table<N>`` of the config. 6, 8, ``fig7``, ``fig8`` or ``ablation``:
-    the parts of ``run.ablation`` (Sec. VI), whose method names are made canonical per optimizer
+    ``table`` 1, 2 or 3: ``run.table<N>`` of the config (Table III's plan also lists ``models``,
+    entries of the config's ``models:``). 6, 8, ``fig7``, ``fig8`` or ``ablation``: the parts of
+    ``run.ablation`` (Sec. VI), whose method names are made canonical per optimizer
     (:func:`experiments.gal_variants.canonical_method`) and deduplicated across parts.
     """
     key, parts = _table_key(table)
@@ -324,19 +271,26 @@ def plan_runs(cfg: Mapping[str, Any], table: int | str, profile: str,
         raise ConfigError(f"unknown dataset {ds!r}; choose from {', '.join(cfg['datasets'])}")
     seeds = int(cfg["seeds"]) if seeds is None else seeds
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    known_opts = list(cfg["optimizers"])
     if not parts:
-        opts = check_choice("optimizers", optimizers or plan["optimizers"], OPTIMIZERS)
+        opts = check_choice("optimizers", optimizers or plan["optimizers"], known_opts)
         meths = check_choice("methods", methods or plan["methods"], METHODS)
-        return [RunSpec(key, profile, ds, o, m, s) for o in opts for s in seed_list for m in meths]
+        if "models" not in plan:
+            if models:
+                raise ConfigError(f"--models: Table {key} does not vary the model (Table III does)")
+            return [RunSpec(key, profile, ds, o, m, s) for o in opts for s in seed_list for m in meths]
+        mods = check_choice("models", models or plan["models"], list(cfg.get("models") or {}))
+        return [RunSpec(key, profile, ds, o, m, s, model=md)
+                for md in mods for o in opts for s in seed_list for m in meths]
     by_opt: dict[str, list[str]] = {}
     for part in parts:
         for o in plan[part]["optimizers"]:
             by_opt.setdefault(o, []).extend(plan[part]["methods"])
     if optimizers:
         by_opt = {o: by_opt.get(o, list(methods or ["baseline", "gal"]))
-                  for o in check_choice("optimizers", optimizers, OPTIMIZERS)}
+                  for o in check_choice("optimizers", optimizers, known_opts)}
     out = []
-    for o in check_choice("optimizers", list(by_opt), OPTIMIZERS):
+    for o in check_choice("optimizers", list(by_opt), known_opts):
         defaults = default_gal(cfg, ds, o)
         names = list(dict.fromkeys(canonical_method(m, defaults) for m in (methods or by_opt[o])))
         out += [RunSpec(key, profile, ds, o, m, s) for s in seed_list for m in names]
@@ -347,23 +301,30 @@ def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int]
               optimizers: Sequence[str] | None = None, methods: Sequence[str] | None = None,
               dataset: str | None = None, runs_root: str | os.PathLike[str] = DEFAULT_RUNS_ROOT,
               overrides: Mapping[str, Any] | None = None,
-              config_path: str | os.PathLike[str] = CONFIG_PATH, progress: bool = True,
+              config_path: str | os.PathLike[str] | None = None, progress: bool = True,
               retry_failed: bool = False, jobs: int = 1, launcher: str = "local",
               threads: int | None = None,
-              slurm: Mapping[str, Any] | None = None) -> dict[str, int]:
+              slurm: Mapping[str, Any] | None = None,
+              models: Sequence[str] | None = None) -> dict[str, int]:
     """Run the missing runs of Table ``table``; returns counts ``{"complete", "failed", "skipped"}``.
 
+    ``config_path`` None: :func:`config_for` (imagenet.yaml for Table III, else cifar.yaml).
     The missing runs go to :func:`experiments.launch.run_jobs` (``jobs`` at once with
     ``launcher``; ``threads`` torch threads per run, default the config's ``num_threads`` or
     cores / jobs; the profile's ``slurm:`` settings overridden by ``slurm``). Under torchrun
-    (``WORLD_SIZE > 1``) the runs go one after another in every rank, without claims.
+    (``WORLD_SIZE > 1``) the runs go one after another in every rank, without claims; a world
+    size that does not divide a run's global batch is one ConfigError, before any process
+    group is made.
     """
     check_launch(jobs, launcher, threads)
-    cfg = load_config(config_path, profile, overrides)
+    cfg = load_config(config_for(table) if config_path is None else config_path, profile, overrides)
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world > 1 and (jobs > 1 or launcher != "local"):
         raise LaunchError("under torchrun (WORLD_SIZE > 1) runs go one after another: use "
                           "--jobs 1 --launcher local, or --jobs N without torchrun")
+    plan = plan_runs(cfg, table, profile, seeds, optimizers, methods, dataset, models)
+    for spec in plan:
+        check_world(run_settings(cfg, spec), world)
     if world > 1:
         set_threads(threads or cfg["num_threads"])
     if world > 1 and not torch.distributed.is_initialized():
@@ -372,7 +333,6 @@ def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int]
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
             cfg["device"] = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         torch.distributed.init_process_group(backend)
-    plan = plan_runs(cfg, table, profile, seeds, optimizers, methods, dataset)
     counts = {"complete": 0, "failed": 0, "skipped": 0}
     todo = []
     for spec in plan:
@@ -405,17 +365,25 @@ def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int]
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point (``python -m experiments.classification``)."""
     ap = argparse.ArgumentParser(prog="python -m experiments.classification",
-                                 description="Tables I-II (Sec. V-B) and the analyses of Sec. VI: classification runs -> run records")
+                                 description="Tables I-III (Sec. V-B) and the analyses of Sec. VI: "
+                                             "classification runs -> run records")
     ap.add_argument("--table", required=True, choices=TABLES,
-                    help="1, 2 (Tables I, II); 6, 8, fig7, fig8 (the analyses of Sec. VI) or "
+                    help="1, 2, 3 (Tables I, II, III); 6, 8, fig7, fig8 (the analyses of Sec. VI) or "
                          "ablation (all four, one shared set of runs)")
-    ap.add_argument("--optimizers", help=f"comma list from {','.join(OPTIMIZERS)}")
+    ap.add_argument("--optimizers", help="comma list from the config's optimizers "
+                                         f"({','.join(OPTIMIZERS)}; Table III: rmsproptf)")
     ap.add_argument("--methods", help=f"comma list: {', '.join(METHODS)} or gal+<key>=<value>[+...] "
                                       "(experiments.gal_variants)")
+    ap.add_argument("--models", help="Table III: comma list of the config's models entries "
+                                     "(default: the profile's run.table3.models)")
     ap.add_argument("--dataset", help="dataset key (default: the profile's run.table<N>.dataset)")
     add_run_arguments(ap, profiles="cpu (default), paper or smoke",
                       runs_root=str(DEFAULT_RUNS_ROOT), config=str(CONFIG_PATH),
                       set_example="train.epochs=2")
+    ap.set_defaults(config=None)  # None: config_for(--table)
+    for action in ap._actions:
+        if action.dest == "config":
+            action.help = "config file (default: imagenet.yaml for --table 3, else cifar.yaml)"
     args = ap.parse_args(argv)
     t0 = time.monotonic()
     try:
@@ -423,9 +391,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                            csv_list(args.methods), args.dataset, args.runs_root,
                            parse_overrides(args.overrides), args.config,
                            progress=not args.no_progress, retry_failed=args.retry_failed,
-                           **launch_kwargs(args))
+                           models=csv_list(args.models), **launch_kwargs(args))
     except (ConfigError, DataError, ResumeMismatch, FileNotFoundError, LaunchError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        # under torchrun every rank fails the same pre-flight checks: rank 0 says it once
+        if int(os.environ.get("RANK", 0)) == 0 or not isinstance(e, ConfigError):
+            print(f"error: {e}", file=sys.stderr)
         return 2
     dt = time.monotonic() - t0
     print(f"{_plan_name(args.table)} runs: {counts['complete']} complete, {counts['failed']} failed, "

@@ -36,6 +36,7 @@ __all__ = [
     "DIAGNOSTICS",
     "EpochAverager",
     "GAL_FINITE_KEYS",
+    "RankWriter",
     "ResumeMismatch",
     "add_run_arguments",
     "check_choice",
@@ -246,6 +247,34 @@ def run_epochs(
             on_epoch(e)
     return "trained"
 
+
+class RankWriter:
+    """The writer of a DDP process (torchrun): rank 0 writes the record through ``writer``, the
+    other ranks write nothing, and every rank resumes from rank 0's checkpoint (broadcast from
+    rank 0, so the ranks never start from different epochs and need no shared file system).
+    Has the parts of :class:`gal.records.RunWriter` that :func:`run_epochs` uses."""
+
+    def __init__(self, writer: RunWriter, rank: int) -> None:
+        self.writer, self.rank = writer, int(rank)
+        self.partial_dir = writer.partial_dir
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        import torch.distributed as dist
+
+        box = [self.writer.load_checkpoint() if self.rank == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        if self.rank == 0:
+            self.writer.log(row)
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        if self.rank == 0:
+            self.writer.save_checkpoint(state)
+
+    def fail(self, reason: str) -> str:
+        return self.writer.fail(reason) if self.rank == 0 else "failed"
 
 
 # --------------------------------------------------------------------------- command line

@@ -5,7 +5,8 @@ Two plain functions, in the style of DETR's ``engine.py``:
 * :func:`train_one_epoch` - one pass over the training batches; the gradient of the loss with
   respect to the logits goes through :meth:`gal.GradientAdjuster.backward` when an adjuster is
   given (Algorithm 1), else through ``loss.backward()``; optional autocast (AMP) with a
-  ``GradScaler``, gradient clipping and a per-step LR scheduler. Returns the epoch's mean train
+  ``GradScaler``, gradient clipping, a per-step LR scheduler and a model EMA (Table III: timm's
+  ``ModelEmaV3``, updated after every optimizer step). Returns the epoch's mean train
   loss, GAL's diagnostics (Eq. 7 remainder, acceptance rate, cosine, g-beats-grad), images/s and
   seconds per image.
 * :func:`evaluate` - loss and top-1/top-5 error (%) on a held-out loader, optionally with
@@ -31,7 +32,7 @@ from torch import nn
 from experiments.common import DIAGNOSTICS, EpochAverager
 from gal import GradientAdjuster
 
-__all__ = ["make_criterion", "train_one_epoch", "evaluate", "topk_errors"]
+__all__ = ["make_criterion", "train_one_epoch", "evaluate", "topk_errors", "unwrap"]
 
 Criterion = Callable[..., torch.Tensor]
 
@@ -65,6 +66,7 @@ def train_one_epoch(
     amp: bool = False,
     max_norm: float = 0.0,
     h_optimizer: torch.optim.Optimizer | None = None,
+    ema: Any = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
     """Train one epoch; returns ``{"train_loss", [GAL diagnostics], "images_per_s",
@@ -72,7 +74,8 @@ def train_one_epoch(
 
     ``lr`` passed to GAL is the model group's current learning rate (``eta~ = beta * lr``,
     Algorithm 1), read after the scheduler's last step. ``h_optimizer`` steps h's parameters
-    when they are not in ``optimizer`` (Alg. 1 line 14).
+    when they are not in ``optimizer`` (Alg. 1 line 14). ``ema`` (e.g. ``timm.utils.ModelEmaV3``
+    of the unwrapped model) is updated after every optimizer step, as in timm's train.py.
     """
     model.train()
     names = ("train_loss", *DIAGNOSTICS) if adjuster is not None else ("train_loss",)
@@ -113,6 +116,8 @@ def train_one_epoch(
             scaler.update()
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:
+            ema.update(unwrap(model))
         n_images += int(y.shape[0])
         if progress is not None:
             progress(int(y.shape[0]))
@@ -127,6 +132,11 @@ def train_one_epoch(
         "s_per_image": seconds / n_global if n_global else float("nan"),
     })
     return out
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (else ``model`` itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def topk_errors(logits: torch.Tensor, y: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> torch.Tensor:
@@ -161,6 +171,8 @@ def evaluate(
                 z = 0.5 * (z + model(x.flip(-1)))
         z = z.float()
         n = y.shape[0]
+        if n == 0:  # an empty DDP slice of the last batch (the forward above keeps ranks in step)
+            continue
         sums[0] += criterion(z, y).double() * n
         sums[1:3] += topk_errors(z, y).double()
         sums[3] += n

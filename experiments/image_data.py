@@ -12,13 +12,16 @@ Every split is decoded once into a uint8 tensor ``[N, 3, H, W]`` and cached outs
 repository (``$GAL_CACHE`` or ``~/.cache/gal``; the key holds the archive's sha256 and the
 resize), so no JPEG is decoded per epoch. Augmentation works on whole batches of tensors
 (:class:`TensorLoader`: random crop with reflect padding, horizontal flip, drawn from one seeded
-generator so that a baseline and a GAL arm of the same seed see the same batches).
+generator so that a baseline and a GAL arm of the same seed see the same batches; optionally the
+per-sample random-resized crop, RandAugment and random erasing of :mod:`experiments.augment`
+(Table III), seeded from the same generator).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import tarfile
 from collections.abc import Iterator, Sequence
@@ -28,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from experiments.augment import TensorAugment
 
 __all__ = [
     "DataError",
@@ -239,9 +244,12 @@ def check_pair(train: ImageSet, test: ImageSet, num_classes: int) -> None:
 class TensorLoader:
     """Batches from an in-memory :class:`ImageSet`, normalised and augmented on tensors.
 
-    Every random draw (order, crop offsets, flips) comes from ``generator``, so two loaders
-    seeded alike yield identical batches (the paired design of baseline and GAL arms).
-    With ``rank``/``world`` each process takes its slice of every global batch (DDP).
+    Every random draw (order, crop offsets, flips, the seeds of ``augment``) comes from
+    ``generator``, so two loaders seeded alike yield identical batches (the paired design of
+    baseline and GAL arms). With ``rank``/``world`` each process takes its slice of every global
+    batch (DDP; ``augment`` runs on that slice only, with the draws of the global batch).
+    Evaluation with ``crop_pct`` < 1 resizes to ``floor(resize / crop_pct)`` and takes the
+    central ``resize`` square (timm's ImageNet evaluation, on the square-resized image).
     """
 
     def __init__(
@@ -261,12 +269,16 @@ class TensorLoader:
         channels_last: bool = False,
         rank: int = 0,
         world: int = 1,
+        augment: TensorAugment | None = None,
+        crop_pct: float = 1.0,
     ) -> None:
         self.ds, self.batch_size, self.train = ds, int(batch_size), train
         self.generator = generator or torch.Generator()
         self.pad, self.flip, self.resize = int(pad), bool(flip), resize
         self.drop_last, self.device = drop_last, torch.device(device)
         self.channels_last, self.rank, self.world = channels_last, rank, world
+        self.augment = augment if train else None
+        self.crop_pct = float(crop_pct)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255
         self.images = ds.images
@@ -293,20 +305,41 @@ class TensorLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.ds)
         order = torch.randperm(n, generator=self.generator) if self.train else torch.arange(n)
+        aug = self.augment
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            x = self._crop(idx)
-            if self.train and self.flip:
-                mask = torch.rand(idx.numel(), generator=self.generator) < 0.5
-                x = torch.where(mask.view(-1, 1, 1, 1), x.flip(-1), x)
+            # every draw is made for the global batch, in this order, whatever the rank
+            x = self._crop(idx) if self.train and self.pad else None
+            flip = (torch.rand(idx.numel(), generator=self.generator) < 0.5
+                    if self.train and self.flip else None)
+            seeds = aug.seeds(idx.numel(), self.generator) if aug is not None else None
             y = self.ds.labels[idx]
             if self.world > 1:  # this rank's slice of the global batch
-                x, y = x.chunk(self.world)[self.rank], y.chunk(self.world)[self.rank]
+                idx, x, flip, y, seeds = (None if t is None else t.tensor_split(self.world)[self.rank]
+                                          for t in (idx, x, flip, y, seeds))
+            if x is None:
+                x = self.images[idx]
+            if flip is not None:
+                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+            if aug is not None and seeds is not None:
+                x = aug.uint8(x, seeds[:, 0])
             x = x.to(self.device, non_blocking=True).float()
             x = (x - self.mean.to(self.device)) / self.std.to(self.device)
-            if self.resize and x.shape[-1] != self.resize:
+            if not self.train and self.crop_pct < 1.0:
+                x = self._center_crop(x)
+            elif self.resize and x.shape[-1] != self.resize:
                 x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear",
                                   align_corners=False)
+            if aug is not None and seeds is not None:
+                x = aug.erase(x, seeds[:, 1])
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y.to(self.device, non_blocking=True)
+
+    def _center_crop(self, x: torch.Tensor) -> torch.Tensor:
+        size = int(self.resize or x.shape[-1])
+        scale = int(math.floor(size / self.crop_pct))
+        if x.shape[-1] != scale or x.shape[-2] != scale:
+            x = F.interpolate(x, size=(scale, scale), mode="bilinear", align_corners=False)
+        top = (scale - size) // 2
+        return x[..., top:top + size, top:top + size]

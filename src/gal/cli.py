@@ -1,6 +1,6 @@
 """The ``gal`` console script.
 
-    gal table N [--runs results/runs] [--out results/tables]      render paper table N (1, 2, 5, 7)
+    gal table N [--runs results/runs] [--out results/tables]      render paper table N (1, 2, 3, 5-8)
     gal compare RUNS_A RUNS_B [--metrics mae mse r2] [--higher-is-better r2 ...]
                                                                   A (baseline) vs B (GAL), per metric:
                                                                   mean±std, n, t-test, Welch, paired, CI

@@ -171,8 +171,9 @@ def _infer_device() -> str:
 def launch_info() -> dict[str, Any]:
     """How the run was launched, for provenance: the launcher (``GAL_LAUNCHER``, set by
     ``experiments.launch``; ``"direct"`` otherwise), its job id (``GAL_JOB_ID``), Slurm's job and
-    array ids when present, the pool worker (``GAL_WORKER``), ``CUDA_VISIBLE_DEVICES`` and torch's
-    intra-op thread count (a run's result depends on it)."""
+    array ids when present, the pool worker (``GAL_WORKER``), ``CUDA_VISIBLE_DEVICES``, torchrun's
+    world size (``WORLD_SIZE``, DDP processes) and torch's intra-op thread count (a run's result
+    depends on it)."""
     env = os.environ
     info: dict[str, Any] = {"launcher": env.get("GAL_LAUNCHER", "direct")}
     for key, var in (("job_id", "GAL_JOB_ID"), ("slurm_job_id", "SLURM_JOB_ID"),
@@ -181,6 +182,8 @@ def launch_info() -> dict[str, Any]:
                      ("cuda_visible_devices", "CUDA_VISIBLE_DEVICES")):
         if env.get(var):
             info[key] = env[var]
+    if env.get("WORLD_SIZE"):
+        info["world_size"] = int(env["WORLD_SIZE"])
     if "torch" in sys.modules:
         info["num_threads"] = sys.modules["torch"].get_num_threads()
     return info

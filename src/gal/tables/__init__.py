@@ -5,6 +5,8 @@ renderer :func:`gal.tables.render.render`:
 
 * Table I (CIFAR-10) and Table II (CIFAR-100), image classification (Sec. V-A/V-C):
   :data:`~gal.tables.classification.TABLE1`, :data:`~gal.tables.classification.TABLE2`;
+* Table III (ImageNet, ResNet-50 / EfficientNet-B2, top-1 / top-5 accuracy):
+  :data:`~gal.tables.table3.TABLE3`;
 * Table V, regression (Sec. V-B/V-C): :data:`~gal.tables.table5.TABLE5`;
 * Tables VI (noise instead of h) and VIII (MLP vs CNN adjusters), Sec. VI:
   :data:`~gal.tables.ablation.TABLE6`, :data:`~gal.tables.ablation.TABLE8`, from the records of
@@ -27,6 +29,7 @@ from gal.tables.ablation import TABLE6, TABLE8
 from gal.tables.classification import TABLE1, TABLE2, classification_spec
 from gal.tables.render import alpha0_check, grid, render
 from gal.tables.spec import GroupKey, Method, Metric, NoRunsError, TableSpec
+from gal.tables.table3 import TABLE3
 from gal.tables.table5 import (
     MDE_LABEL,
     TABLE5,
@@ -51,6 +54,7 @@ __all__ = [
     "TABLE6",
     "TABLE8",
     "TABLE2",
+    "TABLE3",
     "TABLE5",
     "TABLE7",
     "CostTableSpec",
@@ -72,14 +76,13 @@ __all__ = [
 ]
 
 #: table number -> its spec (what `gal table N` renders)
-SPECS: dict[int, TableSpec] = {1: TABLE1, 2: TABLE2, 5: TABLE5, 6: TABLE6, 8: TABLE8}
+SPECS: dict[int, TableSpec] = {1: TABLE1, 2: TABLE2, 3: TABLE3, 5: TABLE5, 6: TABLE6, 8: TABLE8}
 #: tables with their own spec type (Table VII reads benchmark reports besides run records)
 COST_SPECS: dict[int, CostTableSpec] = {7: TABLE7}
 IMPLEMENTED_TABLES = tuple(sorted({*SPECS, *COST_SPECS}))
 
 #: What each not-yet-implemented table needs (the suite's roadmap; see the README's status table).
 PLANNED_TABLES: dict[int, str] = {
-    3: "Table III (ImageNet, ResNet-50 / EfficientNet-B2; RMSprop, 8 GPUs)",
     4: "Table IV (MS COCO, DETR-R50/R101 + GAL; AdamW, 4 GPUs)",
 }
 
@@ -98,7 +101,7 @@ def render_table(
     runs_root: str | os.PathLike[str] = "results/runs",
     out_dir: str | os.PathLike[str] = "results/tables",
 ) -> dict[str, Path]:
-    """Render paper table ``n`` (1, 2, 5, 6, 7 or 8) from ``<runs_root>/<spec.subdir>`` into
+    """Render paper table ``n`` (1, 2, 3, 5, 6, 7 or 8) from ``<runs_root>/<spec.subdir>`` into
     ``<out_dir>/table<n>.{md,csv,tex}`` and ``table<n>_numeric.csv``; returns {"md", "csv",
     "tex", "numeric"} -> path. Table VII also reads ``<runs_root>/../benchmarks/gal_cost_*.json``
     and the records of Tables I/II. Raises :class:`NoRunsError` (with the command to run) when
