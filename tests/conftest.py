@@ -13,3 +13,16 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def gal_cache(tmp_path, monkeypatch):
+    """A private decode-once image cache per test and an empty in-process data cache."""
+    from experiments import classification as C
+
+    monkeypatch.setenv("GAL_CACHE", str(tmp_path / "cache"))
+    C._DATA_CACHE.clear()
+    yield
+    C._DATA_CACHE.clear()

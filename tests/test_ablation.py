@@ -21,6 +21,7 @@ from gal.tables.ablation import paper_count_reading
 from gal.tables.render import grid
 from tests.test_classification import _smoke
 
+pytestmark = pytest.mark.usefixtures("gal_cache")  # tests/conftest.py
 SGD_DEFAULTS = {"adjuster": "mlp", "noise_scaling": "eq4", "arch": [256, 64, 32], "alpha": 0.01,
                 "beta": 1.0, "policy": "leq", "granularity": "batch"}
 

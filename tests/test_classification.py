@@ -60,12 +60,7 @@ def make_cifar_pickles(root: Path, n_train: int = 60, n_test: int = 20) -> Path:
     return root
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GAL_CACHE", str(tmp_path / "cache"))
-    C._DATA_CACHE.clear()
-    yield
-    C._DATA_CACHE.clear()
+pytestmark = pytest.mark.usefixtures("gal_cache")  # tests/conftest.py
 
 
 def _folder_data(root: Path, **kw) -> dict:

@@ -25,12 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 TIMING = ("train_time_s", "s_per_image", "images_per_s")
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GAL_CACHE", str(tmp_path / "cache"))
-    C._DATA_CACHE.clear()
-    yield
-    C._DATA_CACHE.clear()
+pytestmark = pytest.mark.usefixtures("gal_cache")  # tests/conftest.py
 
 
 def _h_count(d: int, arch: list[int]) -> int:

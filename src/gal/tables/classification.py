@@ -28,7 +28,7 @@ from gal.tables.render import alpha0_text, failed_note, ours_note
 from gal.tables.spec import GroupKey, Method, Metric, NotesFn, PaperValue, TableSpec
 from gal.tables.table5 import MDE_LABEL, MDE_NOTE
 
-__all__ = ["TABLE1", "TABLE2", "CLASSIFICATION_METRICS", "OPTIMIZER_LABELS", "classification_spec"]
+__all__ = ["ARM_METHODS", "PAIRED_STAT_ROWS", "TABLE1", "TABLE2", "CLASSIFICATION_METRICS", "OPTIMIZER_LABELS", "classification_spec"]
 
 OPTIMIZERS = ("sgd", "lookahead_sgd", "adabound")
 OPTIMIZER_LABELS = {"sgd": "SGD", "lookahead_sgd": "Lookahead (SGD)", "adabound": "AdaBound"}
@@ -37,6 +37,19 @@ _PAPER_OPTIMIZER = {"sgd": "sgd", "lookahead_sgd": "lookahead", "adabound": "ada
 CLASSIFICATION_METRICS = (
     Metric("error_top1", "Top-1 error %↓", higher_is_better=False),
     Metric("error_top5", "Top-5 error %↓", higher_is_better=False),
+)
+#: the rows of a paired baseline-vs-GAL image table (Tables I-III) and its statistics rows
+ARM_METHODS = (
+    Method("baseline", "Baseline"),
+    Method("gal", "GAL (proposed)"),
+    Method("gal_alpha0", "GAL α=0 (control)", always=False),
+)
+PAIRED_STAT_ROWS = (
+    ("ttest", "Student t (t, p)"),
+    ("welch", "Welch (t, p)"),
+    ("paired", "paired t (t, p)"),
+    ("paired_ci", "95% CI paired Δ (GAL − baseline)"),
+    ("mde", MDE_LABEL),
 )
 _ROMAN = {1: "I", 2: "II"}
 _PAPER_DATASET = {1: "CIFAR-10", 2: "CIFAR-100"}
@@ -168,19 +181,9 @@ def classification_spec(table: int) -> TableSpec:
             GroupKey("dataset", "Dataset", preferred=_DATASETS[table], label_column="dataset_label"),
             GroupKey("optimizer", "Optimizer", standard=OPTIMIZERS, labels=OPTIMIZER_LABELS),
         ),
-        methods=(
-            Method("baseline", "Baseline"),
-            Method("gal", "GAL (proposed)"),
-            Method("gal_alpha0", "GAL α=0 (control)", always=False),
-        ),
+        methods=ARM_METHODS,
         metrics=CLASSIFICATION_METRICS,
-        stat_rows=(
-            ("ttest", "Student t (t, p)"),
-            ("welch", "Welch (t, p)"),
-            ("paired", "paired t (t, p)"),
-            ("paired_ci", "95% CI paired Δ (GAL − baseline)"),
-            ("mde", MDE_LABEL),
-        ),
+        stat_rows=PAIRED_STAT_ROWS,
         paper_value=_paper_value_fn(table),
         notes=_notes_fn(table),
         check_metrics=("error_top1", "error_top5", "val_loss"),

@@ -26,10 +26,10 @@ import pandas as pd
 
 from gal import paper_values as pv
 from gal import stats as gs
-from gal.tables.classification import _num, _pretrained_txt, _uniq
+from gal.tables.classification import ARM_METHODS, PAIRED_STAT_ROWS, _num, _pretrained_txt, _uniq
 from gal.tables.render import DASH, alpha0_text, failed_note, ours_note
-from gal.tables.spec import GroupKey, InfoColumn, Method, Metric, TableSpec
-from gal.tables.table5 import MDE_LABEL, MDE_NOTE
+from gal.tables.spec import GroupKey, InfoColumn, Metric, TableSpec
+from gal.tables.table5 import MDE_NOTE
 
 __all__ = ["TABLE3", "TABLE3_METRICS", "MODEL_LABELS"]
 
@@ -173,19 +173,9 @@ TABLE3 = TableSpec(
                  label_column="model_label"),
         GroupKey("optimizer", "Optimizer", preferred=("rmsproptf",), labels=_OPTIMIZER_LABELS),
     ),
-    methods=(
-        Method("baseline", "Baseline"),
-        Method("gal", "GAL (proposed)"),
-        Method("gal_alpha0", "GAL α=0 (control)", always=False),
-    ),
+    methods=ARM_METHODS,
     metrics=TABLE3_METRICS,
-    stat_rows=(
-        ("ttest", "Student t (t, p)"),
-        ("welch", "Welch (t, p)"),
-        ("paired", "paired t (t, p)"),
-        ("paired_ci", "95% CI paired Δ (GAL − baseline)"),
-        ("mde", MDE_LABEL),
-    ),
+    stat_rows=PAIRED_STAT_ROWS,
     paper_value=_paper_value,
     notes=_notes,
     check_metrics=("acc_top1", "acc_top5", "val_loss"),
