@@ -179,7 +179,7 @@ def test_cli_table_and_errors(runs, tmp_path, capsys):
     out = tmp_path / "t"
     assert main(["table", "5", "--runs", str(runs), "--out", str(out)]) == 0
     assert (out / "table5.md").is_file()
-    assert main(["table", "3", "--runs", str(runs), "--out", str(out)]) == 2
+    assert main(["table", "4", "--runs", str(runs), "--out", str(out)]) == 2
     assert "not implemented in the suite yet" in capsys.readouterr().err
     assert main(["table", "5", "--runs", str(tmp_path / "empty"), "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip()
