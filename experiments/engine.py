@@ -32,7 +32,7 @@ from torch import nn
 from experiments.common import DIAGNOSTICS, EpochAverager
 from gal import GradientAdjuster
 
-__all__ = ["make_criterion", "train_one_epoch", "evaluate", "topk_errors", "unwrap"]
+__all__ = ["make_criterion", "optimizer_step", "train_one_epoch", "evaluate", "topk_errors", "unwrap"]
 
 Criterion = Callable[..., torch.Tensor]
 
@@ -50,6 +50,44 @@ def make_criterion(label_smoothing: float = 0.0) -> Criterion:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def optimizer_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    scaler: torch.amp.GradScaler | None = None,
+    max_norm: float = 0.0,
+    h_optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    ema: Any = None,
+) -> None:
+    """Everything after the backward pass of one training step (Alg. 1 lines 13-14): unscale
+    (AMP), clip the model's gradient norm to ``max_norm`` (0: no clipping), step ``optimizer``
+    and ``h_optimizer`` (h's own optimizer when h is not in ``optimizer``), zero the gradients,
+    update the scaler, step the per-step ``scheduler`` and update the ``ema``. Shared by every
+    engine (classification here, DETR in ``detr_gal.engine``)."""
+    if scaler is not None:
+        if max_norm > 0:
+            scaler.unscale_(optimizer)
+        if h_optimizer is not None:
+            scaler.unscale_(h_optimizer)
+    if max_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    for opt in (optimizer, h_optimizer):
+        if opt is None:
+            continue
+        if scaler is not None:
+            scaler.step(opt)
+        else:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.update()
+    if scheduler is not None:
+        scheduler.step()
+    if ema is not None:
+        ema.update(unwrap(model))
 
 
 def train_one_epoch(
@@ -97,27 +135,8 @@ def train_one_epoch(
             d = stats.as_dict()
             d["train_loss"] = d.pop("loss")
             avg.add(d)
-        if scaler is not None:
-            if max_norm > 0:
-                scaler.unscale_(optimizer)
-            if h_optimizer is not None:
-                scaler.unscale_(h_optimizer)
-        if max_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-        for opt in (optimizer, h_optimizer):
-            if opt is None:
-                continue
-            if scaler is not None:
-                scaler.step(opt)
-            else:
-                opt.step()
-            opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.update()
-        if scheduler is not None:
-            scheduler.step()
-        if ema is not None:
-            ema.update(unwrap(model))
+        optimizer_step(model, optimizer, scaler=scaler, max_norm=max_norm,
+                       h_optimizer=h_optimizer, scheduler=scheduler, ema=ema)
         n_images += int(y.shape[0])
         if progress is not None:
             progress(int(y.shape[0]))

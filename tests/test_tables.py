@@ -179,8 +179,8 @@ def test_cli_table_and_errors(runs, tmp_path, capsys):
     out = tmp_path / "t"
     assert main(["table", "5", "--runs", str(runs), "--out", str(out)]) == 0
     assert (out / "table5.md").is_file()
-    assert main(["table", "4", "--runs", str(runs), "--out", str(out)]) == 2
-    assert "not implemented in the suite yet" in capsys.readouterr().err
+    assert main(["table", "9", "--runs", str(runs), "--out", str(out)]) == 2
+    assert "the paper has no Table 9" in capsys.readouterr().err
     assert main(["table", "5", "--runs", str(tmp_path / "empty"), "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip()
     assert "no runs found under" in err and "make table5" in err and "\n" not in err

@@ -195,11 +195,13 @@ def test_table2_paper_values_and_stand_in_label(tmp_path, monkeypatch):
 
 
 def test_dispatch_and_missing_runs(tmp_path):
-    assert IMPLEMENTED_TABLES == (1, 2, 3, 5, 6, 7, 8)
+    assert IMPLEMENTED_TABLES == (1, 2, 3, 4, 5, 6, 7, 8)
     with pytest.raises(NoRunsError, match="make table1"):
         render_table(1, tmp_path / "nothing", tmp_path / "out")
-    with pytest.raises(NotImplementedError, match="not implemented in the suite yet"):
-        render_table(4, tmp_path, tmp_path / "out")
+    with pytest.raises(NoRunsError, match="make table4"):
+        render_table(4, tmp_path / "nothing", tmp_path / "out")
+    with pytest.raises(NotImplementedError, match="the paper has no Table 9"):
+        render_table(9, tmp_path, tmp_path / "out")
     # records present but none of this table (wrong task): a NoRunsError naming the fix
     d = tmp_path / "runs" / "table2" / "x" / "seed-0"
     w = RunWriter(d, device="cpu")

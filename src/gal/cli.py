@@ -1,6 +1,6 @@
 """The ``gal`` console script.
 
-    gal table N [--runs results/runs] [--out results/tables]      render paper table N (1, 2, 3, 5-8)
+    gal table N [--runs results/runs] [--out results/tables]      render paper table N (1-8)
     gal compare RUNS_A RUNS_B [--metrics mae mse r2] [--higher-is-better r2 ...]
                                                                   A (baseline) vs B (GAL), per metric:
                                                                   mean±std, n, t-test, Welch, paired, CI
@@ -154,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="gal", description="GAL suite: tables, figures and comparisons from run records.")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    t = sub.add_parser("table", help="render paper table N from run records (1, 2, 5, 7 implemented)")
-    t.add_argument("n", type=int, help="table number (1-8; 1, 2, 5, 7 implemented)")
+    t = sub.add_parser("table", help="render paper table N from run records (1-8)")
+    t.add_argument("n", type=int, help="table number (1-8)")
     t.add_argument("--runs", default="results/runs", help="runs root (default results/runs)")
     t.add_argument("--out", default="results/tables", help="output dir (default results/tables)")
     t.set_defaults(func=_cmd_table)

@@ -1,0 +1,1 @@
+"""DETR + GAL on COCO-format detection data (Table IV of the paper, Sec. V-B)."""

@@ -1,0 +1,401 @@
+"""COCO 2017 detection data for Table IV (Sec. V-B: DETR with and without GAL).
+
+Real loading code only: the annotation json is read with :class:`pycocotools.coco.COCO` (the
+same file later feeds COCOeval), the JPEGs with PIL. A split is decoded once into a
+:class:`CocoSet`: uint8 images ``[N, 3, S, S]``, each resized so that its longer side is ``S``
+(aspect kept), placed top-left and zero-padded, with the ``pixel_mask`` of transformers' DETR
+(True = real pixel) and DETR's targets (``class_labels``; ``boxes`` as normalised
+(cx, cy, w, h) relative to the image's own, unpadded, width and height, as in the original
+DETR). Annotations are cleaned as DETR's ``ConvertCocoPolysToMask`` does: crowd boxes dropped,
+boxes clipped to the image and dropped when empty; degenerate json boxes are dropped too. Every
+drop is counted in :attr:`CocoSet.skipped`; a malformed file is an error, never a silent skip.
+
+The decoded tensors are cached under ``$GAL_CACHE`` (or ``~/.cache/gal``), keyed on the
+annotation file's sha256, the image folder, the size and ``max_images``, so a second load does
+not decode a JPEG. All of a split is held in memory: meant for COCO subsets and small ``S``
+(the cpu profile), not for the full 118k training images at 800 px.
+
+:class:`DetectionLoader` batches a :class:`CocoSet` (ImageNet normalisation, optional
+horizontal flip) with every random draw taken from one seeded generator, so that the baseline
+and the GAL arm of one seed see the same batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from experiments.image_data import DataError, _unpack, cache_dir, sha256_file
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CocoSet", "DetectionLoader", "load_coco",
+           "load_coco_split"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+REPO = Path(__file__).resolve().parents[1]
+_CACHE_FORMAT = 1
+_SKIP_REASONS = ("crowd", "degenerate_box", "empty_after_clip")
+
+
+@dataclasses.dataclass
+class CocoSet:
+    """One COCO split in memory (see the module docstring for the conventions)."""
+
+    images: torch.Tensor          # uint8 [N, 3, S, S], top-left placed, zero padding
+    masks: torch.Tensor           # bool [N, S, S], True = real pixel
+    targets: list[dict[str, torch.Tensor]]  # "class_labels" int64 [k], "boxes" float32 [k, 4]
+    image_ids: list[int]          # COCO image ids, ascending
+    orig_sizes: torch.Tensor      # int64 [N, 2]: (height, width) of the original image
+    cat_ids: list[int]            # contiguous label -> COCO category id
+    cat_names: list[str]
+    ann_file: str                 # the annotation json (for COCOeval)
+    skipped: dict[str, int]       # dropped annotations by reason
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+
+# --------------------------------------------------------------------------- json
+def _read_coco(ann: Path) -> Any:
+    """The annotation file as a pycocotools ``COCO`` index, its structure checked first."""
+    from pycocotools.coco import COCO
+
+    try:
+        with open(ann, encoding="utf-8") as f:
+            d = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"annotation file {ann} is not valid JSON ({type(e).__name__}: {e}); "
+                        f"fetch it again or point the config at the right file.") from None
+    missing = ([k for k in ("images", "annotations", "categories")
+                if not isinstance(d.get(k), list)] if isinstance(d, dict) else ["all"])
+    if missing:
+        raise DataError(f"annotation file {ann} is not in COCO detection format (no list "
+                        f"{', '.join(missing)}; expected the keys images, annotations and "
+                        f"categories, as in instances_val2017.json).")
+    need = {"images": ("id", "file_name", "width", "height"),
+            "annotations": ("id", "image_id", "category_id", "bbox"),
+            "categories": ("id", "name")}
+    for key, fields in need.items():
+        for entry in d[key]:
+            lacking = [k for k in fields if not isinstance(entry, dict) or k not in entry]
+            if lacking:
+                raise DataError(f"annotation file {ann}: an entry of '{key}' lacks "
+                                f"{', '.join(lacking)} ({str(entry)[:120]}); the file is not in "
+                                f"COCO detection format.")
+    coco = COCO()
+    coco.dataset = d
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def _check_ids(coco: Any, ann: Path) -> None:
+    """Every annotation names a listed category and a listed image."""
+    bad_cat = sorted({a["category_id"] for a in coco.dataset["annotations"]} - set(coco.cats))
+    if bad_cat:
+        raise DataError(f"annotation file {ann}: {len(bad_cat)} category id(s) used by "
+                        f"annotations are not in its categories list: {bad_cat[:10]}. The file "
+                        f"is malformed; fix it (or fetch it again) rather than train on wrong "
+                        f"labels.")
+    bad_img = sorted({a["image_id"] for a in coco.dataset["annotations"]} - set(coco.imgs))
+    if bad_img:
+        raise DataError(f"annotation file {ann}: annotations refer to {len(bad_img)} image id(s) "
+                        f"not in its images list: {bad_img[:10]}. The file is malformed.")
+
+
+def _boxes(anns: list[dict[str, Any]], width: int, height: int, label_of: Mapping[int, int],
+           skipped: dict[str, int], ann: Path) -> dict[str, torch.Tensor]:
+    """DETR targets of one image: crowd/degenerate/empty boxes dropped, the rest clipped."""
+    labels, boxes = [], []
+    for a in sorted(anns, key=lambda a: a["id"]):
+        if a.get("iscrowd", 0):
+            skipped["crowd"] += 1
+            continue
+        b = a["bbox"]
+        if (not isinstance(b, (list, tuple)) or len(b) != 4
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in b)):
+            raise DataError(f"annotation file {ann}: annotation {a['id']} has bbox {b!r}; "
+                            f"expected [x, y, width, height] of 4 finite numbers.")
+        x, y, w, h = (float(v) for v in b)
+        if w <= 0 or h <= 0:
+            skipped["degenerate_box"] += 1
+            continue
+        x0, y0 = min(max(x, 0.0), width), min(max(y, 0.0), height)
+        x1, y1 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
+        if x1 <= x0 or y1 <= y0:
+            skipped["empty_after_clip"] += 1
+            continue
+        labels.append(label_of[a["category_id"]])
+        boxes.append(((x0 + x1) / 2 / width, (y0 + y1) / 2 / height,
+                      (x1 - x0) / width, (y1 - y0) / height))
+    return {"class_labels": torch.tensor(labels, dtype=torch.int64),
+            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)}
+
+
+# --------------------------------------------------------------------------- pixels
+def _resized(width: int, height: int, size: int) -> tuple[int, int]:
+    """(w, h) with the longer side ``size``, aspect kept."""
+    scale = size / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _decode_image(path: Path, width: int, height: int, size: int) -> np.ndarray:
+    """RGB uint8 HxWx3 of one JPEG, resized to the longer side ``size``; checks its size."""
+    from PIL import Image, UnidentifiedImageError
+
+    new = _resized(width, height, size)
+    try:
+        with Image.open(path) as im:
+            if im.size != (width, height):
+                raise DataError(f"image {path} is {im.size[0]}x{im.size[1]} but the annotation "
+                                f"file says {width}x{height}; the boxes would not match. Use the "
+                                f"images the annotation file was made for.")
+            im.draft("RGB", new)  # JPEG: decode at a reduced DCT scale >= the target size
+            arr = np.array(im.convert("RGB").resize(new, Image.BILINEAR), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"image {path} does not decode ({type(e).__name__}: {e}); replace it "
+                        f"with a good copy (or remove it from the annotation file).") from None
+    return arr
+
+
+def _decode_all(coco: Any, ids: list[int], img_dir: Path, size: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images [N, 3, S, S] (top-left, zero padded) and the resized sizes [N, 2] (h, w)."""
+    images = torch.zeros((len(ids), 3, size, size), dtype=torch.uint8)
+    sizes = torch.zeros((len(ids), 2), dtype=torch.int64)
+    for i, image_id in enumerate(ids):
+        info = coco.imgs[image_id]
+        arr = _decode_image(img_dir / info["file_name"], int(info["width"]), int(info["height"]),
+                            size)
+        h, w = arr.shape[:2]
+        images[i, :, :h, :w] = torch.from_numpy(arr).permute(2, 0, 1)
+        sizes[i] = torch.tensor((h, w))
+    return images, sizes
+
+
+def _masks(sizes: torch.Tensor, size: int) -> torch.Tensor:
+    ar = torch.arange(size)
+    return ((ar.view(1, -1, 1) < sizes[:, 0].view(-1, 1, 1))
+            & (ar.view(1, 1, -1) < sizes[:, 1].view(-1, 1, 1)))
+
+
+# --------------------------------------------------------------------------- cache
+def _cache_path(ann: Path, img_dir: Path, size: int, max_images: int | None) -> Path:
+    key = json.dumps([_CACHE_FORMAT, sha256_file(ann), str(img_dir.resolve()),
+                      img_dir.stat().st_mtime_ns, size, max_images])
+    return cache_dir() / "coco" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.pt"
+
+
+def _from_blob(blob: dict[str, Any], ann: Path, source: str) -> CocoSet:
+    counts = blob["counts"].tolist()
+    labels, boxes = blob["labels"].split(counts), blob["boxes"].split(counts)
+    targets = [{"class_labels": c.clone(), "boxes": b.clone()}
+               for c, b in zip(labels, boxes, strict=True)]
+    return CocoSet(blob["images"], _masks(blob["sizes"], blob["images"].shape[-1]), targets,
+                   list(blob["image_ids"]), blob["orig_sizes"], list(blob["cat_ids"]),
+                   list(blob["cat_names"]), str(ann), dict(blob["skipped"]), source)
+
+
+# --------------------------------------------------------------------------- public
+def load_coco(img_dir: str | os.PathLike[str], ann_file: str | os.PathLike[str], size: int, *,
+              max_images: int | None = None) -> CocoSet:
+    """Decode a COCO split: images of ``img_dir`` listed in ``ann_file``, longer side ``size``.
+
+    Images are taken in ascending id order (the first ``max_images`` when given), images
+    without boxes kept with empty targets. Labels are contiguous, in ascending category id
+    order (``cat_ids[label]`` is the COCO id). Raises :class:`DataError` for a missing or
+    malformed annotation file, a missing image folder or image, an undecodable image, or an
+    annotation whose category is not listed.
+    """
+    ann, img_dir = Path(ann_file), Path(img_dir)
+    if not isinstance(size, int) or size < 1:
+        raise DataError(f"image size {size!r} is not a positive integer; set data.size.")
+    if max_images is not None and (not isinstance(max_images, int) or max_images < 1):
+        raise DataError(f"max_images {max_images!r} must be a positive integer or null.")
+    if not ann.is_file():
+        raise DataError(f"COCO annotation file {ann} does not exist. Fix: point the config "
+                        f"(data.train_ann / data.val_ann) at instances_<split>2017.json.")
+    if not img_dir.is_dir():
+        raise DataError(f"COCO image folder {img_dir} does not exist. Fix: point the config "
+                        f"(data.train_images / data.val_images) at the folder of the JPEGs.")
+    cache = _cache_path(ann, img_dir, size, max_images)
+    if cache.is_file():
+        try:
+            return _from_blob(torch.load(cache, weights_only=True), ann, str(cache))
+        except Exception:  # a corrupt cache entry is rebuilt
+            cache.unlink(missing_ok=True)
+    coco = _read_coco(ann)
+    _check_ids(coco, ann)
+    cats = sorted(coco.cats.values(), key=lambda c: c["id"])
+    label_of = {c["id"]: i for i, c in enumerate(cats)}
+    ids = sorted(coco.imgs)[:max_images]
+    if not ids:
+        raise DataError(f"annotation file {ann} lists no images; point the config at the "
+                        f"annotation file of a non-empty split.")
+    missing = [coco.imgs[i]["file_name"] for i in ids
+               if not (img_dir / coco.imgs[i]["file_name"]).is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} of the {len(ids)} images listed in {ann} are missing "
+                        f"from {img_dir}, e.g. {', '.join(missing[:5])}. Fix: point the image "
+                        f"folder at the split this annotation file describes, or unpack it "
+                        f"completely.")
+    images, sizes = _decode_all(coco, ids, img_dir, size)
+    skipped = dict.fromkeys(_SKIP_REASONS, 0)
+    targets = [_boxes(coco.imgToAnns.get(i, []), int(coco.imgs[i]["width"]),
+                      int(coco.imgs[i]["height"]), label_of, skipped, ann) for i in ids]
+    orig = torch.tensor([[int(coco.imgs[i]["height"]), int(coco.imgs[i]["width"])] for i in ids],
+                        dtype=torch.int64).reshape(-1, 2)
+    blob = {"format": _CACHE_FORMAT, "images": images, "sizes": sizes,
+            "counts": torch.tensor([len(t["class_labels"]) for t in targets], dtype=torch.int64),
+            "labels": torch.cat([t["class_labels"] for t in targets] or [torch.zeros(0).long()]),
+            "boxes": torch.cat([t["boxes"] for t in targets] or [torch.zeros(0, 4)]),
+            "image_ids": [int(i) for i in ids], "orig_sizes": orig,
+            "cat_ids": [int(c["id"]) for c in cats], "cat_names": [str(c["name"]) for c in cats],
+            "skipped": skipped}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}")
+    torch.save(blob, tmp)
+    os.replace(tmp, cache)
+    return _from_blob(blob, ann, f"COCO({ann}, {img_dir}, size={size})")
+
+
+def _expand(value: Any, key: str) -> Path:
+    """A config path: ``$GAL_SHARED_DATA`` (default ``<repo>/../shared/data``) and ``~``
+    expanded, relative paths taken from the repository root (as for Tables I-III)."""
+    text = str(value)
+    shared = os.environ.get("GAL_SHARED_DATA") or str((REPO / ".." / "shared" / "data").resolve())
+    text = text.replace("${GAL_SHARED_DATA}", shared).replace("$GAL_SHARED_DATA", shared)
+    text = os.path.expanduser(os.path.expandvars(text))
+    if "$" in text:
+        raise DataError(f"data.{key} = {value!r} names an environment variable that is not set; "
+                        f"export it or write the path out.")
+    p = Path(text)
+    return p if p.is_absolute() else REPO / p
+
+
+def _top(folder: Path, images: str, split: str) -> Path:
+    """``folder`` or its one sub-folder that holds ``images`` (archives hold one top folder)."""
+    if (folder / images).is_dir():
+        return folder
+    hits = sorted(p.parent for p in folder.glob(f"*/{images}") if p.is_dir())
+    if len(hits) == 1:
+        return hits[0]
+    raise DataError(f"no '{images}' folder under {folder} (expected the COCO layout "
+                    f"<root>/{images}, <root>/annotations). Fix: set data.{split}_images to the "
+                    f"image folder's name.")
+
+
+def load_coco_split(data: Mapping[str, Any], split: str) -> CocoSet:
+    """Load split ``"train"`` or ``"val"`` as the config's ``data`` section describes it.
+
+    Keys: ``root`` (a folder with the COCO layout) or ``archive`` (a .tar.gz of one, unpacked
+    once into the cache; ``sha256`` its expected checksum, or null); ``size`` (longer image
+    side); ``train_images`` / ``val_images`` (default ``train2017`` / ``val2017``);
+    ``train_ann`` / ``val_ann`` (default ``annotations/instances_<split>2017.json``, relative to
+    the root unless absolute); ``max_images`` (optional: the first N images by id).
+    """
+    if split not in ("train", "val"):
+        raise DataError(f"unknown split {split!r}; choose train or val")
+    if data.get("size") is None:
+        raise DataError("data.size is not set; set it to the longer image side in pixels "
+                        "(800 in the paper's DETR setup).")
+    images = str(data.get(f"{split}_images") or f"{split}2017")
+    ann_name = str(data.get(f"{split}_ann") or f"annotations/instances_{split}2017.json")
+    if data.get("root"):
+        root = _expand(data["root"], "root")
+        if not root.is_dir():
+            raise DataError(f"data.root {root} is not a folder. Fix: point it at a folder with "
+                            f"the COCO layout, or set data.root: null and data.archive to a "
+                            f".tar.gz of one.")
+    elif data.get("archive"):
+        root, _ = _unpack(_expand(data["archive"], "archive"), data.get("sha256"))
+    else:
+        raise DataError("neither data.root nor data.archive is set; set data.root to a COCO "
+                        "folder (train2017/, val2017/, annotations/) or data.archive to a "
+                        ".tar.gz of one.")
+    top = _top(root, images, split)
+    ann = Path(ann_name) if Path(ann_name).is_absolute() else top / ann_name
+    max_images = data.get("max_images")
+    return load_coco(top / images, ann, int(data["size"]),
+                     max_images=None if max_images is None else int(max_images))
+
+
+# --------------------------------------------------------------------------- batches
+class DetectionLoader:
+    """Batches ``(pixel_values, pixel_mask, labels, index)`` from a :class:`CocoSet`.
+
+    ``pixel_values`` float32 ``[B, 3, S, S]`` normalised with the ImageNet mean/std, padding 0;
+    ``pixel_mask`` int64 ``[B, S, S]`` (1 = real pixel); ``labels`` the DETR targets (copies);
+    ``index`` int64 ``[B]`` positions in the set. The order (``shuffle``) and the flips
+    (``hflip``: p = 0.5 per image, mirrored inside its unpadded region, ``cx -> 1 - cx``) are
+    drawn from :attr:`generator`, seeded with ``seed``; save ``generator.get_state()`` at an
+    epoch boundary to resume. With ``rank``/``world`` each process takes its slice of every
+    global batch (DDP), all draws made for the global batch.
+    """
+
+    def __init__(self, data: CocoSet, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                 hflip: bool = False, drop_last: bool = False,
+                 device: torch.device | str = "cpu", rank: int = 0, world: int = 1,
+                 mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: must be at least 1")
+        if not 0 <= rank < world:
+            raise ValueError(f"rank={rank}, world={world}: need 0 <= rank < world")
+        self.data, self.batch_size = data, int(batch_size)
+        self.shuffle, self.hflip, self.drop_last = bool(shuffle), bool(hflip), bool(drop_last)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.device, self.rank, self.world = torch.device(device), int(rank), int(world)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255
+        self.widths = data.masks[:, 0, :].sum(-1)  # row 0 is always real (top-left placement)
+
+    def __len__(self) -> int:
+        n = len(self.data)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _flip(self, x: torch.Tensor, widths: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        """Mirror each flagged image inside its first ``width`` columns."""
+        cols = torch.arange(x.shape[-1]).view(1, -1)
+        w = widths.view(-1, 1)
+        src = torch.where(flip.view(-1, 1) & (cols < w), w - 1 - cols, cols)
+        return x.gather(-1, src.view(x.shape[0], 1, 1, -1).expand_as(x))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]],
+                                         torch.Tensor]]:
+        n = len(self.data)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            flip = (torch.rand(idx.numel(), generator=self.generator) < 0.5 if self.hflip
+                    else torch.zeros(idx.numel(), dtype=torch.bool))
+            if self.world > 1:
+                idx, flip = idx.tensor_split(self.world)[self.rank], flip.tensor_split(
+                    self.world)[self.rank]
+            x = self.data.images[idx]
+            if flip.any():
+                x = self._flip(x, self.widths[idx], flip)
+            mask = self.data.masks[idx]
+            x = (x.to(self.device).float() - self.mean.to(self.device)) / self.std.to(self.device)
+            x = x * mask.to(self.device).unsqueeze(1)
+            labels = []
+            for i, f in zip(idx.tolist(), flip.tolist(), strict=True):
+                t = self.data.targets[i]
+                boxes = t["boxes"].clone()
+                if f:
+                    boxes[:, 0] = 1 - boxes[:, 0]
+                labels.append({"class_labels": t["class_labels"].to(self.device),
+                               "boxes": boxes.to(self.device)})
+            yield x, mask.to(self.device, torch.int64), labels, idx.to(self.device)

@@ -1,0 +1,327 @@
+"""Table IV runs: DETR baseline vs GAL on boxes -> run records (``python -m detr_gal.run``).
+
+One run = (profile, dataset, model, method, seed), recorded under
+``<runs-root>/table4/<profile>/<dataset>/<model>/adamw/<method>/seed-<k>/`` with the same record
+format, resume and launchers as every other table (:mod:`gal.records`,
+:func:`experiments.common.run_epochs`, :mod:`experiments.launch`). Both arms of one seed share
+the initial weights (the global seed before the model is built; h has its own RNG), the batches
+and the flips (the loader's own generator). AdamW with DETR's two learning rates, gradient
+clipping, the learning rate times 0.1 after ``lr_drop_frac`` of the epochs (DETR: 100 of 150),
+COCOeval on the validation split after every epoch; the final metrics are those of the last
+epoch (no best-epoch selection).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from detr_gal.coco_data import CocoSet, DetectionLoader, load_coco_split
+from detr_gal.engine import AP_KEYS, evaluate, train_one_epoch
+from detr_gal.model import build_detr, build_loss, count_parameters, param_groups
+from experiments.common import (
+    RankWriter,
+    ResumeMismatch,
+    add_run_arguments,
+    choose_device,
+    config_hash,
+    csv_list,
+    run_epochs,
+    run_specs,
+    seed_everything,
+    set_threads,
+)
+from experiments.engine import unwrap
+from experiments.image_data import DataError, cache_dir
+from experiments.launch import LaunchError, check_launch, launch_kwargs
+from gal import GradientAdjuster
+from gal.config import ConfigError, load_config, parse_overrides
+from gal.records import RunWriter
+
+__all__ = ["RunSpec", "METHODS", "load_data", "plan_runs", "run_one", "run_table", "main"]
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_PATH = REPO / "experiments" / "configs" / "detr.yaml"
+DEFAULT_RUNS_ROOT = REPO / "results" / "runs"
+#: baseline, GAL with the paper's settings, and GAL with alpha = 0 (must equal the baseline)
+METHODS = ("baseline", "gal", "gal_alpha0")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One Table IV run."""
+
+    profile: str
+    dataset: str
+    model: str
+    method: str
+    seed: int
+
+    @property
+    def _parts(self) -> list[str]:
+        return ["table4", self.profile, self.dataset, self.model, "adamw", self.method, f"seed-{self.seed}"]
+
+    def run_dir(self, root: str | os.PathLike[str]) -> Path:
+        return Path(root).joinpath(*self._parts)
+
+    @property
+    def label(self) -> str:
+        return "/".join(self._parts)
+
+
+def run_settings(cfg: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:
+    """The effective settings of one run (what its result depends on; hashed for resume)."""
+    models = cfg.get("models") or {}
+    if spec.model not in models:
+        raise ConfigError(f"unknown model {spec.model!r}; choose from {', '.join(models)} (detr.yaml models:)")
+    if spec.dataset not in cfg["datasets"]:
+        raise ConfigError(f"unknown dataset {spec.dataset!r}; choose from {', '.join(cfg['datasets'])}")
+    entry = {k: v for k, v in models[spec.model].items() if k != "label"}
+    ds = cfg["datasets"][spec.dataset]
+    s: dict[str, Any] = {
+        "dataset": spec.dataset, "data": dict(ds["data"]), "synthetic": ds.get("synthetic"),
+        "model": {**dict(cfg["model"]), **entry}, "train": dict(cfg["train"]), "loss": dict(cfg["loss"]),
+        "device": str(choose_device(cfg["device"])),
+    }
+    if spec.method not in METHODS:
+        raise ConfigError(f"unknown method {spec.method!r}; choose from {', '.join(METHODS)}")
+    if spec.method != "baseline":
+        s["gal"] = {**dict(cfg["gal"]), **({"alpha": 0.0} if spec.method == "gal_alpha0" else {})}
+    return s
+
+
+def _data_section(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``data`` section, with a synthetic dataset generated (once) into the cache."""
+    data = dict(settings["data"])
+    syn = settings.get("synthetic")
+    if syn:
+        from detr_gal.synthetic import make_shapes_dataset
+
+        key = hashlib.sha256(json.dumps(dict(syn), sort_keys=True).encode()).hexdigest()[:12]
+        root = make_shapes_dataset(cache_dir() / "detr_shapes" / key, int(syn["n_train"]), int(syn["n_val"]),
+                                   size=int(syn["size"]), seed=int(syn["seed"]),
+                                   max_objects=int(syn["max_objects"]))
+        data.update(root=str(root), archive=None)
+    return data
+
+
+def load_data(settings: Mapping[str, Any]) -> tuple[CocoSet, CocoSet]:
+    """The run's train and val splits (:func:`detr_gal.coco_data.load_coco_split`)."""
+    data = _data_section(settings)
+    return load_coco_split(data, "train"), load_coco_split(data, "val")
+
+
+def _record_config(cfg: Mapping[str, Any], spec: RunSpec, settings: Mapping[str, Any],
+                   overrides: Mapping[str, Any] | None, n_params: int, h_params: int,
+                   train: CocoSet) -> dict[str, Any]:
+    entry = cfg["models"][spec.model]
+    g = settings.get("gal") or {}
+    return {
+        "task": "detection", "table": 4, "dataset": spec.dataset,
+        "dataset_label": cfg["datasets"][spec.dataset]["label"], "model_key": spec.model,
+        "model_label": entry.get("label") or spec.model, "backbone": settings["model"]["backbone"],
+        "optimizer": "adamw", "method": spec.method, "seed": spec.seed, "profile": spec.profile,
+        "epochs": int(settings["train"]["epochs"]), "n_params": n_params, "h_params": h_params,
+        "n_train_images": len(train), "skipped_annotations": dict(train.skipped),
+        "gal_alpha": g.get("alpha"), "gal_beta": g.get("beta"), "gal_arch": g.get("arch"),
+        "settings": dict(settings), "overrides": dict(overrides or {}),
+    }
+
+
+def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[str],
+            overrides: Mapping[str, Any] | None = None, retry_failed: bool = False,
+            progress: bool = False) -> str:
+    """Run (or resume, or skip) one run; returns ``"skipped"``, ``"complete"`` or ``"failed"``."""
+    settings = run_settings(cfg, spec)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    writer = RunWriter(spec.run_dir(runs_root), device=settings["device"])
+    status = writer.status()
+    if status == "complete" or (status == "failed" and not retry_failed):
+        return "skipped"
+    train, val = load_data(settings)
+    device = torch.device(settings["device"])
+    tr = settings["train"]
+    seed_everything(spec.seed)  # same initial weights in both arms of this seed
+    model = build_detr(settings["model"], len(train.cat_ids), settings["loss"]).to(device)
+    loss = build_loss(model)
+    adjuster = None
+    if "gal" in settings:
+        g = settings["gal"]
+        adjuster = GradientAdjuster(dim=4, arch=tuple(g["arch"]), alpha=g["alpha"], beta=g["beta"],
+                                    policy=g["policy"], granularity=g["granularity"],
+                                    first_order=g["first_order"], activation=g["activation"],
+                                    seed=spec.seed).to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, float(tr["lr"]), float(tr["lr_backbone"]),
+                                               float(tr["weight_decay"]), None if adjuster is None else adjuster.h))
+    n_params = count_parameters(model)
+    if world > 1:  # the global batch is split over the processes; h is not wrapped (GAL reduces it)
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    epochs = int(tr["epochs"])
+    drop = max(1, round(float(tr["lr_drop_frac"]) * epochs))
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=drop, gamma=0.1)
+    train_loader = DetectionLoader(train, int(tr["batch_size"]), shuffle=True, seed=spec.seed,
+                                   hflip=bool(tr["hflip"]), drop_last=True, device=device,
+                                   rank=rank, world=world)
+    val_loader = DetectionLoader(val, int(tr["test_batch_size"]), device=device, rank=rank, world=world)
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(val.ann_file)
+    if rank == 0:
+        writer.start(_record_config(cfg, spec, settings, overrides, n_params,
+                                    count_parameters(None if adjuster is None else adjuster.h), train),
+                     profile=spec.profile, seed=spec.seed)
+    train_seconds = [0.0]
+
+    def train_epoch(epoch: int) -> dict[str, float]:
+        out = train_one_epoch(model, loss, train_loader, optimizer, device, epoch, adjuster=adjuster,
+                              max_norm=float(tr["max_norm"]))
+        scheduler.step()
+        train_seconds[0] += out["s_per_image"] * len(train_loader) * int(tr["batch_size"])
+        return out
+
+    def evaluate_val(epoch: int) -> dict[str, float]:
+        out = evaluate(model, loss, val_loader, coco_gt, val.image_ids, val.orig_sizes, val.cat_ids, device)
+        return {("val_loss" if k == "val_loss" else f"val_{k}"): v for k, v in out.items()}
+
+    def get_state() -> dict[str, Any]:
+        st = {"model": unwrap(model).state_dict(), "opt": optimizer.state_dict(), "sched": scheduler.state_dict(),
+              "data": train_loader.generator.get_state(), "train_seconds": train_seconds[0]}
+        if adjuster is not None:
+            st["adjuster"] = adjuster.state_dict()
+        return st
+
+    def set_state(st: dict[str, Any]) -> None:
+        unwrap(model).load_state_dict(st["model"])
+        optimizer.load_state_dict(st["opt"])
+        scheduler.load_state_dict(st["sched"])
+        train_loader.generator.set_state(st["data"])
+        train_seconds[0] = float(st["train_seconds"])
+        if adjuster is not None:
+            adjuster.load_state_dict(st["adjuster"])
+
+    last: dict[str, float] = {}
+
+    def evaluate_and_keep(epoch: int) -> dict[str, float]:
+        last.clear()
+        last.update(evaluate_val(epoch))
+        return last
+
+    # under DDP rank 0 writes the record and every rank resumes from its checkpoint
+    outcome = run_epochs(RankWriter(writer, rank) if world > 1 else writer,  # type: ignore[arg-type]
+                         epochs=epochs, settings_hash=config_hash(settings), train_epoch=train_epoch,
+                         evaluate=evaluate_and_keep, get_state=get_state, set_state=set_state,
+                         checkpoint_every=int(tr["checkpoint_every"]),
+                         fail_hint="lower train.lr or GAL's beta")
+    if outcome == "failed":
+        return "failed"
+    if not last:  # resumed after the last epoch's checkpoint: evaluate the restored weights
+        evaluate_and_keep(epochs)
+    n_train = epochs * len(train_loader) * int(tr["batch_size"])
+    metrics: dict[str, float] = {"val_loss": last["val_loss"], "train_time_s": train_seconds[0],
+                                 "s_per_image": train_seconds[0] / n_train}
+    # COCOeval has no AP for an area range without ground truth (-1, NaN here): left out, not 0
+    metrics.update({k: last[f"val_{k}"] for k in AP_KEYS if math.isfinite(last[f"val_{k}"])})
+    return writer.finish(metrics) if rank == 0 else "complete"
+
+
+def plan_runs(cfg: Mapping[str, Any], profile: str, seeds: int | Sequence[int] | None = None,
+              models: Sequence[str] | None = None, methods: Sequence[str] | None = None,
+              dataset: str | None = None) -> list[RunSpec]:
+    """The runs of Table IV under ``profile``: every (model, method, seed), seeds 0..N-1."""
+    plan = cfg["run"]["table4"]
+    n = cfg["seeds"] if seeds is None else seeds
+    seed_list = list(range(int(n))) if isinstance(n, int) else [int(s) for s in n]
+    ds = dataset or plan["dataset"]
+    return [RunSpec(profile, ds, m, meth, s) for m in (models or plan["models"])
+            for meth in (methods or plan["methods"]) for s in seed_list]
+
+
+def run_table(profile: str = "cpu", seeds: int | Sequence[int] | None = None,
+              models: Sequence[str] | None = None, methods: Sequence[str] | None = None,
+              dataset: str | None = None, runs_root: str | os.PathLike[str] = DEFAULT_RUNS_ROOT,
+              overrides: Mapping[str, Any] | None = None,
+              config_path: str | os.PathLike[str] = CONFIG_PATH, progress: bool = True,
+              retry_failed: bool = False, jobs: int = 1, launcher: str = "local",
+              threads: int | None = None, slurm: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """Run the missing runs of Table IV; returns counts ``{"complete", "failed", "skipped"}``."""
+    check_launch(jobs, launcher, threads)
+    cfg = load_config(config_path, profile, overrides)
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and (jobs > 1 or launcher != "local"):
+        raise LaunchError("under torchrun (WORLD_SIZE > 1) runs go one after another: use "
+                          "--jobs 1 --launcher local, or --jobs N without torchrun")
+    plan = plan_runs(cfg, profile, seeds, models, methods, dataset)
+    for spec in plan:
+        tr = run_settings(cfg, spec)["train"]  # every config error before any run starts
+        if int(tr["batch_size"]) % world:
+            raise ConfigError(f"train.batch_size={tr['batch_size']} (the global batch) is not divisible "
+                              f"by the {world} torchrun processes; choose a multiple of {world}")
+    counts = {"complete": 0, "failed": 0, "skipped": 0}
+    todo = []
+    for spec in plan:
+        st = RunWriter(spec.run_dir(runs_root)).status()
+        if st == "complete" or (st == "failed" and not retry_failed):
+            counts["skipped"] += 1
+        else:
+            todo.append(spec)
+    if todo:
+        load_data(run_settings(cfg, todo[0]))  # fail fast on the data, before any run starts
+    if world > 1:  # DDP: every rank runs the same plan in step, one run after another
+        set_threads(threads or cfg["num_threads"])
+        if not torch.distributed.is_initialized():
+            if torch.cuda.is_available():
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+                cfg["device"] = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        for spec in todo:
+            outcome = run_one(spec, cfg, runs_root, overrides, retry_failed)
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return counts
+    return run_specs("detr_gal.run:run_one", todo, cfg, runs_root,
+                     {"overrides": dict(overrides or {}), "retry_failed": retry_failed}, counts,
+                     retry_failed=retry_failed, jobs=jobs, launcher=launcher, threads=threads,
+                     slurm=slurm, progress=progress, desc="Table IV runs")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point (``python -m detr_gal.run``)."""
+    ap = argparse.ArgumentParser(prog="python -m detr_gal.run",
+                                 description="Table IV (Sec. V-B): DETR baseline vs GAL -> run records")
+    ap.add_argument("--models", help="comma list of the config's models entries")
+    ap.add_argument("--methods", help=f"comma list from {', '.join(METHODS)}")
+    ap.add_argument("--dataset", help="dataset key: coco, coco_tiny, shapes (default: the profile's)")
+    add_run_arguments(ap, profiles="cpu (default), paper or smoke", runs_root=str(DEFAULT_RUNS_ROOT),
+                      config=str(CONFIG_PATH), set_example="train.epochs=2")
+    args = ap.parse_args(argv)
+    t0 = time.monotonic()
+    try:
+        counts = run_table(args.profile, args.seeds, csv_list(args.models), csv_list(args.methods),
+                           args.dataset, args.runs_root, parse_overrides(args.overrides), args.config,
+                           progress=not args.no_progress, retry_failed=args.retry_failed,
+                           **launch_kwargs(args))
+    except (ConfigError, DataError, ResumeMismatch, FileNotFoundError, LaunchError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    dt = time.monotonic() - t0
+    print(f"Table IV runs: {counts['complete']} complete, {counts['failed']} failed, "
+          f"{counts['skipped']} skipped (already done); {dt:.1f}s -> {args.runs_root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,365 @@
+"""Data side of Table IV (Sec. V-B, DETR + GAL): synthetic shapes, COCO loading, batches."""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools.coco import COCO
+
+from detr_gal import coco_data
+from detr_gal.coco_data import DetectionLoader, load_coco, load_coco_split
+from detr_gal.synthetic import main, make_shapes_dataset, mask_box, render_sample, shape_mask
+from experiments.image_data import DataError, sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
+COCO_TINY_SHA = "04ac1e826adc0e461084652ff3287798ec4030158958737027e1a2a454360701"
+
+
+# --------------------------------------------------------------------------- helpers
+def _jpeg(path: Path, w: int, h: int, seed: int, mode: str = "RGB") -> None:
+    rng = np.random.default_rng(seed)
+    shape = (h, w, 3) if mode == "RGB" else (h, w)
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path, quality=95)
+
+
+def _coco(root: Path, images: list[tuple[int, int, int]], anns: list[dict],
+          cats: list[dict] | None = None, write: bool = True) -> tuple[Path, Path]:
+    """A hand-made COCO split: ``images`` as (id, width, height); returns (img_dir, ann)."""
+    img_dir = root / "imgs"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for image_id, w, h in images:
+        name = f"{image_id:04d}.jpg"
+        if write:
+            _jpeg(img_dir / name, w, h, image_id)
+        entries.append({"id": image_id, "file_name": name, "width": w, "height": h})
+    for k, a in enumerate(anns):
+        a.setdefault("id", k + 1)
+        a.setdefault("iscrowd", 0)
+        a.setdefault("category_id", 3)
+    cats = cats if cats is not None else [{"id": 7, "name": "a"}, {"id": 3, "name": "b"}]
+    ann = root / "ann.json"
+    ann.write_text(json.dumps({"images": entries, "annotations": anns, "categories": cats}))
+    return img_dir, ann
+
+
+def _cxcywh(x: float, y: float, w: float, h: float, width: int, height: int) -> list[float]:
+    return [(x + w / 2) / width, (y + h / 2) / height, w / width, h / height]
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> Path:
+    return make_shapes_dataset(tmp_path_factory.mktemp("s") / "shapes", 6, 3, size=64, seed=3)
+
+
+# --------------------------------------------------------------------------- synthetic
+def test_shape_geometry_by_hand():
+    sq = shape_mask("square", 5, 7, 10, 32)
+    assert mask_box(sq) == (5, 7, 10, 10) and sq.sum() == 100 and sq[7:17, 5:15].all()
+    disk = shape_mask("circle", 5, 7, 10, 32)
+    assert mask_box(disk) == (5, 7, 10, 10)
+    assert abs(int(disk.sum()) - np.pi * 25) < 8 and disk[12, 10] and not disk[7, 5]
+    # triangle, apex up: the top row (half-width 0.25 px) holds no pixel centre, the bottom all 10
+    tri = shape_mask("triangle", 5, 7, 10, 32)
+    assert mask_box(tri) == (5, 8, 10, 9) and tri[16, 5:15].all()
+    with pytest.raises(ValueError, match="unknown shape"):
+        shape_mask("star", 0, 0, 4, 8)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_annotated_boxes_are_tight_boxes_of_drawn_pixels(seed):
+    from scipy import ndimage
+
+    img, bg, objects = render_sample(np.random.default_rng(seed), 64, 4)
+    changed = (img != bg).any(-1)
+    comps, n = ndimage.label(changed, structure=np.ones((3, 3)))
+    boxes = {(s[1].start, s[0].start, s[1].stop - s[1].start, s[0].stop - s[0].start)
+             for s in ndimage.find_objects(comps)}
+    assert 1 <= len(objects) <= 4 and n == len(objects)
+    assert boxes == {ob.bbox for ob in objects}
+    assert sum(ob.area for ob in objects) == changed.sum()
+    assert min(min(ob.bbox[2], ob.bbox[3]) for ob in objects) >= 7  # ~12 % of 64 px
+
+
+def test_shapes_dataset_is_coco(shapes):
+    for split, n in (("train", 6), ("val", 3)):
+        coco = COCO(str(shapes / "annotations" / f"instances_{split}2017.json"))
+        assert len(coco.imgs) == n and sorted(coco.cats) == [1, 2, 3, 4]
+        for image_id, info in coco.imgs.items():
+            with Image.open(shapes / f"{split}2017" / info["file_name"]) as im:
+                assert im.size == (64, 64) == (info["width"], info["height"])
+            anns = coco.imgToAnns[image_id]
+            assert 1 <= len(anns) <= 4
+            for a in anns:
+                x, y, w, h = a["bbox"]
+                assert x >= 0 and y >= 0 and x + w <= 64 and y + h <= 64 and w >= 7 and h >= 7
+                assert a["iscrowd"] == 0 and 0 < a["area"] <= w * h
+
+
+def test_shapes_dataset_deterministic_and_reused(tmp_path, shapes, capsys):
+    again = make_shapes_dataset(tmp_path / "again", 6, 3, size=64, seed=3)
+    for rel in ("annotations/instances_train2017.json", "annotations/instances_val2017.json",
+                "train2017/000000000001.jpg", "val2017/000001000003.jpg"):
+        assert (again / rel).read_bytes() == (shapes / rel).read_bytes(), rel
+    ann = again / "annotations" / "instances_train2017.json"
+    stamp = ann.stat().st_mtime_ns
+    make_shapes_dataset(again, 6, 3, size=64, seed=3)
+    assert ann.stat().st_mtime_ns == stamp  # reused, not rewritten
+    assert main(["--out", str(again), "--train", "6", "--val", "3", "--size", "64",
+                 "--seed", "4"]) == 0
+    assert capsys.readouterr().out.strip() == str(again)
+    assert ann.read_bytes() != (shapes / "annotations/instances_train2017.json").read_bytes()
+    assert json.loads(ann.read_text())["info"]["params"]["seed"] == 4
+    assert not list(tmp_path.glob("*.tmp*"))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not a dataset"):
+        make_shapes_dataset(tmp_path / "mine", 2, 1, size=64)
+
+
+# --------------------------------------------------------------------------- load_coco
+def test_load_coco_boxes_labels_pixels(gal_cache, shapes):
+    ann = shapes / "annotations" / "instances_train2017.json"
+    ds = load_coco(shapes / "train2017", ann, 48)
+    raw = json.loads(ann.read_text())
+    assert len(ds) == 6 and ds.images.shape == (6, 3, 48, 48) and ds.images.dtype == torch.uint8
+    assert ds.image_ids == list(range(1, 7)) and ds.masks.all()
+    assert ds.cat_ids == [1, 2, 3, 4] and ds.cat_names == ["square", "circle", "triangle", "cross"]
+    assert ds.orig_sizes.tolist() == [[64, 64]] * 6 and ds.ann_file == str(ann)
+    assert ds.skipped == {"crowd": 0, "degenerate_box": 0, "empty_after_clip": 0}
+    for i, image_id in enumerate(ds.image_ids):
+        anns = sorted((a for a in raw["annotations"] if a["image_id"] == image_id),
+                      key=lambda a: a["id"])
+        want = torch.tensor([_cxcywh(*a["bbox"], 64, 64) for a in anns])
+        t = ds.targets[i]
+        assert t["boxes"].dtype == torch.float32 and t["class_labels"].dtype == torch.int64
+        torch.testing.assert_close(t["boxes"], want)
+        assert t["class_labels"].tolist() == [a["category_id"] - 1 for a in anns]
+    with Image.open(shapes / "train2017" / "000000000002.jpg") as im:
+        ref = np.array(im.convert("RGB").resize((48, 48), Image.BILINEAR))
+    assert torch.equal(ds.images[1], torch.from_numpy(ref).permute(2, 0, 1))
+
+
+def test_load_coco_padding_clipping_and_skips(gal_cache, tmp_path):
+    img_dir, ann = _coco(tmp_path, [(3, 20, 40), (1, 40, 20), (2, 30, 30)], [
+        {"image_id": 1, "category_id": 7, "bbox": [30, 5, 20, 10]},   # clipped at x = 40
+        {"image_id": 1, "category_id": 3, "bbox": [4, 2, 8, 6]},
+        {"image_id": 1, "bbox": [1, 1, 0, 5]},                        # degenerate
+        {"image_id": 1, "bbox": [1, 1, 5, -2]},                       # degenerate
+        {"image_id": 1, "bbox": [2, 2, 5, 5], "iscrowd": 1},          # crowd
+        {"image_id": 1, "bbox": [45, 2, 5, 5]},                       # outside: empty after clip
+    ])
+    (img_dir / "0002.jpg").unlink()  # image 2: grayscale
+    _jpeg(img_dir / "0002.jpg", 30, 30, 2, mode="L")
+    ds = load_coco(img_dir, ann, 32)
+    assert ds.image_ids == [1, 2, 3] and ds.orig_sizes.tolist() == [[20, 40], [30, 30], [40, 20]]
+    assert ds.cat_ids == [3, 7] and ds.cat_names == ["b", "a"]
+    want = torch.zeros(3, 32, 32, dtype=torch.bool)
+    want[0, :16, :] = True   # 40x20 -> 32x16
+    want[1] = True           # 30x30 -> 32x32
+    want[2, :, :16] = True   # 20x40 -> 16x32
+    assert torch.equal(ds.masks, want)
+    assert (ds.images[0, :, 16:] == 0).all() and (ds.images[2, :, :, 16:] == 0).all()
+    assert ds.images[0, :, :16].float().mean() > 50  # the noise image is there
+    assert torch.equal(ds.images[1, 0], ds.images[1, 1]) and torch.equal(ds.images[1, 0],
+                                                                          ds.images[1, 2])
+    torch.testing.assert_close(ds.targets[0]["boxes"],
+                               torch.tensor([[0.875, 0.5, 0.25, 0.5], [0.2, 0.25, 0.2, 0.3]]))
+    assert ds.targets[0]["class_labels"].tolist() == [1, 0]
+    for t in ds.targets[1:]:  # images without boxes are kept
+        assert t["boxes"].shape == (0, 4) and t["class_labels"].shape == (0,)
+    assert ds.skipped == {"crowd": 1, "degenerate_box": 2, "empty_after_clip": 1}
+
+
+def test_load_coco_caches_decoded_tensors(gal_cache, tmp_path, monkeypatch):
+    img_dir, ann = _coco(tmp_path, [(1, 40, 20), (2, 24, 24)],
+                         [{"image_id": 1, "bbox": [4, 2, 8, 6]}])
+    first = load_coco(img_dir, ann, 16)
+
+    def no_decode(*a, **k):
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(coco_data, "_decode_all", no_decode)
+    second = load_coco(img_dir, ann, 16)
+    assert torch.equal(first.images, second.images) and torch.equal(first.masks, second.masks)
+    assert all(torch.equal(a["boxes"], b["boxes"]) for a, b in zip(first.targets, second.targets,
+                                                                   strict=True))
+    assert second.source.endswith(".pt") and second.ann_file == str(ann)
+    cache = Path(os.environ["GAL_CACHE"]) / "coco"
+    assert len(list(cache.glob("*.pt"))) == 1 and not list(cache.glob("*.tmp*"))
+    with pytest.raises(AssertionError, match="decoded again"):  # another size: another key
+        load_coco(img_dir, ann, 20)
+
+
+def test_load_coco_bad_input(gal_cache, tmp_path):
+    img_dir, ann = _coco(tmp_path, [(1, 16, 16), (2, 16, 16), (3, 16, 16)],
+                         [{"image_id": 1, "bbox": [1, 1, 4, 4]}])
+    with pytest.raises(DataError, match="nothere.json.*does not exist"):
+        load_coco(img_dir, tmp_path / "nothere.json", 16)
+    with pytest.raises(DataError, match="image folder .*nodir"):
+        load_coco(tmp_path / "nodir", ann, 16)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(DataError, match="bad.json is not valid JSON"):
+        load_coco(img_dir, bad, 16)
+    bad.write_text(json.dumps({"images": []}))
+    with pytest.raises(DataError, match="bad.json is not in COCO detection format"):
+        load_coco(img_dir, bad, 16)
+    (img_dir / "0002.jpg").unlink()
+    with pytest.raises(DataError, match=r"1 of the 3 images .* missing .*0002\.jpg"):
+        load_coco(img_dir, ann, 16)
+    (img_dir / "0002.jpg").write_bytes(b"this is not a jpeg")
+    with pytest.raises(DataError, match=r"0002\.jpg does not decode"):
+        load_coco(img_dir, ann, 16)
+    good = (img_dir / "0001.jpg").read_bytes()
+    (img_dir / "0002.jpg").write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(DataError, match=r"0002\.jpg does not decode"):
+        load_coco(img_dir, ann, 16)
+    (img_dir / "0002.jpg").write_bytes(good)  # a valid JPEG, but 16x16 where the json says 40x20
+    _, ann2 = _coco(tmp_path / "b", [(2, 40, 20)], [], write=False)
+    with pytest.raises(DataError, match="16x16 but the annotation file says 40x20"):
+        load_coco(img_dir, ann2, 16)
+    _, ann3 = _coco(tmp_path / "c", [(1, 16, 16)],
+                    [{"image_id": 1, "category_id": 99, "bbox": [1, 1, 4, 4]}], write=False)
+    with pytest.raises(DataError, match=r"ann\.json: 1 category id.*\[99\]"):
+        load_coco(img_dir, ann3, 16)
+
+
+# --------------------------------------------------------------------------- configs
+def test_load_coco_split_root_and_archive(gal_cache, tmp_path, shapes, monkeypatch):
+    by_root = load_coco_split({"root": str(shapes), "size": 32}, "val")
+    assert len(by_root) == 3 and by_root.image_ids == [1_000_001, 1_000_002, 1_000_003]
+    archive = tmp_path / "shared" / "shapes.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(shapes, arcname="shapes")
+    monkeypatch.setenv("GAL_SHARED_DATA", str(archive.parent))
+    data = {"archive": "${GAL_SHARED_DATA}/shapes.tar.gz", "sha256": sha256_file(archive),
+            "size": 32, "max_images": 2}
+    by_archive = load_coco_split(data, "val")
+    assert by_archive.image_ids == by_root.image_ids[:2]
+    assert torch.equal(by_archive.images, by_root.images[:2])
+    assert by_archive.ann_file.endswith("annotations/instances_val2017.json")
+    with pytest.raises(DataError, match="checksum mismatch"):
+        load_coco_split({**data, "sha256": "0" * 64}, "val")
+    with pytest.raises(DataError, match="neither data.root nor data.archive"):
+        load_coco_split({"size": 32}, "train")
+    with pytest.raises(DataError, match="data.size"):
+        load_coco_split({"root": str(shapes)}, "train")
+    with pytest.raises(DataError, match=r"no 'train2018' folder .*data.train_images"):
+        load_coco_split({"root": str(shapes), "size": 32, "train_images": "train2018"}, "train")
+    with pytest.raises(DataError, match="data.root .* is not a folder"):
+        load_coco_split({"root": str(tmp_path / "nothing"), "size": 32}, "train")
+
+
+# --------------------------------------------------------------------------- batches
+@pytest.fixture
+def flip_set(gal_cache, tmp_path):
+    sizes = [(1, 40, 20), (2, 20, 40), (3, 30, 30), (4, 50, 25)]
+    anns = [{"image_id": i, "bbox": [w / 8, h / 4, w / 2, h / 3]} for i, w, h in sizes]
+    anns.append({"image_id": 1, "category_id": 7, "bbox": [30, 0, 10, 20]})
+    return load_coco(*_coco(tmp_path, sizes, anns), 32)
+
+
+def _epoch(loader: DetectionLoader) -> list:
+    return [(x.clone(), m.clone(), [{k: v.clone() for k, v in t.items()} for t in lab], i.clone())
+            for x, m, lab, i in loader]
+
+
+def test_loader_normalises_and_pads_with_zero(flip_set):
+    loader = DetectionLoader(flip_set, 3)
+    assert len(loader) == 2 and len(DetectionLoader(flip_set, 3, drop_last=True)) == 1
+    batches = _epoch(loader)
+    x = torch.cat([b[0] for b in batches])
+    m = torch.cat([b[1] for b in batches])
+    assert x.dtype == torch.float32 and m.dtype == torch.int64
+    assert torch.equal(m.bool(), flip_set.masks)
+    assert torch.cat([b[3] for b in batches]).tolist() == [0, 1, 2, 3]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    want = (flip_set.images.float() / 255 - mean) / std * flip_set.masks.unsqueeze(1)
+    torch.testing.assert_close(x, want)
+    assert (x.masked_select(~m.bool().unsqueeze(1).expand_as(x)) == 0).all()
+
+
+def test_loader_flip_mirrors_within_unpadded_region(flip_set):
+    plain = _epoch(DetectionLoader(flip_set, 2))
+    flipped = _epoch(DetectionLoader(flip_set, 2, hflip=True, seed=1))
+    widths = [32, 16, 32, 32]  # 40x20, 20x40, 30x30, 50x25 resized to a longer side of 32
+    seen = set()
+    for (x0, m0, lab0, i0), (x1, m1, lab1, i1) in zip(plain, flipped, strict=True):
+        assert torch.equal(i0, i1) and torch.equal(m0, m1)
+        for k, j in enumerate(i0.tolist()):
+            w = widths[j]
+            mirrored = x0[k].clone()
+            mirrored[:, :, :w] = x0[k, :, :, :w].flip(-1)
+            b0, b1 = lab0[k]["boxes"], lab1[k]["boxes"]
+            if torch.equal(x1[k], x0[k]):
+                assert torch.equal(b1, b0)
+                seen.add(False)
+            else:
+                assert torch.equal(x1[k], mirrored)
+                torch.testing.assert_close(b1[:, 0], 1 - b0[:, 0])
+                assert torch.equal(b1[:, 1:], b0[:, 1:])
+                seen.add(True)
+            assert torch.equal(lab1[k]["class_labels"], lab0[k]["class_labels"])
+    assert seen == {False, True}
+    assert torch.equal(flip_set.targets[0]["boxes"], plain[0][2][0]["boxes"])  # not mutated
+
+
+def test_loader_same_seed_same_batches_and_resumable(flip_set):
+    def run(loader, epochs=2):
+        return [b for _ in range(epochs) for b in _epoch(loader)]
+
+    def same(a, b):
+        return all(torch.equal(p[0], q[0]) and torch.equal(p[3], q[3])
+                   and all(torch.equal(s["boxes"], t["boxes"]) for s, t in zip(p[2], q[2],
+                                                                               strict=True))
+                   for p, q in zip(a, b, strict=True))
+
+    kw = {"shuffle": True, "hflip": True}
+    a = run(DetectionLoader(flip_set, 2, seed=5, **kw))
+    assert same(a, run(DetectionLoader(flip_set, 2, seed=5, **kw)))
+    assert not same(a, run(DetectionLoader(flip_set, 2, seed=6, **kw)))
+    loader = DetectionLoader(flip_set, 2, seed=5, **kw)
+    _epoch(loader)
+    state = loader.generator.get_state()
+    second = _epoch(loader)
+    loader.generator.set_state(state)
+    assert same(second, _epoch(loader)) and same(second, a[2:])
+
+
+# --------------------------------------------------------------------------- real COCO subset
+def test_coco_tiny_val(gal_cache):
+    shared = Path(os.environ.get("GAL_SHARED_DATA") or ROOT / ".." / "shared" / "data")
+    if not (shared / "coco-tiny.tar.gz").is_file():
+        pytest.skip(f"coco-tiny.tar.gz not under {shared} (set GAL_SHARED_DATA)")
+    data = {"archive": "$GAL_SHARED_DATA/coco-tiny.tar.gz", "sha256": COCO_TINY_SHA,
+            "size": 128, "max_images": 8}
+    ds = load_coco_split(data, "val")
+    coco = COCO(ds.ann_file)
+    assert len(ds) == 8 and ds.image_ids == sorted(coco.imgs)[:8]
+    assert len(ds.cat_ids) == 80 and ds.cat_ids == sorted(coco.cats)
+    assert ds.cat_names[0] == "person" and ds.cat_ids[-1] == 90
+    n_kept = 0
+    for i, t in zip(ds.image_ids, ds.targets, strict=True):
+        b = t["boxes"]
+        assert ((b >= 0) & (b <= 1)).all() and (b[:, 2:] > 0).all()
+        assert (b[:, :2] - b[:, 2:] / 2 >= -1e-6).all()
+        assert (b[:, :2] + b[:, 2:] / 2 <= 1 + 1e-6).all()
+        assert {ds.cat_ids[k] for k in t["class_labels"].tolist()} <= {
+            a["category_id"] for a in coco.imgToAnns[i]}
+        n_kept += len(b)
+    assert n_kept + sum(ds.skipped.values()) == sum(len(coco.imgToAnns[i]) for i in ds.image_ids)
+    for k, i in enumerate(ds.image_ids):  # longer side 128, aspect kept, top-left
+        w, h = coco.imgs[i]["width"], coco.imgs[i]["height"]
+        assert ds.orig_sizes[k].tolist() == [h, w]
+        assert ds.masks[k, 0].sum() == round(w * 128 / max(w, h))
+        assert ds.masks[k, :, 0].sum() == round(h * 128 / max(w, h))
