@@ -73,6 +73,7 @@ if str(REPO) not in sys.path:  # `python benchmarks/gal_cost.py` without PYTHONP
     sys.path.insert(0, str(REPO))
 
 from experiments.common import DIAGNOSTICS, EpochAverager  # noqa: E402
+from experiments.engine import optimizer_step  # noqa: E402
 from gal import GradientAdjuster  # noqa: E402
 from gal.config import load_config  # noqa: E402
 from gal.optim import build_optimizer  # noqa: E402
@@ -341,14 +342,7 @@ def make_arm(case: Case, arm: str, device: torch.device) -> Arm:
             d = stats.as_dict()
             d["train_loss"] = d.pop("loss")
             avg.add(d)
-        for o in opts:
-            if scaler is not None:
-                scaler.step(o)
-            else:
-                o.step()
-            o.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.update()
+        optimizer_step(model, opts[0], scaler=scaler)  # the engines' own step tail
 
     return Arm(arm, model, adj, opts, step)
 

@@ -31,7 +31,8 @@ def build_detr(model_cfg: Mapping[str, Any], num_labels: int,
                loss_weights: Mapping[str, float] | None = None) -> nn.Module:
     """``DetrForObjectDetection`` from a config section (keys of ``experiments/configs/detr.yaml``:
     ``backbone`` (a timm name), ``num_queries``, ``d_model``, ``encoder_layers``,
-    ``decoder_layers``, ``heads``, ``ffn_dim``, ``dropout``, ``aux_loss``, matcher costs
+    ``decoder_layers``, ``heads``, ``ffn_dim``, ``dropout``, ``aux_loss``, ``backbone_norm``
+    (``frozen``: DETR's frozen batch norms; ``batchnorm``: trainable ones), matcher costs
     ``class_cost``/``bbox_cost``/``giou_cost``, ``eos_coef``, optional ``backbone_kwargs`` merged
     into the timm backbone's config); ``loss_weights`` ``{"bbox", "giou"}`` (DETR: 5, 2; the
     class term's weight is 1)."""
@@ -62,7 +63,27 @@ def build_detr(model_cfg: Mapping[str, Any], num_labels: int,
         giou_loss_coefficient=_whole(w.get("giou", 2)),
         num_labels=int(num_labels),
     )
-    return DetrForObjectDetection(config)
+    model = DetrForObjectDetection(config)
+    norm = str(c.get("backbone_norm", "frozen"))
+    if norm == "batchnorm":
+        _thaw_batch_norm(model)
+    elif norm != "frozen":
+        raise ValueError(f"model.backbone_norm must be 'frozen' (DETR, for pretrained backbones) or "
+                         f"'batchnorm' (trainable, for backbones trained from scratch), got {norm!r}")
+    return model
+
+
+def _thaw_batch_norm(model: nn.Module) -> None:
+    """Replace transformers' frozen batch norms in the backbone by trainable ``BatchNorm2d``.
+
+    DETR freezes the backbone's batch norms because its backbone is ImageNet-pretrained; a frozen
+    batch norm of a backbone trained from scratch is the identity (mean 0, variance 1), i.e. no
+    normalisation at all, which a from-scratch backbone (the cpu and smoke profiles) trains
+    poorly with."""
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if type(child).__name__ == "DetrFrozenBatchNorm2d":
+                setattr(module, child_name, nn.BatchNorm2d(child.weight.shape[0]))
 
 
 def build_loss(model: nn.Module) -> DetrLoss:

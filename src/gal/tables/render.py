@@ -176,20 +176,16 @@ def _paper_diff(spec: TableSpec, group: Mapping[str, Any], metric: str,
 def _row_compare(spec: TableSpec, base: pd.DataFrame, row: pd.DataFrame, group: Mapping[str, Any],
                  metric: str, hib: bool, method: str) -> tuple[str, str, dict[str, Any]]:
     """(Δ cell, verdict, statistics) of one method row against the baseline (``compare_rows``)."""
-    pdiff = _paper_diff(spec, group, metric, method)
-    c = _compare(spec, base, row, metric, hib, pdiff)
-    a_seed, b_seed = gs.by_seed(base, metric), gs.by_seed(row, metric)
-    diffs = gs.paired_diffs(a_seed, b_seed)
-    lo, hi = gs.ci_paired_diff(a_seed, b_seed)
+    c = _compare(spec, base, row, metric, hib, _paper_diff(spec, group, metric, method), row_verdict=True)
+    diffs = gs.paired_diffs(gs.by_seed(base, metric), gs.by_seed(row, metric))
     c["paired_mean_diff"] = float(diffs.mean()) if len(diffs) else float("nan")
     if not len(diffs):
         return DASH, "", c
     d = spec.digits
+    lo, hi = c["paired_ci_low"], c["paired_ci_high"]
     ci = f" [{fmt_num(lo, d)}, {fmt_num(hi, d)}]" if math.isfinite(lo) else ""
     cell = f"{c['paired_mean_diff']:+.{d}f}{ci} n={len(diffs)}"
-    verdict = gs.verdict(c["mean_a"], c["mean_b"], c["welch_p"], hib, (lo, hi), pdiff, follow_paper=True)
-    c["verdict"] = verdict
-    return cell, verdict, c
+    return cell, c["verdict"], c
 
 
 def _stat_cells(kind: str, spec: TableSpec, c: Mapping[str, Any], group: Mapping[str, Any],
@@ -216,12 +212,17 @@ def _stat_cells(kind: str, spec: TableSpec, c: Mapping[str, Any], group: Mapping
 
 
 def _compare(spec: TableSpec, base: pd.DataFrame, gal: pd.DataFrame, metric: str, hib: bool,
-             paper_diff: float | None) -> dict[str, Any]:
+             paper_diff: float | None, *, row_verdict: bool = False) -> dict[str, Any]:
+    """Statistics of ``gal`` vs ``base`` on ``metric`` (:func:`gal.stats.compare_values`), plus the
+    paired CI when the spec shows it or decides on it; ``row_verdict``: a ``compare_rows`` row,
+    whose verdict always uses the paired CI and follows the paper's own direction
+    (``follow_paper=True``)."""
     a = base[metric].tolist() if metric in base.columns else []
     b = gal[metric].tolist() if metric in gal.columns else []
     a_seed, b_seed = gs.by_seed(base, metric), gs.by_seed(gal, metric)
     c = gs.compare_values(a, b, hib, a_seed, b_seed, paper_diff=paper_diff)
-    if not any(k == "paired_ci" for k, _ in spec.stat_rows) and spec.verdict_ci == "welch":
+    paired = row_verdict or spec.verdict_ci == "paired"
+    if not paired and not any(k == "paired_ci" for k, _ in spec.stat_rows):
         return c
     lo, hi = gs.ci_paired_diff(a_seed, b_seed)
     out: dict[str, Any] = {}
@@ -229,8 +230,9 @@ def _compare(spec: TableSpec, base: pd.DataFrame, gal: pd.DataFrame, metric: str
         if k == "verdict":
             out["paired_ci_low"], out["paired_ci_high"] = lo, hi
         out[k] = v
-    if spec.verdict_ci == "paired":
-        out["verdict"] = gs.verdict(c["mean_a"], c["mean_b"], c["welch_p"], hib, (lo, hi), paper_diff)
+    if paired:
+        out["verdict"] = gs.verdict(c["mean_a"], c["mean_b"], c["welch_p"], hib, (lo, hi), paper_diff,
+                                    follow_paper=row_verdict)
     return out
 
 
