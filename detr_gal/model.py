@@ -80,7 +80,7 @@ def _thaw_batch_norm(model: nn.Module) -> None:
     batch norm of a backbone trained from scratch is the identity (mean 0, variance 1), i.e. no
     normalisation at all, which a from-scratch backbone (the cpu and smoke profiles) trains
     poorly with."""
-    for name, module in list(model.named_modules()):
+    for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if type(child).__name__ == "DetrFrozenBatchNorm2d":
                 setattr(module, child_name, nn.BatchNorm2d(child.weight.shape[0]))

@@ -39,6 +39,8 @@ from experiments.common import (
     choose_device,
     config_hash,
     csv_list,
+    init_distributed,
+    pending,
     run_epochs,
     run_specs,
     seed_everything,
@@ -271,23 +273,12 @@ def run_table(profile: str = "cpu", seeds: int | Sequence[int] | None = None,
         if int(tr["batch_size"]) % world:
             raise ConfigError(f"train.batch_size={tr['batch_size']} (the global batch) is not divisible "
                               f"by the {world} torchrun processes; choose a multiple of {world}")
-    counts = {"complete": 0, "failed": 0, "skipped": 0}
-    todo = []
-    for spec in plan:
-        st = RunWriter(spec.run_dir(runs_root)).status()
-        if st == "complete" or (st == "failed" and not retry_failed):
-            counts["skipped"] += 1
-        else:
-            todo.append(spec)
+    todo, counts = pending(plan, runs_root, retry_failed)
     if todo:
         load_data(run_settings(cfg, todo[0]))  # fail fast on the data, before any run starts
     if world > 1:  # DDP: every rank runs the same plan in step, one run after another
         set_threads(threads or cfg["num_threads"])
-        if not torch.distributed.is_initialized():
-            if torch.cuda.is_available():
-                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-                cfg["device"] = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        init_distributed(cfg)
         for spec in todo:
             outcome = run_one(spec, cfg, runs_root, overrides, retry_failed)
             counts[outcome] = counts.get(outcome, 0) + 1

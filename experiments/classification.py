@@ -52,8 +52,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from experiments.classification_setup import build_run, check_world, lr_lambda
 from experiments.classification_spec import (
     RunSpec,
@@ -70,6 +68,8 @@ from experiments.common import (
     check_choice,
     config_hash,
     csv_list,
+    init_distributed,
+    pending,
     run_epochs,
     run_specs,
     set_threads,
@@ -327,20 +327,9 @@ def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int]
         check_world(run_settings(cfg, spec), world)
     if world > 1:
         set_threads(threads or cfg["num_threads"])
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-            cfg["device"] = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-        torch.distributed.init_process_group(backend)
-    counts = {"complete": 0, "failed": 0, "skipped": 0}
-    todo = []
-    for spec in plan:
-        st = RunWriter(spec.run_dir(runs_root)).status()
-        if st == "complete" or (st == "failed" and not retry_failed):
-            counts["skipped"] += 1
-        else:
-            todo.append(spec)
+    if world > 1:
+        init_distributed(cfg)
+    todo, counts = pending(plan, runs_root, retry_failed)
     if todo:
         load_data(cfg, todo[0].dataset)  # fail fast, before any run starts
     if world > 1:  # DDP: every rank runs the same plan in step

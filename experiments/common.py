@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -275,6 +276,35 @@ class RankWriter:
 
     def fail(self, reason: str) -> str:
         return self.writer.fail(reason) if self.rank == 0 else "failed"
+
+
+def pending(specs: Sequence[Any], runs_root: str | os.PathLike[str], retry_failed: bool
+            ) -> tuple[list[Any], dict[str, int]]:
+    """The specs (each with ``run_dir``) whose record is not finished (or failed, with
+    ``retry_failed``), and counts ``{"complete": 0, "failed": 0, "skipped": <finished>}``."""
+    counts = {"complete": 0, "failed": 0, "skipped": 0}
+    todo = []
+    for spec in specs:
+        st = RunWriter(spec.run_dir(runs_root)).status()
+        if st == "complete" or (st == "failed" and not retry_failed):
+            counts["skipped"] += 1
+        else:
+            todo.append(spec)
+    return todo, counts
+
+
+def init_distributed(cfg: dict[str, Any]) -> None:
+    """Under torchrun: the default process group (NCCL with ``cfg["device"] = "cuda:<LOCAL_RANK>"``
+    when CUDA is available, else gloo), unless one exists."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        cfg["device"] = f"cuda:{local}"
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
 # --------------------------------------------------------------------------- command line
