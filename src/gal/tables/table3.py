@@ -19,7 +19,7 @@ rows ``<model>_rmsprop_{baseline,gal}`` of ``paper_values.yaml``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -64,9 +64,12 @@ def _paper_value(group: Mapping[str, Any], method: str, metric: str) -> dict[str
     return v if isinstance(v, dict) and "mean" in v else None
 
 
-def _paper_params(part: int) -> Any:
+def paper_params(paper_row: Callable[[Mapping[str, Any], str], dict[str, Any] | None], part: int
+                 ) -> Callable[[Mapping[str, Any], str], str | None]:
+    """An :class:`InfoColumn` ``paper`` function: part ``part`` of the paper row's "params" cell
+    split at "+" (Tables III, IV: "23.5M + 0.70M" = model + h)."""
     def paper(group: Mapping[str, Any], method: str) -> str | None:
-        row = _paper_row(group, method)
+        row = paper_row(group, method)
         if row is None:
             return None
         parts = [p.strip() for p in str(row["values"].get("params", "")).split("+")]
@@ -183,7 +186,7 @@ TABLE3 = TableSpec(
     paper_digits=2,
     verdict_ci="paired",
     info=(
-        InfoColumn("n_params", "Model params", _fmt_counts, _paper_params(0)),
-        InfoColumn("h_params", "h params", _fmt_counts, _paper_params(1)),
+        InfoColumn("n_params", "Model params", _fmt_counts, paper_params(_paper_row, 0)),
+        InfoColumn("h_params", "h params", _fmt_counts, paper_params(_paper_row, 1)),
     ),
 )

@@ -26,7 +26,7 @@ from gal import stats as gs
 from gal.tables.classification import ARM_METHODS, PAIRED_STAT_ROWS, _num, _uniq
 from gal.tables.render import alpha0_text, failed_note, ours_note
 from gal.tables.spec import GroupKey, InfoColumn, Metric, TableSpec
-from gal.tables.table3 import _fmt_counts
+from gal.tables.table3 import _fmt_counts, paper_params
 from gal.tables.table5 import MDE_NOTE
 
 __all__ = ["TABLE4", "TABLE4_METRICS", "PAPER_MODEL"]
@@ -59,17 +59,6 @@ def _paper_value(group: Mapping[str, Any], method: str, metric: str) -> dict[str
     row = _paper_row(group, method)
     v = None if row is None else row["values"].get(metric)
     return None if v is None else {"mean": float(v), "std": None}  # type: ignore[dict-item]
-
-
-def _paper_params(part: int) -> Any:
-    def paper(group: Mapping[str, Any], method: str) -> str | None:
-        row = _paper_row(group, method)
-        if row is None:
-            return None
-        parts = [p.strip() for p in str(row["values"].get("params", "")).split("+")]
-        return parts[part] if len(parts) > part and parts[part] else None
-
-    return paper
 
 
 def _setup(df: pd.DataFrame) -> list[str]:
@@ -152,7 +141,7 @@ TABLE4 = TableSpec(
     paper_digits=2,
     verdict_ci="paired",
     info=(
-        InfoColumn("n_params", "DETR params", _fmt_counts, _paper_params(0)),
-        InfoColumn("h_params", "h params", _fmt_counts, _paper_params(1)),
+        InfoColumn("n_params", "DETR params", _fmt_counts, paper_params(_paper_row, 0)),
+        InfoColumn("h_params", "h params", _fmt_counts, paper_params(_paper_row, 1)),
     ),
 )
