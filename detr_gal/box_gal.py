@@ -35,7 +35,8 @@ class MatchedBoxes:
     Attributes:
         batch_idx, query_idx: int64 ``[M]``, the matched predictions ``z[batch_idx, query_idx]``.
         boxes: float ``[M, 4]``, their target boxes (normalised cx, cy, w, h).
-        num_boxes: DETR's normaliser (target boxes in the global batch / world size, >= 1).
+        num_boxes: the loss's normaliser, as transformers' DETR loss computes it: the target
+            boxes of this process's batch, at least 1.
         bbox_weight, giou_weight: DETR's loss coefficients (5 and 2).
     """
 

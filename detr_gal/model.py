@@ -9,6 +9,7 @@ pretrained weights (offline; a user with weights brings them through ``backbone_
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,7 +33,8 @@ def build_detr(model_cfg: Mapping[str, Any], num_labels: int,
     """``DetrForObjectDetection`` from a config section (keys of ``experiments/configs/detr.yaml``:
     ``backbone`` (a timm name), ``num_queries``, ``d_model``, ``encoder_layers``,
     ``decoder_layers``, ``heads``, ``ffn_dim``, ``dropout``, ``aux_loss``, ``backbone_norm``
-    (``frozen``: DETR's frozen batch norms; ``batchnorm``: trainable ones), matcher costs
+    (``frozen``: DETR's frozen batch norms and frozen ResNet stem + layer1, which need
+    ``backbone_weights``, a timm state dict; ``batchnorm``: trainable ones), matcher costs
     ``class_cost``/``bbox_cost``/``giou_cost``, ``eos_coef``, optional ``backbone_kwargs`` merged
     into the timm backbone's config); ``loss_weights`` ``{"bbox", "giou"}`` (DETR: 5, 2; the
     class term's weight is 1)."""
@@ -65,12 +67,58 @@ def build_detr(model_cfg: Mapping[str, Any], num_labels: int,
     )
     model = DetrForObjectDetection(config)
     norm = str(c.get("backbone_norm", "frozen"))
+    weights = c.get("backbone_weights")
+    if weights:
+        load_backbone_weights(model, weights)
     if norm == "batchnorm":
         _thaw_batch_norm(model)
-    elif norm != "frozen":
+    elif norm == "frozen":
+        if not weights:
+            raise ValueError(
+                f"backbone_norm 'frozen' (DETR's frozen batch norms) needs ImageNet-pretrained backbone "
+                f"weights: a frozen batch norm of an untrained backbone is the identity. Set "
+                f"models.<key>.backbone_weights=/path/to/{c['backbone']}.pth (a timm state dict), or "
+                f"backbone_norm: batchnorm to train the backbone from scratch.")
+        _freeze_like_detr(model, str(c["backbone"]))
+    else:
         raise ValueError(f"model.backbone_norm must be 'frozen' (DETR, for pretrained backbones) or "
                          f"'batchnorm' (trainable, for backbones trained from scratch), got {norm!r}")
     return model
+
+
+def _backbone(model: nn.Module) -> nn.Module:
+    return model.model.backbone.model  # DetrModel -> DetrConvEncoder -> the timm features model
+
+
+def load_backbone_weights(model: nn.Module, path: str) -> None:
+    """Load a timm classification checkpoint (a state dict, e.g. ``resnet50.pth``) into the
+    backbone; the classifier's keys are ignored, any other missing or unknown key is an error."""
+    import torch
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"backbone weights {path} not found; set models.<key>.backbone_weights "
+                                f"to a timm state dict file")
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    sd = sd.get("state_dict", sd) if isinstance(sd, dict) else sd
+    backbone = _backbone(model)
+    own = backbone.state_dict()
+    sd = {k: v for k, v in sd.items() if k in own or not k.startswith(("fc.", "classifier.", "head."))}
+    unknown = [k for k in sd if k not in own and not k.endswith("num_batches_tracked")]
+    missing = [k for k in own if k not in sd]
+    if unknown or missing:
+        raise ValueError(f"{path} does not fit backbone {type(backbone).__name__}: missing "
+                         f"{missing[:5]}, unknown {unknown[:5]} (is it a timm state dict of this backbone?)")
+    backbone.load_state_dict({k: v for k, v in sd.items() if k in own})
+
+
+def _freeze_like_detr(model: nn.Module, backbone: str) -> None:
+    """DETR trains only layer2-4 of a pretrained ResNet backbone (stem and layer1 frozen);
+    transformers does this for its own ResNets but not for a timm backbone, so it is done here."""
+    if not backbone.startswith("resnet"):
+        return
+    for name, p in _backbone(model).named_parameters():
+        if not name.startswith(("layer2", "layer3", "layer4")):
+            p.requires_grad_(False)
 
 
 def _thaw_batch_norm(model: nn.Module) -> None:

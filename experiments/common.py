@@ -107,8 +107,14 @@ def set_threads(n: int | None) -> None:
 
 
 def config_hash(settings: Mapping[str, Any]) -> str:
-    """A short stable hash of a run's effective settings (detects a resume under changed settings)."""
-    blob = json.dumps(to_builtin(dict(settings)), sort_keys=True, default=str)
+    """A short stable hash of a run's effective settings (detects a resume under changed settings).
+
+    A ``device`` setting counts by its type only (``cuda:3`` -> ``cuda``): under torchrun every
+    rank has its own GPU index but resumes from rank 0's checkpoint."""
+    s = dict(settings)
+    if isinstance(s.get("device"), str):
+        s["device"] = s["device"].split(":")[0]
+    blob = json.dumps(to_builtin(s), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

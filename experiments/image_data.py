@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import shutil
 import tarfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -108,26 +109,29 @@ def _unpack(archive: Path, expected_sha: str | None) -> tuple[Path, str]:
                         f"The file is corrupt or a different version; fetch it again, or set "
                         f"data.sha256 to null to accept it as it is.")
     dest = cache_dir() / "unpacked" / sha[:16]
-    done = dest / ".complete"
-    if not done.exists():
-        tmp = dest.with_name(dest.name + ".tmp")
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp)
+    if not (dest / ".complete").exists():
+        # a private temporary folder per process: torchrun ranks or pool workers may unpack at once
+        tmp = dest.with_name(f"{dest.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
             with tarfile.open(archive, "r:*") as tf:
                 tf.extractall(tmp, filter="data")
         except (tarfile.TarError, EOFError, OSError) as e:
+            shutil.rmtree(tmp, ignore_errors=True)
             raise DataError(f"archive {archive} is corrupt or truncated ({type(e).__name__}: {e}); "
                             f"fetch it again.") from None
         (tmp / ".complete").touch()
-        if dest.exists():
-            import shutil
-
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
+        if (dest / ".complete").exists():  # another process finished first: keep its copy
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            shutil.rmtree(dest, ignore_errors=True)  # an incomplete leftover
+            try:
+                os.replace(tmp, dest)
+            except OSError:  # another process renamed its copy into place meanwhile
+                shutil.rmtree(tmp, ignore_errors=True)
+                if not (dest / ".complete").exists():
+                    raise
     return dest, sha
 
 

@@ -218,3 +218,40 @@ def test_coco_tiny_trains_and_evaluates_end_to_end(gal_cache, tmp_path):
     assert {"ap", "ap50"} <= set(m) and all(0.0 <= m[k] <= 100.0 for k in ("ap", "ap50"))
     conf = (d / "config.yaml").read_text()
     assert "COCO-tiny" in conf and "n_train_images: 16" in conf
+
+
+def test_frozen_backbone_needs_weights_and_freezes_like_detr(tmp_path):
+    import timm
+
+    cfg = dict(TINY, backbone="resnet18", backbone_norm="frozen")
+    with pytest.raises(ValueError, match="backbone_weights"):
+        build_detr(cfg, num_labels=3)
+    torch.manual_seed(0)
+    ref = timm.create_model("resnet18", pretrained=False)
+    torch.save(ref.state_dict(), tmp_path / "resnet18.pth")
+    model = build_detr(dict(cfg, backbone_weights=str(tmp_path / "resnet18.pth")), num_labels=3)
+    bb = dict(model.model.backbone.model.named_parameters())
+    torch.testing.assert_close(bb["layer3.0.conv1.weight"], ref.layer3[0].conv1.weight)
+    assert not bb["conv1.weight"].requires_grad and not bb["layer1.0.conv1.weight"].requires_grad
+    assert bb["layer2.0.conv1.weight"].requires_grad and bb["layer4.1.conv2.weight"].requires_grad
+    bn = model.model.backbone.model.bn1
+    assert type(bn).__name__ == "DetrFrozenBatchNorm2d"
+    torch.testing.assert_close(bn.running_var, ref.bn1.running_var)
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "wrong.pth")
+    with pytest.raises(ValueError, match="does not fit"):
+        build_detr(dict(cfg, backbone_weights=str(tmp_path / "wrong.pth")), num_labels=3)
+    thawed = build_detr(dict(cfg, backbone_norm="batchnorm"), num_labels=3)
+    assert isinstance(thawed.model.backbone.model.bn1, torch.nn.BatchNorm2d)
+
+
+def test_config_hash_counts_the_device_type_only():
+    import hashlib
+
+    from experiments.common import config_hash
+    from gal.records import to_builtin
+
+    s = {"device": "cpu", "train": {"lr": 0.1}}
+    blob = json.dumps(to_builtin(s), sort_keys=True, default=str)  # the hash of CPU runs is unchanged
+    assert config_hash(s) == hashlib.sha256(blob.encode()).hexdigest()[:16]
+    assert config_hash({**s, "device": "cuda:3"}) == config_hash({**s, "device": "cuda:0"}) \
+        == config_hash({**s, "device": "cuda"}) != config_hash(s)
