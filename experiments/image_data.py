@@ -40,6 +40,7 @@ __all__ = [
     "ImageSet",
     "TensorLoader",
     "cache_dir",
+    "decode_image",
     "load_split",
     "sha256_file",
 ]
@@ -147,9 +148,24 @@ def _find_split(top: Path, split: str) -> Path:
                     f"Tiny-ImageNet).")
 
 
-def _decode_folder(folder: Path, size: int | None) -> ImageSet:
-    """Decode an ImageFolder tree to uint8 tensors (grayscale/RGBA converted to RGB)."""
+def decode_image(path: str | os.PathLike[str], size: int | None) -> np.ndarray:
+    """One image as uint8 ``[H, W, 3]`` (grayscale/RGBA converted to RGB), resized to
+    ``size`` x ``size`` when given; an undecodable file is a :class:`DataError` naming it."""
     from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if size is not None and im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            return np.array(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"image {path} does not decode ({type(e).__name__}: {e}); remove or "
+                        f"replace it (and delete the cache {cache_dir()}).") from None
+
+
+def _decode_folder(folder: Path, size: int | None) -> ImageSet:
+    """Decode an ImageFolder tree to uint8 tensors in memory."""
     from torchvision.datasets import ImageFolder
 
     try:
@@ -160,15 +176,7 @@ def _decode_folder(folder: Path, size: int | None) -> ImageSet:
     first = None
     out: torch.Tensor | None = None
     for i, (path, _) in enumerate(ds.samples):
-        try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                if size is not None and im.size != (size, size):
-                    im = im.resize((size, size), Image.BILINEAR)
-                arr = np.array(im, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise DataError(f"image {path} does not decode ({type(e).__name__}: {e}); remove or "
-                            f"replace it (and delete the cache {cache_dir()}).") from None
+        arr = decode_image(path, size)
         if out is None:
             first = arr.shape
             out = torch.empty((n, 3, arr.shape[0], arr.shape[1]), dtype=torch.uint8)
@@ -188,7 +196,9 @@ def load_split(data: dict[str, Any], split: str) -> ImageSet:
     Keys: ``format`` (cifar10 | cifar100 | imagefolder), ``root`` (folder), ``archive``
     (.tar.gz of an ImageFolder tree; used when ``root`` is null), ``sha256`` (expected checksum
     of the archive, or null), ``splits`` ({train: <folder>, test: <folder>}), ``image_size``
-    (resize on decode, or null), ``allow_download`` (CIFAR only).
+    (resize on decode, or null), ``allow_download`` (CIFAR only), ``storage`` (``memory``, the
+    default, or ``memmap``: decoded once into a memory-mapped file, :mod:`experiments.image_store`,
+    with ``decode_workers`` processes).
     """
     fmt = data.get("format")
     root = Path(os.path.expandvars(str(data["root"]))).expanduser() if data.get("root") else None
@@ -212,6 +222,12 @@ def load_split(data: dict[str, Any], split: str) -> ImageSet:
             raise DataError("neither data.root nor data.archive is set; set one of them.")
         archive = Path(os.path.expandvars(str(data["archive"]))).expanduser()
         top, key_src = _unpack(archive, data.get("sha256"))
+    if data.get("storage", "memory") == "memmap":  # too large for memory (ImageNet): a mapped file
+        from experiments.image_store import memmap_split
+
+        return memmap_split(_find_split(top, folder_name), size, data.get("decode_workers"))
+    if data.get("storage", "memory") != "memory":
+        raise DataError(f"unknown data.storage {data.get('storage')!r}; choose memory or memmap")
     cache = cache_dir() / "tensors" / f"{key_src[:16]}-{folder_name}-{size or 'orig'}.pt"
     if root is None and cache.is_file():
         try:
