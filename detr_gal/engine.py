@@ -118,11 +118,8 @@ def train_one_epoch(
             (rest + box).backward()
         else:
             z = outputs.pred_boxes
-            # in float64: at DETR's eta~ = beta * 1e-4 the remainder (Eq. 7, about 1e-9) is far below
-            # float32's resolution of the box loss (about 5e-7); z is tiny, so this costs nothing
-            chosen, h_obj, stats = adjuster.adjust(z.double(), matched, matched_box_loss,
+            chosen, h_obj, stats = adjuster.adjust(z, matched, matched_box_loss,
                                                    lr=optimizer.param_groups[0]["lr"])
-            chosen = chosen.to(z.dtype)
             tensors, grads = [rest, z], [None, chosen]
             if h_obj.requires_grad:
                 tensors.append(h_obj)

@@ -165,6 +165,7 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
         adjuster = GradientAdjuster(dim=4, arch=tuple(g["arch"]), alpha=g["alpha"], beta=g["beta"],
                                     policy=g["policy"], granularity=g["granularity"],
                                     first_order=g["first_order"], activation=g["activation"],
+                                    precision=getattr(torch, g["precision"]) if g.get("precision") else None,
                                     seed=spec.seed).to(device)
     optimizer = torch.optim.AdamW(param_groups(model, float(tr["lr"]), float(tr["lr_backbone"]),
                                                float(tr["weight_decay"]), None if adjuster is None else adjuster.h))

@@ -331,3 +331,23 @@ def test_float64_features_with_float32_h():
     adj.backward(z, torch.zeros(4, 3, dtype=torch.float64), mse_loss, lr=0.1)
     assert z.grad.dtype == torch.float64
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in adj.parameters())
+
+
+def test_precision_float64_resolves_the_remainder_of_float32_features():
+    """At a small eta~ the remainder (Eq. 7) is below float32's resolution of the loss: with
+    precision=float64 the step equals the float64 step on the same (float32) features."""
+    torch.manual_seed(0)
+    z32 = (torch.randn(64, 4) * 3).requires_grad_(True)
+    y = torch.randn(64, 4)
+    a64 = GradientAdjuster(4, arch=(8,), alpha=0.1, beta=1.0, precision=torch.float64, seed=3)
+    ref = GradientAdjuster(4, arch=(8,), alpha=0.1, beta=1.0, seed=3)
+    chosen, _, stats = a64.adjust(z32, y, mse_loss, lr=1e-5)
+    c_ref, _, s_ref = ref.adjust(z32.double(), y.double(), mse_loss, lr=1e-5)
+    assert chosen.dtype == torch.float32
+    torch.testing.assert_close(chosen, c_ref.float())
+    assert float(stats.remainder) == pytest.approx(float(s_ref.remainder), rel=1e-9)
+    _, _, s32 = ref.adjust(z32, y, mse_loss, lr=1e-5)
+    exact = float(s_ref.remainder)  # about 1e-10 here; float32 cannot resolve it
+    assert abs(float(s32.remainder) - exact) > 10 * abs(exact)
+    with pytest.raises(ValueError, match="precision"):
+        GradientAdjuster(4, precision="float64")

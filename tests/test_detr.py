@@ -27,7 +27,7 @@ from gal.tables import render_table
 
 TINY = {"backbone": "resnet10t", "num_queries": 5, "d_model": 32, "encoder_layers": 1,
         "decoder_layers": 2, "heads": 2, "ffn_dim": 64, "dropout": 0.0, "aux_loss": True,
-        "class_cost": 1, "bbox_cost": 5, "giou_cost": 2, "eos_coef": 0.1}
+        "class_cost": 1, "bbox_cost": 5, "giou_cost": 2, "eos_coef": 0.1, "backbone_norm": "batchnorm"}
 
 
 def _targets() -> list[dict[str, torch.Tensor]]:

@@ -143,6 +143,11 @@ class GradientAdjuster(nn.Module):
             with dynamic shapes. Pass the same ``loss_fn`` object every step (a new function
             object is a new graph). ``sample`` granularity and distributed runs stay eager.
             Numerics equal the eager step up to floating-point reassociation.
+        precision: dtype the step (Eqs. 3-7, lines 4-10) is computed in; ``None`` (default): z's
+            dtype (float32 for fp16/bf16 features). ``torch.float64`` resolves the remainder r
+            of Eq. 7 when it is below float32's resolution of the loss (about 1e-7 of its
+            value: small ``eta~``, e.g. DETR's boxes); the gradient sent into the model is cast
+            back to z's dtype. h keeps its parameters' dtype.
     """
 
     def __init__(
@@ -164,6 +169,7 @@ class GradientAdjuster(nn.Module):
         distributed: bool | None = None,
         process_group: Any = None,
         compile_step: bool | str = False,
+        precision: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         for name, value, allowed in (
@@ -189,6 +195,9 @@ class GradientAdjuster(nn.Module):
         self.process_group = process_group
         self.h = h if h is not None else build_adjuster(adjuster, dim, arch, activation, seed)
         self.compile_step = compile_step
+        if precision is not None and not (isinstance(precision, torch.dtype) and precision.is_floating_point):
+            raise ValueError(f"precision must be a floating torch.dtype or None, got {precision!r}")
+        self.precision = precision
 
     # -- optional torch.compile of the step ------------------------------------------------
     _COMPILED_KEY = "_gal_compiled_core"
@@ -261,7 +270,8 @@ class GradientAdjuster(nn.Module):
         if z.shape[-1] != self.dim:
             raise ValueError(f"z has last dimension {z.shape[-1]}, the adjuster was built for dim={self.dim}")
         world = self._world_size()
-        compute_dtype = torch.float32 if z.dtype in (torch.float16, torch.bfloat16) else z.dtype
+        compute_dtype = self.precision or (
+            torch.float32 if z.dtype in (torch.float16, torch.bfloat16) else z.dtype)
         with torch.autocast(device_type=z.device.type, enabled=False):
             zs = z.detach().to(compute_dtype).requires_grad_(True)
             step = self._sample_step if self.granularity == "sample" else self._batch_step
