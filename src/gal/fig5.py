@@ -52,6 +52,7 @@ OPTIMIZER_LABELS = {
     "lookahead_sgd": "Lookahead(SGD)",
     "adabound": "AdaBound",
     "adam": "Adam",
+    "rmsproptf": "RMSprop (TF style)",
 }
 REGRESSION_ORDER = ("boston", "diabetes", "california")
 REGRESSION_LABELS = {

@@ -66,8 +66,9 @@ __all__ = [
 ]
 
 #: Record keys (directories under the runs root) whose ``gal`` runs enter Fig. 6.
-FIG6_TASKS = ("table1", "table2", "ablation")
-TASK_LABELS = {"table1": "Table I", "table2": "Table II", "ablation": "ablation (Sec. VI-D/E)"}
+FIG6_TASKS = ("table1", "table2", "table3", "ablation")
+TASK_LABELS = {"table1": "Table I", "table2": "Table II", "table3": "Table III",
+               "ablation": "ablation (Sec. VI-D/E)"}
 #: history.csv columns of Fig. 6: |r| (left panel), signed r (json/md) and cosine (right panel).
 FIG6_COLUMNS = ("abs_remainder", "remainder", "cosine")
 OPT_COLORS = {"sgd": RED, "lookahead_sgd": BLUE, "adabound": "tab:green"}
@@ -169,11 +170,19 @@ def fig6_panels(
             continue
         df, bad = split_complete(df[_col(df, "method").astype(str) == "gal"])
         excluded["non_complete"] += bad
-        for dataset in sorted(set(df["dataset"].astype(str))):
+        # Table III varies the model: one panel per (dataset, model row)
+        models = df["model_key"].astype(str) if "model_key" in df.columns else None
+        for dataset, model_key in sorted({(str(d), None if models is None else m)
+                                          for d, m in zip(df["dataset"], models if models is not None
+                                                          else [None] * len(df), strict=True)},
+                                         key=str):
             sub = df[df["dataset"].astype(str) == dataset]
+            if model_key is not None:
+                sub = sub[sub["model_key"].astype(str) == model_key]
+            where = dataset if model_key in (None, "nan") else f"{dataset}/{model_key}"
             lines: dict[str, Any] = {}
             for opt in _ordered(sorted(set(sub["optimizer"].astype(str))), OPTIMIZER_ORDER):
-                name = f"{key}/{dataset}/{opt}"
+                name = f"{key}/{where}/{opt}"
                 runs = runs_by_seed(sub[sub["optimizer"].astype(str) == opt], f"Fig. 6 {name}")
                 epochs, curves = seed_curves(runs, FIG6_COLUMNS)
                 if not epochs:
@@ -184,7 +193,7 @@ def fig6_panels(
                               "curves": curves}
             if lines:
                 r0 = sub.iloc[0]
-                panels.append({"panel": f"{key}/{dataset}", "task": key, "dataset": dataset,
+                panels.append({"panel": f"{key}/{where}", "task": key, "dataset": dataset,
                                "dataset_label": _str(r0.get("dataset_label")) or dataset,
                                "model": _str(r0.get("model")), "lines": lines})
     return panels, excluded
@@ -259,6 +268,11 @@ def fig6_markdown(summary: Mapping[str, Any]) -> str:
         f"Left: mean |r| per epoch (`abs_remainder`), right: `cosine`; lines: mean over seeds, "
         f"band: {summary['band']}.", "", f"**Paper:** {summary['paper']}", "",
         "**Here:** the tasks below (none of them is ImageNet / EfficientNet-B2).", "",
+        "**Precision:** a run whose GAL step was computed in float32 (the default for float32 "
+        "features) cannot resolve a remainder below about 1e-7 times its loss (float32's "
+        "resolution): mean |r| of order 1e-7 is then mostly rounding, and it falls as the loss "
+        "itself falls. `GradientAdjuster(precision=torch.float64)` computes the step in float64 "
+        "and resolves it (the DETR runs of Table IV use it).", "",
     ]
     for p in summary["panels"]:
         lines += [f"## {p['title'].replace(chr(10), ' — ')}", "",
