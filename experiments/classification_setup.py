@@ -197,6 +197,7 @@ def build_run(settings: Mapping[str, Any], train: ImageSet, test: ImageSet, seed
             policy=g["policy"], granularity=g["granularity"], first_order=g["first_order"],
             activation=g["activation"], adjuster=g.get("adjuster", "mlp"),
             noise_scaling=g.get("noise_scaling", "eq4"), seed=seed,
+            precision=getattr(torch, g["precision"]) if g.get("precision") else None,
         ).to(device)
     tr = settings["train"]
     ema = None

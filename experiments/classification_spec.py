@@ -111,7 +111,10 @@ def default_gal(cfg: Mapping[str, Any], dataset: str, optimizer: str) -> dict[st
     """The paper's GAL settings for (dataset, optimizer) (Sec. V-B): ``cfg.gal`` with the
     dataset's ``gal.<optimizer>`` (alpha, beta) and ``gal_arch``."""
     ds = cfg["datasets"][dataset]
-    return {**dict(cfg["gal"]), **dict(ds["gal"][optimizer]), "arch": list(ds["gal_arch"])}
+    g = {**dict(cfg["gal"]), **dict(ds["gal"][optimizer]), "arch": list(ds["gal_arch"])}
+    if g.get("precision") is None:  # the default (z's dtype) leaves the run's settings as before
+        g.pop("precision", None)
+    return g
 
 
 def record_config(cfg: Mapping[str, Any], spec: RunSpec, settings: Mapping[str, Any],

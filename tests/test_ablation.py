@@ -242,3 +242,18 @@ def test_verdict_follows_the_papers_direction():
     # the paper reports the row as better: the usual rule
     for args in [(60.0, 59.0, 0.01, False, (-2.0, -0.5), -0.4), (60.0, 61.0, 0.01, False, (0.5, 2.0), -0.4)]:
         assert claim(*args) == verdict(*args)
+
+
+def test_ablation_profile_steps_in_float64_and_tables_i_ii_keep_their_settings():
+    """The analyses read |r|, cos and g-beats-grad, which float32 cannot resolve: the ablation
+    profile computes GAL's step in float64; Tables I-II keep their recorded settings."""
+    from experiments.classification import config_for, plan_runs
+    from experiments.classification_spec import run_settings
+    from gal.config import load_config
+
+    abl = load_config(config_for("ablation"), "ablation")
+    spec = next(s for s in plan_runs(abl, "ablation", "ablation") if s.method == "gal")
+    assert run_settings(abl, spec)["gal"]["precision"] == "float64"
+    cpu = load_config(config_for(1), "cpu")
+    spec = next(s for s in plan_runs(cpu, 1, "cpu") if s.method == "gal")
+    assert "precision" not in run_settings(cpu, spec)["gal"]
