@@ -62,14 +62,20 @@ class DetrLoss:
         self.w_bbox = float(config.bbox_loss_coefficient)
         self.w_giou = float(config.giou_loss_coefficient)
 
-    def __call__(self, outputs: Any, targets: list[dict[str, torch.Tensor]]
-                 ) -> tuple[torch.Tensor, torch.Tensor, MatchedBoxes, dict[str, torch.Tensor]]:
+    def __call__(self, outputs: Any, targets: list[dict[str, torch.Tensor]], split: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor, MatchedBoxes | None, dict[str, torch.Tensor]]:
         """``(rest, box, matched, parts)`` from the outputs of ``model(..., labels=targets)``:
         the loss without the last layer's box term, that box term
         (``matched_box_loss(pred_boxes, matched)``), the last layer's matching, and detached
-        parts for logging. ``rest + box`` equals DETR's total loss."""
+        parts for logging. ``rest + box`` equals DETR's total loss. With ``split=False`` (the
+        baseline, evaluation) nothing is recomputed: ``box`` is transformers' own box term,
+        ``rest = outputs.loss - box`` and ``matched`` is None."""
         ld = outputs.loss_dict
         box_hf = self.w_bbox * ld["loss_bbox"] + self.w_giou * ld["loss_giou"]
+        if not split:
+            rest = outputs.loss - box_hf
+            return rest, box_hf, None, {"loss_ce": ld["loss_ce"].detach(), "loss_box": box_hf.detach(),
+                                        "loss_aux": (rest - ld["loss_ce"]).detach()}
         indices = self.matcher({"logits": outputs.logits, "pred_boxes": outputs.pred_boxes}, targets)
         # transformers' normaliser: target boxes of this process, at least 1
         num_boxes = max(float(sum(len(t["class_labels"]) for t in targets)), 1.0)
@@ -111,24 +117,16 @@ def train_one_epoch(
         x, mask = x.to(device, non_blocking=True), mask.to(device, non_blocking=True)
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
         outputs = model(pixel_values=x, pixel_mask=mask, labels=targets)
-        rest, box, matched, parts = loss(outputs, targets)
+        rest, box, matched, parts = loss(outputs, targets, split=adjuster is not None)
         row = dict(parts)
-        row["train_loss"] = (rest + box).detach()
-        if adjuster is None:
-            (rest + box).backward()
+        row["train_loss"] = outputs.loss.detach()
+        if adjuster is None:  # plain DETR: transformers' total loss, untouched
+            outputs.loss.backward()
         else:
-            z = outputs.pred_boxes
-            chosen, h_obj, stats = adjuster.adjust(z, matched, matched_box_loss,
-                                                   lr=optimizer.param_groups[0]["lr"])
-            tensors, grads = [rest, z], [None, chosen]
-            if h_obj.requires_grad:
-                tensors.append(h_obj)
-                grads.append(None)
-            torch.autograd.backward(tensors, grads)
-            if h_obj.requires_grad and _world() > 1:  # h's gradient of the global |r| (objective 6)
-                for p in adjuster.h.parameters():
-                    if p.grad is not None:
-                        dist.all_reduce(p.grad)
+            # Algorithm 1 on the box term; the class and auxiliary terms back-propagate as usual
+            # in the same pass (under DDP the adjuster reduces h's gradient itself)
+            stats = adjuster.backward(outputs.pred_boxes, matched, matched_box_loss,
+                                      lr=optimizer.param_groups[0]["lr"], extra=rest)
             d = stats.as_dict()
             d.pop("loss")
             row.update(d)
@@ -184,7 +182,7 @@ def coco_ap(coco_gt: Any, detections: list[dict[str, Any]], image_ids: Sequence[
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loss: DetrLoss, data_loader: Iterable[Batch], coco_gt: Any,
+def evaluate(model: nn.Module, data_loader: Iterable[Batch], coco_gt: Any,
              image_ids: Sequence[int], orig_sizes: torch.Tensor, cat_ids: Sequence[int],
              device: torch.device) -> dict[str, float]:
     """``{"val_loss", "ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l"}`` on the loader's images.
@@ -202,8 +200,7 @@ def evaluate(model: nn.Module, loss: DetrLoss, data_loader: Iterable[Batch], coc
         x, mask = x.to(device), mask.to(device)
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
         outputs = unwrap(model)(pixel_values=x, pixel_mask=mask, labels=targets)
-        rest, box, _, _ = loss(outputs, targets)
-        sums[0] += float(rest + box) * x.shape[0]
+        sums[0] += float(outputs.loss) * x.shape[0]
         sums[1] += x.shape[0]
         ids = [image_ids[int(i)] for i in index]
         dets += coco_detections(outputs.logits, outputs.pred_boxes, ids, orig_sizes[index.cpu()], cat_ids)

@@ -198,7 +198,7 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
         return out
 
     def evaluate_val(epoch: int) -> dict[str, float]:
-        out = evaluate(model, loss, val_loader, coco_gt, val.image_ids, val.orig_sizes, val.cat_ids, device)
+        out = evaluate(model, val_loader, coco_gt, val.image_ids, val.orig_sizes, val.cat_ids, device)
         return {("val_loss" if k == "val_loss" else f"val_{k}"): v for k, v in out.items()}
 
     def get_state() -> dict[str, Any]:

@@ -239,6 +239,25 @@ def test_weight_and_grad_scaler_scale_both_gradients():
         torch.testing.assert_close(b, 8.0 * a, rtol=1e-12, atol=0)
 
 
+def test_extra_loss_backpropagates_with_its_plain_gradient():
+    """``extra`` (an unadjusted term of the same model, as DETR's class loss beside its box
+    term) adds exactly its own gradient, times ``weight``, in the same pass; h is unaffected."""
+    z0, y = _problem()
+    w0 = torch.randn(D, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    grads = {}
+    for name in ("without", "with"):
+        adj = GradientAdjuster(D, arch=ARCH, alpha=0.5, seed=0).double()
+        w = w0.clone().requires_grad_(True)
+        z = z0 * w  # the model: z depends on w, and so does the extra term
+        extra = (w ** 3).sum() if name == "with" else None
+        adj.backward(z, y, mse_loss, lr=0.5, weight=0.5, extra=extra)
+        grads[name] = (w.grad, [p.grad for p in adj.parameters()])
+    # by hand: d/dw of 0.5 * sum(w^3) is 1.5 w^2
+    torch.testing.assert_close(grads["with"][0], grads["without"][0] + 1.5 * w0 ** 2, rtol=1e-12, atol=0)
+    for a, b in zip(grads["with"][1], grads["without"][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_autocast_bf16_runs_in_fp32_and_returns_model_dtype():
     torch.manual_seed(0)
     model = torch.nn.Linear(6, 4)

@@ -53,6 +53,34 @@ def test_loss_split_equals_transformers_detr_loss():
     # rest carries no gradient to the last layer's boxes beyond the class term's (which has none)
     (g,) = torch.autograd.grad(rest, out.pred_boxes, retain_graph=True, allow_unused=True)
     assert g is None or float(g.abs().max()) == 0.0
+    # unsplit (baseline, evaluation): transformers' own terms, no second matching
+    rest0, box0, matched0, _ = build_loss(model)(out, targets, split=False)
+    assert matched0 is None
+    torch.testing.assert_close(box0, 5 * ld["loss_bbox"] + 2 * ld["loss_giou"], rtol=0, atol=0)
+    torch.testing.assert_close(rest0 + box0, out.loss, rtol=1e-6, atol=1e-6)
+
+
+def test_engine_gal_step_with_alpha_zero_equals_plain_detr_step():
+    """One training step through the engine: GAL with alpha = 0 (g = dl/dz, Eq. 3) on the box
+    term plus the class and auxiliary terms in the same pass gives the weights a plain DETR step
+    (transformers' total loss) gives, up to float32 rounding; alpha = 0.5 (policy: always) does not."""
+    from detr_gal.engine import train_one_epoch
+
+    x, mask = torch.randn(2, 3, 64, 64), torch.ones(2, 64, 64, dtype=torch.long)
+    batch = [(x, mask, _targets(), torch.arange(2))]  # float32: transformers' DETR loss is float32
+    step = {}  # the change of all weights in one SGD step (lr 1): minus the gradient
+    for name, alpha in (("plain", None), ("alpha0", 0.0), ("alpha.5", 0.5)):
+        torch.manual_seed(0)
+        model = build_detr(TINY, num_labels=3)
+        adj = None if alpha is None else GradientAdjuster(4, arch=(64, 16), alpha=alpha, policy="always", seed=0)
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        before = torch.cat([p.detach().flatten() for p in model.parameters()])
+        train_one_epoch(model, build_loss(model), batch, opt,
+                        torch.device("cpu"), 0, adjuster=adj, max_norm=0.0)
+        step[name] = torch.cat([p.detach().flatten() for p in model.parameters()]) - before
+    scale = float(step["plain"].abs().max())  # float32 rounding of gradients up to this size
+    torch.testing.assert_close(step["alpha0"], step["plain"], rtol=0, atol=1e-5 * scale)
+    assert float((step["alpha.5"] - step["plain"]).abs().max()) > 1e-3 * scale
 
 
 def _giou_by_hand(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-__all__ = ["load_paper_values", "table", "row", "value", "as_frame", "table5_value", "table5_ttest"]
+__all__ = ["load_paper_values", "table", "row", "arm_row", "value", "as_frame", "table5_value", "table5_ttest"]
 
 
 @lru_cache(maxsize=1)
@@ -54,6 +54,17 @@ def row(t: int | str, row_key: str) -> dict[str, Any]:
         if r["key"] == row_key:
             return r
     raise KeyError(f"no row {row_key!r} in paper {_table_key(t)}")
+
+
+def arm_row(t: int | str, prefix: str | None, method: str) -> dict[str, Any] | None:
+    """The paper's baseline or GAL row ``<prefix>_<method>`` of a table (Tables III, IV), or
+    None: no prefix (no paper counterpart), another method (controls), or no such row."""
+    if prefix is None or method not in ("baseline", "gal"):
+        return None
+    try:
+        return row(t, f"{prefix}_{method}")
+    except KeyError:
+        return None
 
 
 def value(t: int | str, row_key: str, column: str) -> Any:

@@ -461,6 +461,7 @@ class GradientAdjuster(nn.Module):
         *,
         scaler: Any = None,
         weight: float = 1.0,
+        extra: torch.Tensor | None = None,
     ) -> GALStats:
         """One GAL step's backward pass (Algorithm 1 lines 3-16, minus the optimizer step).
 
@@ -476,15 +477,23 @@ class GradientAdjuster(nn.Module):
             lr: the optimizer's current learning rate (``opt.param_groups[0]["lr"]``).
             scaler: a ``torch.amp.GradScaler``; both back-propagated gradients are scaled by it.
             weight: multiplies both gradients (e.g. ``1/accumulation_steps``).
+            extra: a scalar loss of the same model that GAL does not adjust (e.g. DETR's class
+                and auxiliary terms beside the adjusted box term, Sec. V-B), back-propagated
+                in the same pass with its usual gradient (scaled by ``scaler`` and ``weight`` too).
 
         Returns:
             :class:`GALStats` (detached tensors; ``stats.loss`` is the reduced loss).
         """
         chosen, h_objective, stats = self.adjust(z, y, loss_fn, lr, scaler=scaler, weight=weight)
         trains_h = h_objective.requires_grad and any(p.requires_grad for p in self.h.parameters())
+        model_out, model_grad = [z], [chosen]
+        if extra is not None:
+            extra = (scaler.scale(extra) if scaler is not None else extra) * weight
+            model_out.append(extra)
+            model_grad.append(None)
         if self._world_size() > 1 and trains_h:
             params = [p for p in self.h.parameters() if p.requires_grad]
-            z.backward(chosen)
+            torch.autograd.backward(model_out, model_grad)
             grads = torch.autograd.grad(h_objective, params, allow_unused=True)
             grads = [torch.zeros_like(p) if gr is None else gr for p, gr in zip(params, grads, strict=True)]
             flat = self._all_reduce(torch.cat([gr.reshape(-1) for gr in grads]))
@@ -497,7 +506,7 @@ class GradientAdjuster(nn.Module):
                 else:
                     p.grad.add_(part)
         elif trains_h:
-            torch.autograd.backward([z, h_objective], [chosen, None])
+            torch.autograd.backward([*model_out, h_objective], [*model_grad, None])
         else:
-            z.backward(chosen)
+            torch.autograd.backward(model_out, model_grad)
         return stats

@@ -47,12 +47,7 @@ _PAPER_OPTIMIZER = {"rmsproptf": "rmsprop", "rmsprop": "rmsprop"}
 
 def _paper_row(group: Mapping[str, Any], method: str) -> dict[str, Any] | None:
     opt = _PAPER_OPTIMIZER.get(str(group.get("optimizer")))
-    if opt is None or method not in ("baseline", "gal"):
-        return None
-    try:
-        return pv.row(3, f"{group.get('model_key')}_{opt}_{method}")
-    except KeyError:
-        return None
+    return pv.arm_row(3, None if opt is None else f"{group.get('model_key')}_{opt}", method)
 
 
 def _paper_value(group: Mapping[str, Any], method: str, metric: str) -> dict[str, float] | None:

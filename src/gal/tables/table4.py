@@ -45,13 +45,7 @@ PAPER_MODEL = {"detr_r50": "detr_r50", "detr_r101": "detr_r101", "detr_small": "
 
 
 def _paper_row(group: Mapping[str, Any], method: str) -> dict[str, Any] | None:
-    model = PAPER_MODEL.get(str(group.get("model_key")))
-    if model is None or method not in ("baseline", "gal"):
-        return None
-    try:
-        return pv.row(4, f"{model}_{method}")
-    except KeyError:
-        return None
+    return pv.arm_row(4, PAPER_MODEL.get(str(group.get("model_key"))), method)
 
 
 def _paper_value(group: Mapping[str, Any], method: str, metric: str) -> dict[str, float] | None:
