@@ -17,7 +17,7 @@ from torch import nn
 
 from detr_gal.engine import DetrLoss
 
-__all__ = ["build_detr", "build_loss", "param_groups", "count_parameters"]
+__all__ = ["build_detr", "build_loss", "backbone_of", "param_groups", "count_parameters"]
 
 
 def _whole(v: Any) -> int:
@@ -68,25 +68,26 @@ def build_detr(model_cfg: Mapping[str, Any], num_labels: int,
     model = DetrForObjectDetection(config)
     norm = str(c.get("backbone_norm", "frozen"))
     weights = c.get("backbone_weights")
-    if weights:
-        load_backbone_weights(model, weights)
-    if norm == "batchnorm":
-        _thaw_batch_norm(model)
-    elif norm == "frozen":
-        if not weights:
-            raise ValueError(
-                f"backbone_norm 'frozen' (DETR's frozen batch norms) needs ImageNet-pretrained backbone "
-                f"weights: a frozen batch norm of an untrained backbone is the identity. Set "
-                f"models.<key>.backbone_weights=/path/to/{c['backbone']}.pth (a timm state dict), or "
-                f"backbone_norm: batchnorm to train the backbone from scratch.")
-        _freeze_like_detr(model, str(c["backbone"]))
-    else:
+    if norm not in ("frozen", "batchnorm"):
         raise ValueError(f"model.backbone_norm must be 'frozen' (DETR, for pretrained backbones) or "
                          f"'batchnorm' (trainable, for backbones trained from scratch), got {norm!r}")
+    if norm == "frozen" and not weights:
+        raise ValueError(
+            f"backbone_norm 'frozen' (DETR's frozen batch norms) needs ImageNet-pretrained backbone "
+            f"weights: a frozen batch norm of an untrained backbone is the identity. Set "
+            f"models.<key>.backbone_weights=/path/to/{c['backbone']}.pth (a timm state dict), or "
+            f"backbone_norm: batchnorm to train the backbone from scratch.")
+    if norm == "batchnorm":
+        _thaw_batch_norm(model)  # before loading, so that the weights' batch norms are kept
+    if weights:
+        load_backbone_weights(model, weights)
+    if norm == "frozen":
+        _freeze_like_detr(model, str(c["backbone"]))
     return model
 
 
-def _backbone(model: nn.Module) -> nn.Module:
+def backbone_of(model: nn.Module) -> nn.Module:
+    """The timm ``features_only`` backbone inside a ``DetrForObjectDetection``."""
     return model.model.backbone.model  # DetrModel -> DetrConvEncoder -> the timm features model
 
 
@@ -100,7 +101,7 @@ def load_backbone_weights(model: nn.Module, path: str) -> None:
                                 f"to a timm state dict file")
     sd = torch.load(path, map_location="cpu", weights_only=True)
     sd = sd.get("state_dict", sd) if isinstance(sd, dict) else sd
-    backbone = _backbone(model)
+    backbone = backbone_of(model)
     own = backbone.state_dict()
     sd = {k: v for k, v in sd.items() if k in own or not k.startswith(("fc.", "classifier.", "head."))}
     unknown = [k for k in sd if k not in own and not k.endswith("num_batches_tracked")]
@@ -116,7 +117,7 @@ def _freeze_like_detr(model: nn.Module, backbone: str) -> None:
     transformers does this for its own ResNets but not for a timm backbone, so it is done here."""
     if not backbone.startswith("resnet"):
         return
-    for name, p in _backbone(model).named_parameters():
+    for name, p in backbone_of(model).named_parameters():
         if not name.startswith(("layer2", "layer3", "layer4")):
             p.requires_grad_(False)
 

@@ -31,7 +31,8 @@ import torch
 
 from detr_gal.coco_data import CocoSet, DetectionLoader, load_coco_split
 from detr_gal.engine import AP_KEYS, evaluate, train_one_epoch
-from detr_gal.model import build_detr, build_loss, count_parameters, param_groups
+from detr_gal.model import backbone_of, build_detr, build_loss, count_parameters, param_groups
+from detr_gal.pretrain import pretrained_backbone
 from experiments.common import (
     RankWriter,
     ResumeMismatch,
@@ -143,6 +144,29 @@ def _record_config(cfg: Mapping[str, Any], spec: RunSpec, settings: Mapping[str,
     }
 
 
+def _with_pretrained_backbone(settings: Mapping[str, Any], train: CocoSet
+                              ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The model section, with ``backbone_weights`` pointing at the cached backbone pre-trained
+    on the training split's image-level labels when ``model.pretrain`` is set
+    (:mod:`detr_gal.pretrain`, the cpu profile's stand-in for DETR's ImageNet weights), and that
+    pre-training's record (path, sha256, last-epoch bce and accuracy) or None."""
+    model_cfg = dict(settings["model"])
+    pretrain = model_cfg.get("pretrain")
+    if not pretrain:
+        return model_cfg, None
+    if model_cfg.get("backbone_weights") or model_cfg.get("backbone_norm") != "batchnorm":
+        raise ConfigError("model.pretrain trains the backbone from scratch on the training split: it needs "
+                          "backbone_norm: batchnorm and no backbone_weights (set pretrain: null to use weights)")
+    n_labels = len(train.cat_ids)
+    bare = {**model_cfg, "pretrain": None}
+    key = {k: model_cfg.get(k) for k in ("backbone", "backbone_kwargs", "backbone_norm")}
+    key.update(data=settings["data"], synthetic=settings.get("synthetic"), n_labels=n_labels)
+    pre = pretrained_backbone(lambda: backbone_of(build_detr(bare, n_labels, settings["loss"])),
+                              pretrain, train, key)
+    model_cfg["backbone_weights"] = pre["path"]
+    return model_cfg, pre
+
+
 def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[str],
             overrides: Mapping[str, Any] | None = None, retry_failed: bool = False,
             progress: bool = False) -> str:
@@ -156,8 +180,9 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
     train, val = load_data(settings)
     device = torch.device(settings["device"])
     tr = settings["train"]
+    model_cfg, pre = _with_pretrained_backbone(settings, train)
     seed_everything(spec.seed)  # same initial weights in both arms of this seed
-    model = build_detr(settings["model"], len(train.cat_ids), settings["loss"]).to(device)
+    model = build_detr(model_cfg, len(train.cat_ids), settings["loss"]).to(device)
     loss = build_loss(model)
     adjuster = None
     if "gal" in settings:
@@ -185,9 +210,10 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(val.ann_file)
     if rank == 0:
-        writer.start(_record_config(cfg, spec, settings, overrides, n_params,
-                                    count_parameters(None if adjuster is None else adjuster.h), train),
-                     profile=spec.profile, seed=spec.seed)
+        rec = _record_config(cfg, spec, settings, overrides, n_params,
+                             count_parameters(None if adjuster is None else adjuster.h), train)
+        rec["backbone_pretrain"] = None if pre is None else {k: v for k, v in pre.items() if k != "path"}
+        writer.start(rec, profile=spec.profile, seed=spec.seed)
     train_seconds = [0.0]
 
     def train_epoch(epoch: int) -> dict[str, float]:
