@@ -23,6 +23,7 @@ Outputs per figure: ``figN.{png,pdf,json,md}`` (:func:`gal.fig_analysis.write_fi
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -288,12 +289,15 @@ def _draw_fig7(summary: Mapping[str, Any]) -> Any:
                 ax.set_xticks(range(len(archs)), [f"({a})" for a in archs], fontsize=7)
             ax.set_xlabel({"alpha": "alpha (log)", "beta": "beta", "arch": "MLP of h"}[key])
             ax.set_ylabel("test error top-1 (%)")
-            ax.set_title(f"{ds['dataset_label']}: effect of {key}", fontsize=8.5)
+            claim = textwrap.fill(f"paper: {summary['paper']['claims'][key]}", 62)
+            ax.set_title(f"{ds['dataset_label']}: effect of {key}\n{claim}", fontsize=7.5)
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7, frameon=False)
-    fig.suptitle(f"Fig. 7 (Sec. VI-D), profile {summary['profile']}: mean ± std over seeds; "
-                 "star: the `gal` run (default setting); dashed + band: baseline mean ± std",
-                 fontsize=9.5)
+    seeds = sorted({int(s) for ds in summary["datasets"] for o in ds["optimizers"].values()
+                    for p in o["panels"].values() for q in p["points"] for s in q["seeds"]})
+    fig.suptitle(f"Fig. 7 (Sec. VI-D), profile {summary['profile']}, seeds "
+                 f"{', '.join(map(str, seeds))}: mean ± std over seeds; star: the `gal` run "
+                 "(default setting); dashed + band: baseline mean ± std", fontsize=9.5)
     return fig
 
 
