@@ -87,6 +87,10 @@ def _notes(facts: Mapping[str, Any]) -> list[str]:
         "NOT THAT SETTING unless the profile is `paper` on the real COCO: the cpu profile trains a "
         "small DETR from scratch on generated shapes (synthetic, 4 classes), so compare the "
         "direction and size of the GAL − baseline difference with the paper's, not the APs.",
+        "The cpu profile's backbone (no ImageNet weights offline) is pre-trained once on the "
+        "training split's image-level labels (which shapes an image holds; no boxes, no "
+        "validation image; detr_gal/pretrain.py) and shared by all runs, as DETR shares its "
+        "ImageNet weights; each record holds the weights' sha256.",
         "GAL's loss l is DETR's L1 + GIoU box loss of the last decoder layer on the matched queries, "
         "the Hungarian matching of the step held fixed (detr_gal/box_gal.py); the class term and "
         "the auxiliary decoder losses train as usual.",
