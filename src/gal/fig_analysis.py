@@ -305,6 +305,8 @@ def draw_band(ax: Any, epochs: Sequence[int], stats: Mapping[str, Any], color: s
 
 
 def _draw_fig6(panels: Sequence[Mapping[str, Any]], profile: str) -> Any:
+    from matplotlib.ticker import MaxNLocator
+
     fig = _new_figure((10.5, 3.3 * len(panels) + 0.8))
     axes = fig.subplots(len(panels), 2, squeeze=False)
     for (left, right), p in zip(axes, panels, strict=True):
@@ -323,6 +325,7 @@ def _draw_fig6(panels: Sequence[Mapping[str, Any]], profile: str) -> Any:
         for ax, what in ((left, "remainder"), (right, "cosine similarity")):
             ax.set_title(f"{_title(p, profile)}: {what}", fontsize=8)
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # also for one-epoch runs
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, frameon=False)
     fig.suptitle(f"Fig. 6 (Sec. VI-A): remainder |r| of Eq. 7 (left) and cos(v~, dl/dz) (right) "
@@ -365,7 +368,9 @@ def no_runs(n: int, what: str, places: Iterable[str], profile: str, make: str) -
 
 
 def render_fig6(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Path]:
-    """Render Fig. 6 (Sec. VI-A) for one ``profile``: ``fig6.{json,md,png,pdf}`` in ``out_dir``.
+    """Render Fig. 6 (Sec. VI-A) for one ``profile``: ``fig6.{json,md,png,pdf}`` in ``out_dir``
+    for the cpu profile, ``fig6-<profile>.*`` for any other (the cpu profile's float32 runs and
+    the ablation profile's float64 runs are two figures, neither overwrites the other).
 
     Raises :class:`NoRunsError` (a ``FileNotFoundError``) naming the ``make`` targets if no
     complete ``gal`` run of Tables I/II or of the ablation has the diagnostics columns.
@@ -379,4 +384,4 @@ def render_fig6(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Pa
                       f"(Tables I/II) or the ablation runs (`make fig7 PROFILE={profile}`)")
     summary = fig6_summary(panels, runs_root, profile, excluded)
     return write_figure(_draw_fig6(panels, profile), summary, fig6_markdown(summary), out_dir,
-                        "fig6")
+                        "fig6" if profile == "cpu" else f"fig6-{profile}")
