@@ -85,7 +85,8 @@ def _notes(facts: Mapping[str, Any]) -> list[str]:
         "Paper: Table IV, DETR-ResNet-50 / -101 trained 150 epochs on COCO 2017 with AdamW (4 GPUs), "
         "one run each (no std); GAL on the predicted boxes with h (64-16), α = 0.01, β = 1. OURS ARE "
         "NOT THAT SETTING unless the profile is `paper` on the real COCO: the cpu profile trains a "
-        "small DETR from scratch on generated shapes (synthetic, 4 classes), so compare the "
+        "small DETR on generated shapes (synthetic, 4 classes, 64 px images, so every box is "
+        "'small' in COCO's area ranges: AP_S = AP, AP_M and AP_L blank), so compare the "
         "direction and size of the GAL − baseline difference with the paper's, not the APs.",
         "The cpu profile's backbone (no ImageNet weights offline) is pre-trained once on the "
         "training split's image-level labels (which shapes an image holds; no boxes, no "
