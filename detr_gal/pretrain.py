@@ -47,9 +47,7 @@ def pretrain_backbone(backbone: nn.Module, train: CocoSet, *, epochs: int, lr: f
     Returns the last epoch's mean ``bce`` and per-label ``accuracy``."""
     backbone.train()
     head = nn.Linear(backbone.feature_info.channels()[-1], len(train.cat_ids))
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        nn.init.zeros_(head.bias)
+    nn.init.zeros_(head.bias)
     opt = torch.optim.AdamW([*backbone.parameters(), *head.parameters()], lr=lr, weight_decay=weight_decay)
     loader = DetectionLoader(train, batch_size, shuffle=True, seed=seed, hflip=True, drop_last=True)
     bce = acc = 0.0
