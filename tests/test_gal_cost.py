@@ -92,6 +92,58 @@ def test_compiled_step_matches_eager_and_survives_copies() -> None:
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
 
 
+def _compiled_vs_eager_adjust(adj_kw: dict, weight: float, scale: float | None):
+    """``adjust`` eager and with ``compile_step="aot_eager"`` on one fixed double case."""
+    out = {}
+    for mode in (False, "aot_eager"):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 3).double()
+        adj = GradientAdjuster(3, seed=1, compile_step=mode, **adj_kw).double()
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+        y = torch.randint(0, 3, (6,), generator=gen)
+        scaler = None if scale is None else torch.amp.GradScaler("cpu", init_scale=scale)
+        chosen, h_obj, stats = adj.adjust(model(x), y, F.cross_entropy, 0.1, scaler=scaler,
+                                          weight=weight)
+        grads = (torch.autograd.grad(h_obj, list(adj.h.parameters()))
+                 if any(p.requires_grad for p in adj.h.parameters()) else ())
+        out[mode] = (chosen, h_obj.detach(), grads, stats, adj)
+    return out
+
+
+@pytest.mark.parametrize(("weight", "scale"), [(1.0, None), (0.5, 8.0)])
+def test_compiled_adjust_gives_h_objective_with_eager_value_and_gradient(weight, scale) -> None:
+    """The compiled step returns h's gradients as tensors; ``adjust`` turns them into a scalar
+    valued ``weight * scale * |r|`` whose gradient w.r.t. h is the eager one (objective 6)."""
+    out = _compiled_vs_eager_adjust({"arch": (8, 4), "alpha": 0.3, "beta": 2.0}, weight, scale)
+    (ce, he, ge, se, _), (cc, hc, gc, sc, adj) = out[False], out["aot_eager"]
+    assert adj._compiled is not None
+    torch.testing.assert_close(cc, ce, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(hc, he, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(torch.stack(list(sc.as_dict().values())),
+                               torch.stack(list(se.as_dict().values())), rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(hc, se.abs_remainder * weight * (scale or 1.0), rtol=1e-12, atol=0)
+    assert len(gc) == len(ge) == 6
+    for a, b in zip(gc, ge, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-15)
+        assert b.abs().sum() > 0
+
+
+def test_compiled_step_falls_back_to_eager_without_trainable_h() -> None:
+    """Noise adjusters (no parameters) and a frozen h take the eager step under compile_step."""
+    noise = _compiled_vs_eager_adjust({"adjuster": "normal", "alpha": 0.3}, 1.0, None)
+    torch.testing.assert_close(noise["aot_eager"][0], noise[False][0], rtol=0, atol=0)
+    assert noise["aot_eager"][4].__dict__.get(GradientAdjuster._COMPILED_KEY) is None
+    adj = GradientAdjuster(3, arch=(4,), compile_step="aot_eager").double()
+    adj.h.net[0].weight.requires_grad_(False)
+    z = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    adj.backward(z, torch.zeros(5, dtype=torch.long), F.cross_entropy, 0.1)
+    assert adj.__dict__.get(GradientAdjuster._COMPILED_KEY) is None
+    assert adj.h.net[0].weight.grad is None and adj.h.net[0].bias.grad is not None
+    with pytest.raises(ValueError, match="compile_step"):
+        GradientAdjuster(3, compile_step=3)
+
+
 def test_epoch_averager_stacks_and_matches_per_key_sums() -> None:
     gen = torch.Generator().manual_seed(0)
     steps = [{k: torch.rand((), generator=gen) for k in ("train_loss", *DIAGNOSTICS)}

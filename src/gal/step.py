@@ -19,7 +19,7 @@ Everything stays on the device: decisions use :func:`torch.where`, and no ``.ite
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gal.adjuster import NoiseAdjuster, build_adjuster
+from gal.compiled_step import functional_batch_step, functional_params
 
 POLICIES = ("leq", "lt", "always", "never")
 GRANULARITIES = ("batch", "sample")
@@ -136,13 +137,19 @@ class GradientAdjuster(nn.Module):
             (e.g. ``drop_last=True``), as the global mean is the mean of the ranks' means; noise
             adjusters draw from the same seed on every rank.
         process_group: process group for the distributed reductions (default: world).
-        compile_step: opt-in :func:`torch.compile` of the single-process ``batch`` step after
-            ``dl/dz`` (Eqs. 3-7 and lines 5-10 fused into few kernels): ``False`` (default,
-            eager), ``True`` (torch.compile's default backend, inductor) or a backend name (e.g.
-            ``"aot_eager"``). The first steps compile (seconds); a new batch size recompiles once
+        compile_step: opt-in :func:`torch.compile` of GAL's whole extra work in the
+            single-process ``batch`` step: ``dl/dz`` (line 4), Eqs. 3-7, lines 5-10 and the
+            gradient of objective (6) w.r.t. h, written with :mod:`torch.func` as one function
+            of tensors (:mod:`gal.compiled_step`), so no autograd graph is built for the loss or
+            h and h's gradients are accumulated directly. ``False`` (default, eager), ``True``
+            (torch.compile's default backend, inductor), a backend name (e.g. ``"aot_eager"``)
+            or a dict of :func:`torch.compile` keyword arguments (e.g. ``{"options":
+            {"cpp_wrapper": True}}``: inductor's C++ wrapper, which on CPU roughly halves the
+            compiled call's fixed cost for small models; longer compile). The first steps compile (seconds); a new batch size recompiles once
             with dynamic shapes. Pass the same ``loss_fn`` object every step (a new function
-            object is a new graph). ``sample`` granularity and distributed runs stay eager.
-            Numerics equal the eager step up to floating-point reassociation.
+            object is a new graph). ``sample`` granularity, distributed runs, noise adjusters
+            and a partly frozen h stay eager. Numerics equal the eager step up to floating-point
+            reassociation.
         precision: dtype the step (Eqs. 3-7, lines 4-10) is computed in; ``None`` (default): z's
             dtype (float32 for fp16/bf16 features). ``torch.float64`` resolves the remainder r
             of Eq. 7 when it is below float32's resolution of the loss (about 1e-7 of its
@@ -168,7 +175,7 @@ class GradientAdjuster(nn.Module):
         h: nn.Module | None = None,
         distributed: bool | None = None,
         process_group: Any = None,
-        compile_step: bool | str = False,
+        compile_step: bool | str | Mapping[str, Any] = False,
         precision: torch.dtype | None = None,
     ) -> None:
         super().__init__()
@@ -194,6 +201,9 @@ class GradientAdjuster(nn.Module):
         self.distributed = distributed
         self.process_group = process_group
         self.h = h if h is not None else build_adjuster(adjuster, dim, arch, activation, seed)
+        if not isinstance(compile_step, bool | str | Mapping):
+            raise ValueError(f"compile_step must be a bool, a backend name or a dict of torch.compile "
+                             f"keyword arguments, got {compile_step!r}")
         self.compile_step = compile_step
         if precision is not None and not (isinstance(precision, torch.dtype) and precision.is_floating_point):
             raise ValueError(f"precision must be a floating torch.dtype or None, got {precision!r}")
@@ -203,8 +213,9 @@ class GradientAdjuster(nn.Module):
     _COMPILED_KEY = "_gal_compiled_core"
 
     @property
-    def _compiled(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor, GALStats]] | None:
-        """The compiled :meth:`_batch_core` of *this* instance (built on first use), or None.
+    def _compiled(self) -> Callable[..., Any] | None:
+        """The compiled :func:`~gal.compiled_step.functional_batch_step` of *this* instance
+        (built on first use), or None when ``compile_step`` is off.
 
         Kept in ``__dict__`` with the owner's id, so a deep copy builds its own and pickling
         drops it (:meth:`__getstate__`).
@@ -213,10 +224,17 @@ class GradientAdjuster(nn.Module):
             return None
         owner, fn = self.__dict__.get(self._COMPILED_KEY, (None, None))
         if owner != id(self) or fn is None:
-            backend = "inductor" if self.compile_step is True else str(self.compile_step)
-            fn = torch.compile(self._batch_core, backend=backend)
+            if isinstance(self.compile_step, Mapping):
+                kwargs = dict(self.compile_step)
+            else:
+                kwargs = {"backend": "inductor" if self.compile_step is True else str(self.compile_step)}
+            fn = torch.compile(self._functional_step, **kwargs)
             self.__dict__[self._COMPILED_KEY] = (id(self), fn)
         return fn
+
+    def _functional_step(self, params: dict[str, torch.Tensor], zd: torch.Tensor, y: Any,
+                         loss_fn: LossFn, eta: torch.Tensor) -> Any:
+        return functional_batch_step(self, params, zd, y, loss_fn, eta)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -267,24 +285,49 @@ class GradientAdjuster(nn.Module):
         :meth:`backward` back-propagates both; call this directly when the model has other
         losses to combine (e.g. DETR's classification terms).
         """
+        chosen, h_objective, h_grads, stats = self._adjust(z, y, loss_fn, lr, scaler, weight)
+        if h_grads is not None:  # compiled step: a scalar whose gradient is h_grads, valued |r|
+            linear = sum((p * gr).sum() for p, gr in h_grads)
+            value = stats.abs_remainder if scaler is None else scaler.scale(stats.abs_remainder)
+            h_objective = value * weight + (linear - linear.detach())
+        return chosen, h_objective, stats
+
+    def _adjust(
+        self, z: torch.Tensor, y: Any, loss_fn: LossFn, lr: float | torch.Tensor, scaler: Any,
+        weight: float,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, list[tuple[nn.Parameter, torch.Tensor]] | None,
+               GALStats]:
+        """:meth:`adjust`, with h's gradients as ``(parameter, gradient)`` pairs (``h_grads``)
+        instead of ``h_objective`` when the compiled step made them."""
         if z.shape[-1] != self.dim:
             raise ValueError(f"z has last dimension {z.shape[-1]}, the adjuster was built for dim={self.dim}")
         world = self._world_size()
         compute_dtype = self.precision or (
             torch.float32 if z.dtype in (torch.float16, torch.bfloat16) else z.dtype)
+        h_objective: torch.Tensor | None = None
+        h_grads: list[tuple[nn.Parameter, torch.Tensor]] | None = None
+        params = (functional_params(self.h) if self.compile_step and world == 1
+                  and self.granularity == "batch" else None)
         with torch.autocast(device_type=z.device.type, enabled=False):
-            zs = z.detach().to(compute_dtype).requires_grad_(True)
-            step = self._sample_step if self.granularity == "sample" else self._batch_step
-            chosen, h_objective, stats = step(zs, y, loss_fn, lr, world)
+            zs = z.detach().to(compute_dtype)
+            if params is not None:
+                with torch.no_grad():  # torch.func computes the gradients inside
+                    chosen, grads, fields = self._compiled(params, zs, y, loss_fn, self._eta(lr, zs))
+                h_grads, stats = [(p, grads[k]) for k, p in params.items()], GALStats(*fields)
+            else:
+                step = self._sample_step if self.granularity == "sample" else self._batch_step
+                chosen, h_objective, stats = step(zs.requires_grad_(True), y, loss_fn, lr, world)
             if world > 1:  # back to this rank's loss scale (DDP averages model grads over ranks)
                 chosen = chosen * world
             if scaler is not None:
                 chosen = scaler.scale(chosen)
-                h_objective = scaler.scale(h_objective)
+                h_objective = None if h_objective is None else scaler.scale(h_objective)
+                h_grads = None if h_grads is None else [(p, scaler.scale(gr)) for p, gr in h_grads]
             if weight != 1.0:
                 chosen = chosen * weight
-                h_objective = h_objective * weight
-        return chosen.to(z.dtype), h_objective, stats
+                h_objective = None if h_objective is None else h_objective * weight
+                h_grads = None if h_grads is None else [(p, gr * weight) for p, gr in h_grads]
+        return chosen.to(z.dtype), h_objective, h_grads, stats
 
     def _mean_loss(self, loss_fn: LossFn, zs: torch.Tensor, y: Any) -> torch.Tensor:
         loss = loss_fn(zs, y)
@@ -294,19 +337,26 @@ class GradientAdjuster(nn.Module):
             )
         return loss
 
+    def _h_forward(self, zd: torch.Tensor, h: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   ) -> torch.Tensor:
+        """``v = h(z)`` (Eq. 3) in z's dtype; h sees its parameters' dtype."""
+        h = self.h if h is None else h
+        p = next(self.h.parameters(), None)
+        if p is not None and p.dtype != zd.dtype:
+            return h(zd.to(p.dtype)).to(zd.dtype)
+        return h(zd)
+
     def _adjusted_gradient(
-        self, zd: torch.Tensor, grad: torch.Tensor
+        self, zd: torch.Tensor, grad: torch.Tensor, v: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(direction, ||grad||, v~, g)`` of Eqs. 3-5 for detached features ``zd`` and ``grad``.
 
         ``direction = v / ||v||`` and ``||grad||`` are per row (keepdim); they are returned so that
-        the cosine diagnostic reuses them instead of recomputing both norms.
+        the cosine diagnostic reuses them instead of recomputing both norms. ``v`` defaults to
+        ``h(zd)``.
         """
-        p = next(self.h.parameters(), None)
-        if p is not None and p.dtype != zd.dtype:
-            v = self.h(zd.to(p.dtype)).to(zd.dtype)
-        else:
-            v = self.h(zd)
+        if v is None:
+            v = self._h_forward(zd)
         direction = F.normalize(v, dim=-1, eps=self.eps)  # v / ||v|| (Eq. 4)
         grad_norm = torch.linalg.vector_norm(grad, dim=-1, keepdim=True)
         if isinstance(self.h, NoiseAdjuster) and self.noise_scaling == "unit":
@@ -342,8 +392,7 @@ class GradientAdjuster(nn.Module):
         loss = self._mean_loss(loss_fn, zs, y)
         (grad,) = torch.autograd.grad(loss, zs)
         if world == 1:
-            core = self._batch_core if self._compiled is None else self._compiled
-            return core(zs.detach(), grad, loss.detach(), y, loss_fn, self._eta(lr, zs))
+            return self._batch_core(zs.detach(), grad, loss.detach(), y, loss_fn, self.beta * lr)
         n_global = zs.numel() // self.dim * world
         grad = grad / world  # gradient of the *global* batch-mean loss (equal shard sizes)
         zd, loss = zs.detach(), loss.detach()
@@ -366,10 +415,10 @@ class GradientAdjuster(nn.Module):
         stats = GALStats(g_loss, g_loss_t, r, r.abs(), accept.to(zd.dtype), sums[3] / n_global, beats)
         return chosen, h_objective, stats
 
-    def _eta(self, lr: float | torch.Tensor, zs: torch.Tensor) -> float | torch.Tensor:
-        """``eta~ = beta * lr``; a 0-dim tensor for the compiled step (no recompile per lr)."""
+    def _eta(self, lr: float | torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
+        """``eta~ = beta * lr`` as a 0-dim tensor, for the compiled step (no recompile per lr)."""
         eta = self.beta * lr
-        if self._compiled is not None and not isinstance(eta, torch.Tensor):
+        if not isinstance(eta, torch.Tensor):
             return torch.full((), eta, dtype=zs.dtype, device=zs.device)
         return eta
 
@@ -385,15 +434,33 @@ class GradientAdjuster(nn.Module):
 
         Every tensor is computed once: ``r = l(z - eta~ g) - l(z) + eta~ <dl/dz, g>`` is both h's
         objective (its absolute value, objective 6) and the logged remainder; the diagnostics reuse
-        the norms of Eq. 4 and run without autograd. This is what ``compile_step`` compiles.
+        the norms of Eq. 4 and run without autograd.
         """
         direction, grad_norm, _, g = self._adjusted_gradient(zd, grad)
-        loss_t = loss_fn(zd - eta * g, y)  # tentative loss (line 7)
-        first = eta * self._first_order_scale(zd.numel() // self.dim) * (grad * g).sum()
-        r = loss_t - loss + first  # Eq. 7
+        loss_t, r = self._remainder(zd, grad, g, loss, y, loss_fn, eta)
         h_objective = r.abs()  # objective (6)
+        chosen, stats = self._decide(zd, grad, g, direction, grad_norm, loss, loss_t, r, y,
+                                     loss_fn, eta)
+        return chosen, h_objective, GALStats(*stats)
+
+    def _remainder(
+        self, zd: torch.Tensor, grad: torch.Tensor, g: torch.Tensor, loss: torch.Tensor, y: Any,
+        loss_fn: LossFn, eta: float | torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(l(z - eta~ g), r)``: the tentative loss (line 7) and ``r`` of Eq. 7,
+        ``r = l(z - eta~ g) - l(z) + eta~ <dl/dz, g>``."""
+        loss_t = loss_fn(zd - eta * g, y)
+        first = eta * self._first_order_scale(zd.numel() // self.dim) * (grad * g).sum()
+        return loss_t, loss_t - loss + first
+
+    def _decide(
+        self, zd: torch.Tensor, grad: torch.Tensor, g: torch.Tensor, direction: torch.Tensor,
+        grad_norm: torch.Tensor, loss: torch.Tensor, loss_t: torch.Tensor, r: torch.Tensor,
+        y: Any, loss_fn: LossFn, eta: float | torch.Tensor,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Lines 7-10 (the chosen gradient) and the fields of :class:`GALStats`, without autograd."""
         with torch.no_grad():
-            loss_t = loss_t.detach()
+            loss_t, r = loss_t.detach(), r.detach()
             accept = _accept(self.policy, loss_t, loss)
             chosen = torch.where(accept, g, grad)  # lines 7-10
             cos = self._row_cosine(direction, grad, grad_norm).mean()
@@ -401,9 +468,7 @@ class GradientAdjuster(nn.Module):
                 beats = (loss_t < loss_fn(zd - eta * grad, y)).to(zd.dtype)
             else:
                 beats = self._nan(zd)
-            stats = GALStats(loss, loss_t, r.detach(), h_objective.detach(), accept.to(zd.dtype),
-                             cos, beats)
-        return chosen, h_objective, stats
+        return chosen, (loss, loss_t, r, r.abs(), accept.to(zd.dtype), cos, beats)
 
     def _sample_step(
         self, zs: torch.Tensor, y: Any, loss_fn: LossFn, lr: float | torch.Tensor, world: int
@@ -484,8 +549,9 @@ class GradientAdjuster(nn.Module):
         Returns:
             :class:`GALStats` (detached tensors; ``stats.loss`` is the reduced loss).
         """
-        chosen, h_objective, stats = self.adjust(z, y, loss_fn, lr, scaler=scaler, weight=weight)
-        trains_h = h_objective.requires_grad and any(p.requires_grad for p in self.h.parameters())
+        chosen, h_objective, h_grads, stats = self._adjust(z, y, loss_fn, lr, scaler, weight)
+        trains_h = h_objective is not None and h_objective.requires_grad and any(
+            p.requires_grad for p in self.h.parameters())
         model_out, model_grad = [z], [chosen]
         if extra is not None:
             extra = (scaler.scale(extra) if scaler is not None else extra) * weight
@@ -509,4 +575,10 @@ class GradientAdjuster(nn.Module):
             torch.autograd.backward([*model_out, h_objective], [*model_grad, None])
         else:
             torch.autograd.backward(model_out, model_grad)
+            if h_grads is not None:  # the compiled step's d|r|/dtheta, accumulated as autograd would
+                for p, gr in h_grads:
+                    if p.grad is None:
+                        p.grad = gr
+                    else:
+                        p.grad.add_(gr)
         return stats
