@@ -235,3 +235,15 @@ def test_alpha0_check_flags_missing_alpha0_seeds():
     changed.loc[1, "mse"] = 4.0000001
     text, ok = _alpha0_check(base, changed)
     assert ok is False and text.startswith("✗ differs from baseline on 1/3")
+
+
+def test_alpha0_header_tells_a_gap_from_a_difference():
+    """The header note says ✗ only when a shared seed differs; a baseline seed without an α=0
+    run (controls on fewer seeds by design) is named, not called a failure."""
+    from gal.tables.render import alpha0_text
+
+    assert alpha0_text({"alpha0_all_exact": None}) == "not run"
+    assert alpha0_text({"alpha0_all_exact": True}).startswith("✓ every seed")
+    gap = alpha0_text({"alpha0_all_exact": False, "alpha0_any_differs": False})
+    assert gap.startswith("✓ every α=0 run equals") and "not every baseline seed" in gap
+    assert alpha0_text({"alpha0_all_exact": False, "alpha0_any_differs": True}).startswith("✗ NOT")
