@@ -77,6 +77,13 @@ def _accept(policy: str, tentative: torch.Tensor, loss: torch.Tensor) -> torch.T
     return torch.zeros_like(loss, dtype=torch.bool)
 
 
+def _scaled(t: torch.Tensor, scaler: Any, weight: float) -> torch.Tensor:
+    """``t`` times ``scaler``'s loss scale (AMP) and ``weight`` (e.g. 1/accumulation steps)."""
+    if scaler is not None:
+        t = scaler.scale(t)
+    return t * weight if weight != 1.0 else t
+
+
 def _per_row(values: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Per-row losses from ``loss_fn(..., reduction="none")`` as a flat ``[N]`` vector.
 
@@ -145,8 +152,8 @@ class GradientAdjuster(nn.Module):
             (torch.compile's default backend, inductor), a backend name (e.g. ``"aot_eager"``)
             or a dict of :func:`torch.compile` keyword arguments (e.g. ``{"options":
             {"cpp_wrapper": True}}``: inductor's C++ wrapper, which on CPU roughly halves the
-            compiled call's fixed cost for small models; longer compile). The first steps compile (seconds); a new batch size recompiles once
-            with dynamic shapes. Pass the same ``loss_fn`` object every step (a new function
+            compiled call's fixed cost for small models; longer compile). The first steps
+            compile (seconds); a new batch size recompiles once with dynamic shapes. Pass the same ``loss_fn`` object every step (a new function
             object is a new graph). ``sample`` granularity, distributed runs, noise adjusters
             and a partly frozen h stay eager. Numerics equal the eager step up to floating-point
             reassociation.
@@ -288,8 +295,7 @@ class GradientAdjuster(nn.Module):
         chosen, h_objective, h_grads, stats = self._adjust(z, y, loss_fn, lr, scaler, weight)
         if h_grads is not None:  # compiled step: a scalar whose gradient is h_grads, valued |r|
             linear = sum((p * gr).sum() for p, gr in h_grads)
-            value = stats.abs_remainder if scaler is None else scaler.scale(stats.abs_remainder)
-            h_objective = value * weight + (linear - linear.detach())
+            h_objective = _scaled(stats.abs_remainder, scaler, weight) + (linear - linear.detach())
         return chosen, h_objective, stats
 
     def _adjust(
@@ -319,14 +325,11 @@ class GradientAdjuster(nn.Module):
                 chosen, h_objective, stats = step(zs.requires_grad_(True), y, loss_fn, lr, world)
             if world > 1:  # back to this rank's loss scale (DDP averages model grads over ranks)
                 chosen = chosen * world
-            if scaler is not None:
-                chosen = scaler.scale(chosen)
-                h_objective = None if h_objective is None else scaler.scale(h_objective)
-                h_grads = None if h_grads is None else [(p, scaler.scale(gr)) for p, gr in h_grads]
-            if weight != 1.0:
-                chosen = chosen * weight
-                h_objective = None if h_objective is None else h_objective * weight
-                h_grads = None if h_grads is None else [(p, gr * weight) for p, gr in h_grads]
+            chosen = _scaled(chosen, scaler, weight)
+            if h_objective is not None:
+                h_objective = _scaled(h_objective, scaler, weight)
+            if h_grads is not None:
+                h_grads = [(p, _scaled(gr, scaler, weight)) for p, gr in h_grads]
         return chosen.to(z.dtype), h_objective, h_grads, stats
 
     def _mean_loss(self, loss_fn: LossFn, zs: torch.Tensor, y: Any) -> torch.Tensor:
@@ -554,7 +557,7 @@ class GradientAdjuster(nn.Module):
             p.requires_grad for p in self.h.parameters())
         model_out, model_grad = [z], [chosen]
         if extra is not None:
-            extra = (scaler.scale(extra) if scaler is not None else extra) * weight
+            extra = _scaled(extra, scaler, weight)
             model_out.append(extra)
             model_grad.append(None)
         if self._world_size() > 1 and trains_h:
