@@ -22,24 +22,79 @@ def test_mlp_parameter_counts_match_paper(dim, arch, expected):
     assert count_parameters(MLPAdjuster(dim, arch, activation=None)) == expected
 
 
+def _linear_stack(h: MLPAdjuster) -> torch.nn.Sequential:
+    """The same h written as separate ``nn.Linear`` layers (the flat parameter's reference)."""
+    layers: list[torch.nn.Module] = []
+    for k, (w, b) in enumerate(h.layers()):
+        lin = torch.nn.Linear(w.shape[1], w.shape[0]).to(w.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(w)
+            lin.bias.copy_(b)
+        layers.append(lin)
+        if h.act is not None and k < len(h.shapes) - 1:
+            layers.append(type(h.act)())
+    return torch.nn.Sequential(*layers)
+
+
 def test_mlp_structure_relu_between_layers_none_after_last():
     h = MLPAdjuster(4, (6, 5), activation="relu", seed=0)
-    kinds = [type(m).__name__ for m in h.net]
-    assert kinds == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    assert h.shapes == ((6, 4), (5, 6), (4, 5)) and isinstance(h.act, torch.nn.ReLU)
     z = torch.randn(3, 7, 4)
-    lin = [m for m in h.net if isinstance(m, torch.nn.Linear)]
     manual = z
-    for k, m in enumerate(lin):
-        manual = manual @ m.weight.T + m.bias
-        if k < len(lin) - 1:
+    for k, (w, b) in enumerate(h.layers()):
+        manual = manual @ w.T + b
+        if k < 2:
             manual = manual.clamp_min(0)
     torch.testing.assert_close(h(z), manual)
+
+
+def test_mlp_flat_parameter_is_the_nn_linear_initialisation():
+    """One flat parameter holding, layer by layer, what ``nn.Linear`` draws from h's seed."""
+    h = MLPAdjuster(4, (6, 5), seed=3)
+    assert [n for n, _ in h.named_parameters()] == ["flat"]
+    state = torch.get_rng_state()
+    torch.manual_seed(3)
+    ref = [torch.nn.Linear(a, b) for a, b in ((4, 6), (6, 5), (5, 4))]
+    torch.set_rng_state(state)
+    for (w, b), lin in zip(h.layers(), ref, strict=True):
+        assert torch.equal(w, lin.weight) and torch.equal(b, lin.bias)
+        assert w.data_ptr() >= h.flat.data_ptr()  # views of the flat parameter, not copies
+
+
+@pytest.mark.parametrize("opt_name,kw", [("adam", {"weight_decay": 1e-2}), ("sgd", {"momentum": 0.9}),
+                                         ("rmsproptf", {"alpha": 0.9, "eps": 1e-3})])
+def test_mlp_flat_parameter_trains_as_separate_layers_bit_for_bit(opt_name, kw):
+    """Every optimizer here updates element by element, so one flat parameter trains exactly as
+    the separate ``nn.Linear`` parameters would (checked against a second implementation)."""
+    h = MLPAdjuster(3, (8, 4), seed=1)
+    ref = _linear_stack(h)
+    opt_h = build_optimizer(opt_name, h.parameters(), 1e-2, **kw)
+    opt_r = build_optimizer(opt_name, ref.parameters(), 1e-2, **kw)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        z = torch.randn(16, 3, generator=gen)
+        for m, o in ((h, opt_h), (ref, opt_r)):
+            (m(z) ** 2).sum().backward()
+            o.step()
+            o.zero_grad()
+    flat_ref = torch.cat([p.detach().reshape(-1) for p in ref.parameters()])
+    assert torch.equal(h.flat.detach(), flat_ref)
+
+
+def test_mlp_loads_a_state_dict_of_separate_layers():
+    """Checkpoints written when h had one ``nn.Linear`` per layer (``net.<i>.weight``) load."""
+    h = MLPAdjuster(3, (5,), seed=2)
+    old = {f"net.{i}.{t}": v for i, lin in ((0, 0), (2, 1))
+           for t, v in zip(("weight", "bias"), h.layers()[lin], strict=True)}
+    fresh = MLPAdjuster(3, (5,), seed=9)
+    fresh.load_state_dict({k: v.clone() for k, v in old.items()})
+    assert torch.equal(fresh.flat, h.flat)
 
 
 def test_mlp_without_activation_is_one_affine_map():
     """Authors' code: no activation, so h(z) = z A^T + c for a single matrix A."""
     h = MLPAdjuster(4, (6, 5), activation=None, seed=0)
-    assert all(isinstance(m, torch.nn.Linear) for m in h.net)
+    assert h.act is None
     eye = torch.eye(4)
     c = h(torch.zeros(1, 4))
     A = (h(eye) - c).T
@@ -114,7 +169,7 @@ def test_param_groups_layouts():
     model = torch.nn.Linear(3, 2)
     h = MLPAdjuster(2, (4,))
     shared = param_groups(model, h)
-    assert len(shared) == 1 and len(shared[0]["params"]) == 2 + 4
+    assert len(shared) == 1 and len(shared[0]["params"]) == 2 + 1  # h: one flat parameter
     own = param_groups(model, h, h_lr=0.016, h_weight_decay=1e-5)
     assert len(own) == 2 and own[1]["lr"] == 0.016 and own[1]["weight_decay"] == 1e-5
     opt = build_optimizer("rmsproptf", own, lr=0.1)

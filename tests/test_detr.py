@@ -111,10 +111,10 @@ def test_gal_box_gradient_equals_hand_computation_for_fixed_matching():
     torch.testing.assert_close(matched_box_loss(z, y), hand.detach())
     adj = GradientAdjuster(dim=4, arch=(64, 16), alpha=0.01, beta=1.0, policy="always", seed=0).double()
     # h by hand: ReLU MLP (64-16) on each query's 4 numbers, no activation after the last layer
-    lin = [m for m in adj.h.modules() if isinstance(m, torch.nn.Linear)]
+    lin = adj.h.layers()
     v = z
-    for i, m in enumerate(lin):
-        v = v @ m.weight.T + m.bias
+    for i, (w, b) in enumerate(lin):
+        v = v @ w.T + b
         v = v.relu() if i < len(lin) - 1 else v
     gn = grad.norm(dim=-1, keepdim=True)
     expected = grad + 0.01 * gn * v / v.norm(dim=-1, keepdim=True)  # Eqs. 3-5 (policy: always)
@@ -127,7 +127,7 @@ def test_gal_box_gradient_equals_hand_computation_for_fixed_matching():
 def test_h_parameter_count_and_the_papers_1344():
     adj = GradientAdjuster(dim=4, arch=(64, 16))
     assert count_parameters(adj.h) == 4 * 64 + 64 + 64 * 16 + 16 + 16 * 4 + 4 == 1428
-    weights = sum(m.weight.numel() for m in adj.h.modules() if isinstance(m, torch.nn.Linear))
+    weights = sum(w.numel() for w, _ in adj.h.layers())
     assert weights == 1344  # the paper's "+1344" (Table IV) counts the weights without biases
 
 

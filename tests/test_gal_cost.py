@@ -25,12 +25,14 @@ from gal.records import RunWriter, load_history
 
 #: aten operators of one ``GradientAdjuster.backward`` (Alg. 1 lines 3-16 without the optimizer
 #: step, the Linear head's backward included) on the fixed case of :func:`_fixed_case`, measured
-#: with torch 2.14. Before the step was slimmed they were 163 / 155 / 186 / 178.
+#: with torch 2.14. Before the step was slimmed they were 163 / 155 / 186 / 178; h's flat
+#: parameter adds 3 (its split into layers) and saves 35 in an Adam step
+#: (:func:`test_flat_h_costs_fewer_operators_per_whole_step`).
 COMMITTED_MAX_OPS = {
-    ("batch", True): 142,
-    ("batch", False): 137,
-    ("sample", True): 178,
-    ("sample", False): 170,
+    ("batch", True): 145,
+    ("batch", False): 140,
+    ("sample", True): 181,
+    ("sample", False): 173,
 }
 
 
@@ -52,6 +54,40 @@ def test_gal_step_operator_count_does_not_grow(granularity: str, compare_vanilla
     assert n <= limit, (f"one GAL step ({granularity}, compare_vanilla={compare_vanilla}) now "
                         f"dispatches {n} aten operators, more than the committed {limit}")
     assert model.weight.grad is not None and all(p.grad is not None for p in adj.parameters())
+
+
+def test_flat_h_costs_fewer_operators_per_whole_step() -> None:
+    """GAL's backward plus the Adam step run fewer operators with h's one flat parameter than
+    with h written as separate ``nn.Linear`` layers holding the same numbers (far fewer counting
+    the kernels inside the foreach ops, which loop over tensors on CPU), and both give the same
+    parameters."""
+    counts, params = {}, {}
+    for flat in (True, False):
+        model, adj, x, y = _fixed_case("batch", True)
+        if not flat:
+            layers: list[torch.nn.Module] = []
+            for k, (w, b) in enumerate(adj.h.layers()):
+                lin = torch.nn.Linear(w.shape[1], w.shape[0])
+                with torch.no_grad():
+                    lin.weight.copy_(w)
+                    lin.bias.copy_(b)
+                layers += [lin, torch.nn.ReLU()] if k < len(adj.h.shapes) - 1 else [lin]
+            adj.h = torch.nn.Sequential(*layers)
+        opt = torch.optim.Adam([*model.parameters(), *adj.parameters()], lr=1e-3, foreach=True)
+
+        def step(adj=adj, model=model, x=x, y=y, opt=opt) -> None:
+            adj.backward(model(x), y, F.cross_entropy, lr=1e-3)
+            opt.step()
+            opt.zero_grad()
+
+        step()  # the optimizer's state exists from here on
+        counts[flat] = (gal_cost.count_ops(step), gal_cost.profiler_ops(step))
+        params[flat] = torch.cat([p.detach().reshape(-1) for p in adj.h.parameters()])
+    (top_flat, all_flat), (top_sep, all_sep) = counts[True], counts[False]
+    assert top_flat < top_sep, counts
+    # the profiler also sees the per-tensor kernels inside the foreach ops (CPU), 7 tensors fewer
+    assert all_flat < all_sep - 100, counts
+    assert torch.equal(params[True], params[False])
 
 
 def test_op_counter_counts() -> None:
@@ -123,10 +159,74 @@ def test_compiled_adjust_gives_h_objective_with_eager_value_and_gradient(weight,
     torch.testing.assert_close(torch.stack(list(sc.as_dict().values())),
                                torch.stack(list(se.as_dict().values())), rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(hc, se.abs_remainder * weight * (scale or 1.0), rtol=1e-12, atol=0)
-    assert len(gc) == len(ge) == 6
+    assert len(gc) == len(ge) == 1  # h's flat parameter
     for a, b in zip(gc, ge, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-15)
         assert b.abs().sum() > 0
+
+
+def _train_few(compile_step, loss_fn=F.cross_entropy, sizes=(6, 6, 6, 5)):
+    """Four GAL steps of a double Linear model (the last batch smaller); stats and parameters."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3).double()
+    adj = GradientAdjuster(3, arch=(8, 4), alpha=0.3, beta=2.0, seed=1,
+                           compile_step=compile_step).double()
+    opt = torch.optim.SGD([*model.parameters(), *adj.parameters()], lr=0.1)
+    gen = torch.Generator().manual_seed(0)
+    stats = []
+    for n in sizes:
+        x = torch.randn(n, 4, generator=gen, dtype=torch.float64)
+        y = torch.randint(0, 3, (n,), generator=gen)
+        stats.append(torch.stack(list(adj.backward(model(x), y, loss_fn, lr=0.1).as_dict().values())))
+        opt.step()
+        opt.zero_grad()
+    params = torch.cat([p.detach().reshape(-1) for g in opt.param_groups for p in g["params"]])
+    return torch.stack(stats), params, adj
+
+
+def test_traced_step_with_inductor_matches_eager_and_compiles_once_per_signature() -> None:
+    """compile_step=True: the step is traced and compiled by inductor without TorchDynamo, once
+    per input signature (here two batch sizes), and gives the eager step's numbers."""
+    se, pe, _ = _train_few(False)
+    sc, pc, adj = _train_few(True)
+    traced = adj._compiled
+    assert traced is not None and traced._dynamo is None and len(traced.entries) == 2
+    torch.testing.assert_close(sc, se, rtol=1e-10, atol=1e-14, equal_nan=True)
+    torch.testing.assert_close(pc, pe, rtol=1e-10, atol=1e-14)
+
+
+def _branchy_loss(z: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    loss = F.cross_entropy(z, y, reduction=reduction)
+    return loss if bool((loss >= 0).all()) else -loss  # data-dependent Python branch
+
+
+def test_traced_step_falls_back_to_dynamo_when_tracing_fails() -> None:
+    """A loss with a data-dependent Python branch cannot be traced to one graph: the step warns
+    once per signature and goes through torch.compile (TorchDynamo), with the eager numbers."""
+    se, pe, _ = _train_few(False, _branchy_loss)
+    with pytest.warns(UserWarning, match="tracing failed"):
+        sc, pc, adj = _train_few("aot_eager", _branchy_loss)
+    assert adj._compiled is not None and adj._compiled._dynamo is not None
+    torch.testing.assert_close(sc, se, rtol=1e-12, atol=1e-15, equal_nan=True)
+    torch.testing.assert_close(pc, pe, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="unknown torch.compile arguments"):
+        GradientAdjuster(3, compile_step={"backend": "inductor", "bogus": 1})
+
+
+def test_traced_step_hands_signatures_beyond_the_limit_to_dynamo(monkeypatch) -> None:
+    """Shapes that change every step (a detector's targets) stop being traced one by one after
+    MAX_SIGNATURES; the rest go through TorchDynamo, with one warning and the eager numbers."""
+    import gal.compiled_step as cs
+
+    monkeypatch.setattr(cs, "MAX_SIGNATURES", 2)
+    sizes = (6, 5, 4, 3)
+    se, pe, _ = _train_few(False, sizes=sizes)
+    with pytest.warns(UserWarning, match="2 input signatures traced already"):
+        sc, pc, adj = _train_few("aot_eager", sizes=sizes)
+    traced = adj._compiled
+    assert traced is not None and traced._dynamo is not None and len(traced.entries) == 4
+    torch.testing.assert_close(sc, se, rtol=1e-12, atol=1e-15, equal_nan=True)
+    torch.testing.assert_close(pc, pe, rtol=1e-12, atol=1e-15)
 
 
 def test_compiled_step_falls_back_to_eager_without_trainable_h() -> None:
@@ -134,12 +234,13 @@ def test_compiled_step_falls_back_to_eager_without_trainable_h() -> None:
     noise = _compiled_vs_eager_adjust({"adjuster": "normal", "alpha": 0.3}, 1.0, None)
     torch.testing.assert_close(noise["aot_eager"][0], noise[False][0], rtol=0, atol=0)
     assert noise["aot_eager"][4].__dict__.get(GradientAdjuster._COMPILED_KEY) is None
-    adj = GradientAdjuster(3, arch=(4,), compile_step="aot_eager").double()
-    adj.h.net[0].weight.requires_grad_(False)
+    h = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    adj = GradientAdjuster(3, h=h, compile_step="aot_eager").double()
+    h[0].weight.requires_grad_(False)
     z = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
     adj.backward(z, torch.zeros(5, dtype=torch.long), F.cross_entropy, 0.1)
     assert adj.__dict__.get(GradientAdjuster._COMPILED_KEY) is None
-    assert adj.h.net[0].weight.grad is None and adj.h.net[0].bias.grad is not None
+    assert h[0].weight.grad is None and h[0].bias.grad is not None
     with pytest.raises(ValueError, match="compile_step"):
         GradientAdjuster(3, compile_step=3)
 

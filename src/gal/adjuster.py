@@ -23,8 +23,10 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -66,6 +68,15 @@ def _private_rng(seed: int) -> Iterator[None]:
 class MLPAdjuster(nn.Module):
     """h as an MLP (Eq. 3; Sec. V-B notation ``(#1-#2-...-#N)`` = N+1 linear maps).
 
+    The layers are ``nn.Linear`` layers with their default initialisation, but their weights and
+    biases live in one flat parameter, ``flat`` (layer by layer, each weight row-major then its
+    bias), split into views in :meth:`forward`. Training gives the same numbers as separate
+    parameters (every optimizer here updates element by element), while the optimizer and
+    ``zero_grad`` handle one tensor instead of 2(N+1): on CPU, ``foreach`` optimizers loop over
+    tensors, and for the small models of Table V that loop cost more than h's arithmetic
+    (Table VII). :meth:`layers` gives the per-layer views; checkpoints written with separate
+    ``net.<i>.weight``/``net.<i>.bias`` entries still load.
+
     Args:
         dim: feature dimension d (input and output).
         arch: hidden widths, e.g. ``(100, 32, 16)``; ``()`` gives a single ``Linear(d, d)``.
@@ -79,18 +90,35 @@ class MLPAdjuster(nn.Module):
     ) -> None:
         super().__init__()
         widths = [int(dim), *map(int, arch), int(dim)]
-        layers: list[nn.Module] = []
         with _private_rng(seed):
-            for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
-                layers.append(nn.Linear(a, b))
-                act = _activation(activation) if i < len(widths) - 2 else None
-                if act is not None:
-                    layers.append(act)
-        self.net = nn.Sequential(*layers)
+            linears = [nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)]
+        self.shapes: tuple[tuple[int, int], ...] = tuple(
+            (b, a) for a, b in zip(widths[:-1], widths[1:], strict=True))
+        self.sizes: tuple[int, ...] = tuple(n for o, i in self.shapes for n in (o * i, o))
+        self.flat = nn.Parameter(torch.cat(
+            [t.detach().reshape(-1) for lin in linears for t in (lin.weight, lin.bias)]))
+        self.act = _activation(activation)
         self.dim = int(dim)
 
+    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``[(weight [out, in], bias [out]), ...]``: views of :attr:`flat`, one per linear map."""
+        parts = self.flat.split(self.sizes)
+        return [(parts[2 * k].view(shape), parts[2 * k + 1]) for k, shape in enumerate(self.shapes)]
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+        layers = self.layers()
+        for k, (weight, bias) in enumerate(layers):
+            z = F.linear(z, weight, bias)
+            if self.act is not None and k < len(layers) - 1:
+                z = self.act(z)
+        return z
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        old = [f"{prefix}net.{k}.{t}" for k in range(2 * len(self.shapes)) for t in ("weight", "bias")]
+        old = [k for k in old if k in state_dict]
+        if old and f"{prefix}flat" not in state_dict:  # separate nn.Linear parameters
+            state_dict[f"{prefix}flat"] = torch.cat([state_dict.pop(k).reshape(-1) for k in old])
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
 
 class CNNAdjuster(nn.Module):

@@ -2,27 +2,37 @@
 
 Algorithm 1 lines 4-10 and the gradient of objective (6) w.r.t. h's parameters written as one
 function of tensors with :mod:`torch.func` (``grad_and_value`` for ``dl/dz`` and for
-``d|r|/dtheta``, ``functional_call`` for ``h``), so that :func:`torch.compile` turns the whole of
-GAL's extra work into one compiled call without autograd state: no autograd graph is built for
-the loss or for h, and h's gradients come back as tensors that the caller accumulates. The eager
-step (:meth:`GradientAdjuster._batch_core`) back-propagates ``|r|`` through h inside the model's
-backward pass instead; both compute the same quantities (Eqs. 3-7), in the same order.
+``d|r|/dtheta``, ``functional_call`` for ``h``): :func:`functional_batch_step`. The eager step
+(:meth:`GradientAdjuster._batch_core`) back-propagates ``|r|`` through h inside the model's
+backward pass instead; both compute the same quantities (Eqs. 3-7), in the same order, with the
+adjuster's own helpers (Eq. 4 in ``_adjusted_gradient``, Eq. 7 in ``_remainder``, lines 7-10 and
+the diagnostics in ``_decide``), so the two paths cannot drift apart.
 
-The functions here only use the adjuster's own helpers (Eq. 4 in ``_adjusted_gradient``, Eq. 7
-in ``_remainder``, lines 7-10 and the diagnostics in ``_decide``), so the two paths cannot drift
-apart.
+:class:`TracedStep` compiles that function once per input signature: it traces it to one aten
+graph (:func:`~torch.fx.experimental.proxy_tensor.make_fx` on fake tensors) and hands the graph
+to a :func:`torch.compile` backend directly (inductor: :func:`torch._inductor.compile`, "for FX
+graphs captured without TorchDynamo"). A call then costs a dictionary lookup on the signature
+and the compiled graph, with no TorchDynamo frame evaluation or guards: for the small models of
+Table V those cost more than GAL's arithmetic (Table VII).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.utils._pytree as pytree
 from torch.func import functional_call, grad_and_value
 
 if TYPE_CHECKING:
     from gal.step import GradientAdjuster, LossFn
+
+#: ``torch.compile`` keyword arguments that ``compile_step`` accepts as a dict. ``fullgraph``
+#: and ``dynamic`` are accepted and have no effect: the traced graph is always whole and
+#: specialised to one signature.
+COMPILE_KWARGS = ("backend", "mode", "options", "fullgraph", "dynamic")
 
 
 def functional_batch_step(
@@ -67,3 +77,146 @@ def functional_params(h: torch.nn.Module) -> dict[str, torch.nn.Parameter] | Non
     if params and all(p.requires_grad for p in params.values()):
         return params
     return None
+
+
+def compile_kwargs(setting: bool | str | Mapping[str, Any]) -> dict[str, Any]:
+    """``compile_step``'s value as :func:`torch.compile` keyword arguments (``True``: inductor;
+    a string: that backend; a dict: its keys, which must be among :data:`COMPILE_KWARGS`)."""
+    if isinstance(setting, Mapping):
+        unknown = sorted(set(setting) - set(COMPILE_KWARGS))
+        if unknown:
+            raise ValueError(f"compile_step got unknown torch.compile arguments {unknown}; "
+                             f"use {', '.join(COMPILE_KWARGS)}")
+        return dict(setting)
+    return {"backend": "inductor" if setting is True else str(setting)}
+
+
+#: input signatures :class:`TracedStep` traces before new ones go through TorchDynamo.
+MAX_SIGNATURES = 8
+
+
+def _tensor_key(t: torch.Tensor) -> tuple[Any, ...]:
+    return (t.shape, t.dtype, t.device, t.requires_grad)
+
+
+class TracedStep:
+    """:func:`functional_batch_step` of one adjuster, compiled once per input signature.
+
+    The signature is everything the traced graph depends on: the adjuster's settings, h (its
+    identity, training flag and parameters' names, shapes and dtypes), ``loss_fn`` (its
+    identity), and the shapes, dtypes and devices of the features, the targets (any pytree of
+    tensors and hashable constants) and ``eta~``. A new signature (e.g. the last, smaller batch
+    of an epoch) traces and compiles once more. Changing h's modules in place after the first
+    step (other than its parameters' values) is not detected.
+
+    Functions the tracer cannot follow (data-dependent Python control flow in ``loss_fn``), an
+    h with buffers, targets holding unhashable constants and signatures beyond the first
+    :data:`MAX_SIGNATURES` (e.g. a detector's targets, whose box count changes every batch) go
+    through :func:`torch.compile` of the function instead (TorchDynamo, which splits the graph
+    where it must and makes changing shapes dynamic), with a warning.
+    """
+
+    def __init__(self, adj: GradientAdjuster, setting: bool | str | Mapping[str, Any]) -> None:
+        self.adj = adj
+        self.kwargs = compile_kwargs(setting)
+        self.entries: dict[Hashable, Callable[..., Any]] = {}
+        self._dynamo: Callable[..., Any] | None = None
+
+    def _settings(self) -> tuple[Any, ...]:
+        a = self.adj
+        return (a.dim, a.alpha, a.eps, a.policy, a.first_order, a.noise_scaling,
+                a.compare_vanilla, id(a.h), a.h.training)
+
+    def __call__(self, params: dict[str, torch.Tensor], zd: torch.Tensor, y: Any,
+                 loss_fn: LossFn, eta: torch.Tensor,
+                 ) -> tuple[torch.Tensor, list[torch.Tensor], tuple[torch.Tensor, ...]]:
+        """``(chosen, h's gradients in params' order, stats)`` of :func:`functional_batch_step`."""
+        if isinstance(y, torch.Tensor):
+            leaves, spec, ykey = [y], None, _tensor_key(y)
+        else:
+            flat, spec = pytree.tree_flatten(y)
+            leaves = [v for v in flat if isinstance(v, torch.Tensor)]
+            ykey = (spec, tuple(_tensor_key(v) if isinstance(v, torch.Tensor) else v for v in flat))
+        pkey = tuple((k, p.shape, p.dtype, p.device) for k, p in params.items())
+        key: Hashable = (self._settings(), pkey, _tensor_key(zd), ykey, eta.dtype, eta.device,
+                         loss_fn)
+        why = None
+        try:
+            fn = self.entries.get(key)
+        except TypeError:  # an unhashable constant among the targets
+            key, why = ("unhashable targets", loss_fn), "the targets hold an unhashable constant"
+            fn = self.entries.get(key)
+        if fn is None:
+            if why is None and len(self.entries) >= MAX_SIGNATURES:
+                why = (f"{len(self.entries)} input signatures traced already (shapes that change "
+                       "every step, or a new loss_fn object per step)")
+            fn = self.entries[key] = self._build(params, zd, y, spec, loss_fn, eta, why)
+        n = len(params)
+        out = fn(*params.values(), zd, *leaves, eta)
+        return out[0], list(out[1:1 + n]), tuple(out[1 + n:])
+
+    def _build(self, params: dict[str, torch.Tensor], zd: torch.Tensor, y: Any,
+               spec: pytree.TreeSpec | None, loss_fn: LossFn, eta: torch.Tensor, why: str | None,
+               ) -> Callable[..., Any]:
+        """The compiled step for one signature, called as ``fn(*h_params, zd, *y_tensors, eta)``
+        and returning ``(chosen, *h_grads, *stats)``; traced unless ``why`` says why not."""
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        adj, names = self.adj, list(params)
+        flat = [y] if spec is None else pytree.tree_flatten(y)[0]
+        slots = [i for i, v in enumerate(flat) if isinstance(v, torch.Tensor)]
+        n = len(names)
+
+        def unpack(args: tuple[torch.Tensor, ...]) -> tuple[dict[str, torch.Tensor], Any]:
+            leaves = list(flat)
+            for i, v in zip(slots, args[n + 1:-1], strict=True):
+                leaves[i] = v
+            yy = leaves[0] if spec is None else pytree.tree_unflatten(leaves, spec)
+            return dict(zip(names, args[:n], strict=True)), yy
+
+        def step(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            p, yy = unpack(args)
+            chosen, grads, stats = functional_batch_step(adj, p, args[n], yy, loss_fn, args[-1])
+            return (chosen, *(grads[k] for k in names), *stats)
+
+        if why is None and any(True for _ in adj.h.buffers()):
+            why = "h has buffers"
+        if why is None:
+            inputs = [*params.values(), zd, *(flat[i] for i in slots), eta]
+            inputs = [t.detach() for t in inputs]
+            with torch.no_grad():
+                try:
+                    gm = make_fx(step, tracing_mode="fake")(*inputs)
+                except Exception as err:  # noqa: BLE001 - any tracing failure takes the Dynamo path
+                    why = f"tracing failed ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+                else:
+                    return self._compile(gm, inputs)
+        if self._dynamo is None:  # warn once: a detector's targets would warn every batch
+            warnings.warn(f"GradientAdjuster(compile_step=...): {why}; compiling the step with "
+                          "torch.compile (TorchDynamo) instead", stacklevel=4)
+            self._dynamo = torch.compile(functional_batch_step, **self.kwargs)
+        compiled = self._dynamo
+
+        def dynamo_step(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            p, yy = unpack(args)
+            chosen, grads, stats = compiled(adj, p, args[n], yy, loss_fn, args[-1])
+            return (chosen, *(grads[k] for k in names), *stats)
+
+        return dynamo_step
+
+    def _compile(self, gm: torch.fx.GraphModule, inputs: list[torch.Tensor]) -> Callable[..., Any]:
+        kw = self.kwargs
+        backend = kw.get("backend", "inductor")
+        if backend == "inductor":
+            import torch._inductor
+
+            mode = kw.get("mode")
+            options = dict(torch._inductor.list_mode_options(mode)) if mode else {}
+            options.update(kw.get("options") or {})
+            return torch._inductor.compile(gm, inputs, options=options or None)
+        if kw.get("mode") or kw.get("options"):
+            raise ValueError(f"compile_step: 'mode' and 'options' apply to the inductor backend, "
+                             f"not {backend!r}")
+        from torch._dynamo import lookup_backend
+
+        return lookup_backend(backend)(gm, inputs)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gal.adjuster import NoiseAdjuster, build_adjuster
-from gal.compiled_step import functional_batch_step, functional_params
+from gal.compiled_step import TracedStep, compile_kwargs, functional_params
 
 POLICIES = ("leq", "lt", "always", "never")
 GRANULARITIES = ("batch", "sample")
@@ -144,19 +144,20 @@ class GradientAdjuster(nn.Module):
             (e.g. ``drop_last=True``), as the global mean is the mean of the ranks' means; noise
             adjusters draw from the same seed on every rank.
         process_group: process group for the distributed reductions (default: world).
-        compile_step: opt-in :func:`torch.compile` of GAL's whole extra work in the
-            single-process ``batch`` step: ``dl/dz`` (line 4), Eqs. 3-7, lines 5-10 and the
-            gradient of objective (6) w.r.t. h, written with :mod:`torch.func` as one function
-            of tensors (:mod:`gal.compiled_step`), so no autograd graph is built for the loss or
-            h and h's gradients are accumulated directly. ``False`` (default, eager), ``True``
-            (torch.compile's default backend, inductor), a backend name (e.g. ``"aot_eager"``)
-            or a dict of :func:`torch.compile` keyword arguments (e.g. ``{"options":
-            {"cpp_wrapper": True}}``: inductor's C++ wrapper, which on CPU roughly halves the
-            compiled call's fixed cost for small models; longer compile). The first steps
-            compile (seconds); a new batch size recompiles once with dynamic shapes. Pass the same ``loss_fn`` object every step (a new function
-            object is a new graph). ``sample`` granularity, distributed runs, noise adjusters
-            and a partly frozen h stay eager. Numerics equal the eager step up to floating-point
-            reassociation.
+        compile_step: opt-in compilation of GAL's whole extra work in the single-process
+            ``batch`` step: ``dl/dz`` (line 4), Eqs. 3-7, lines 5-10 and the gradient of
+            objective (6) w.r.t. h, written with :mod:`torch.func` as one function of tensors,
+            traced to one graph per input signature and compiled by a :func:`torch.compile`
+            backend (:class:`gal.compiled_step.TracedStep`); no autograd graph is built for the
+            loss or h, h's gradients are accumulated directly, and a call has no TorchDynamo
+            guards to evaluate. ``False`` (default, eager), ``True`` (inductor), a backend name
+            (e.g. ``"aot_eager"``) or a dict of :func:`torch.compile` keyword arguments
+            (``backend``, ``mode``, ``options``, e.g. ``{"options": {"cpp_wrapper": True}}``).
+            The first step compiles (seconds); a new batch size compiles once more. Pass the
+            same ``loss_fn`` object every step (a new function object is a new graph), and do
+            not change h's modules after the first step. ``sample`` granularity, distributed
+            runs, noise adjusters and a partly frozen h stay eager. Numerics equal the eager
+            step up to floating-point reassociation.
         precision: dtype the step (Eqs. 3-7, lines 4-10) is computed in; ``None`` (default): z's
             dtype (float32 for fp16/bf16 features). ``torch.float64`` resolves the remainder r
             of Eq. 7 when it is below float32's resolution of the loss (about 1e-7 of its
@@ -211,6 +212,8 @@ class GradientAdjuster(nn.Module):
         if not isinstance(compile_step, bool | str | Mapping):
             raise ValueError(f"compile_step must be a bool, a backend name or a dict of torch.compile "
                              f"keyword arguments, got {compile_step!r}")
+        if compile_step:
+            compile_kwargs(compile_step)  # unknown keys fail here, not at the first step
         self.compile_step = compile_step
         if precision is not None and not (isinstance(precision, torch.dtype) and precision.is_floating_point):
             raise ValueError(f"precision must be a floating torch.dtype or None, got {precision!r}")
@@ -220,9 +223,9 @@ class GradientAdjuster(nn.Module):
     _COMPILED_KEY = "_gal_compiled_core"
 
     @property
-    def _compiled(self) -> Callable[..., Any] | None:
-        """The compiled :func:`~gal.compiled_step.functional_batch_step` of *this* instance
-        (built on first use), or None when ``compile_step`` is off.
+    def _compiled(self) -> TracedStep | None:
+        """The :class:`~gal.compiled_step.TracedStep` of *this* instance (built on first use), or
+        None when ``compile_step`` is off.
 
         Kept in ``__dict__`` with the owner's id, so a deep copy builds its own and pickling
         drops it (:meth:`__getstate__`).
@@ -231,17 +234,9 @@ class GradientAdjuster(nn.Module):
             return None
         owner, fn = self.__dict__.get(self._COMPILED_KEY, (None, None))
         if owner != id(self) or fn is None:
-            if isinstance(self.compile_step, Mapping):
-                kwargs = dict(self.compile_step)
-            else:
-                kwargs = {"backend": "inductor" if self.compile_step is True else str(self.compile_step)}
-            fn = torch.compile(self._functional_step, **kwargs)
+            fn = TracedStep(self, self.compile_step)
             self.__dict__[self._COMPILED_KEY] = (id(self), fn)
         return fn
-
-    def _functional_step(self, params: dict[str, torch.Tensor], zd: torch.Tensor, y: Any,
-                         loss_fn: LossFn, eta: torch.Tensor) -> Any:
-        return functional_batch_step(self, params, zd, y, loss_fn, eta)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -319,7 +314,7 @@ class GradientAdjuster(nn.Module):
             if params is not None:
                 with torch.no_grad():  # torch.func computes the gradients inside
                     chosen, grads, fields = self._compiled(params, zs, y, loss_fn, self._eta(lr, zs))
-                h_grads, stats = [(p, grads[k]) for k, p in params.items()], GALStats(*fields)
+                h_grads, stats = list(zip(params.values(), grads, strict=True)), GALStats(*fields)
             else:
                 step = self._sample_step if self.granularity == "sample" else self._batch_step
                 chosen, h_objective, stats = step(zs.requires_grad_(True), y, loss_fn, lr, world)

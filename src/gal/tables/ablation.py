@@ -119,7 +119,10 @@ def paper_count_reading(d: int = 100) -> list[tuple[str, int, int, int]]:
         for arch in TABLE8_ARCHS:
             m = cls(d, [int(w) for w in arch.split("-")])
             named = dict(m.named_parameters())
-            weights = sum(p.numel() for n, p in named.items() if n.endswith("weight"))
+            if isinstance(m, MLPAdjuster):  # one flat parameter; its per-layer views
+                weights = sum(w.numel() for w, _ in m.layers())
+            else:
+                weights = sum(p.numel() for n, p in named.items() if n.endswith("weight"))
             conv_bias = sum(p.numel() for n, p in named.items()
                             if n.endswith("bias") and n.startswith("features"))
             out.append((f"{kind}/{arch}", sum(p.numel() for p in named.values()), weights,
