@@ -97,7 +97,7 @@ compare: venv
 # GAL step overhead vs baseline (ratio measured side by side in one process)
 benchmark: venv
 	PYTHONPATH=. $(PY) benchmarks/classification_throughput.py --profile $(PROFILE)
-	PYTHONPATH=. $(PY) benchmarks/gal_cost.py
+	PYTHONPATH=. $(PY) benchmarks/gal_cost.py --compile
 	$(PY) benchmarks/overhead.py --out results/benchmarks/overhead_$(shell $(PY) -c "import torch;print('cuda' if torch.cuda.is_available() else 'cpu')").json
 
 # Accuracy vs CPU-minutes of candidate cpu-profile networks (how the cpu profile was chosen)

@@ -203,7 +203,9 @@ def _spec(table: int, methods: tuple[Method, ...], row_key: Any,
                     "booktabs and amssymb.",
         tex_caption=f"{title[0].upper()}{title[1:]} (Table {roman}, paper: CIFAR-100, SGD): ours "
                     "beside the paper.",
-        record_filter={"task": "classification", "table": "ablation"},
+        # Tables VI and VIII are SGD only (paper captions); the ablation runs root also holds
+        # Fig. 7's Lookahead runs, which belong to Fig. 7 alone
+        record_filter={"task": "classification", "table": "ablation", "optimizer": "sgd"},
         required_columns=("dataset", "optimizer", "method"),
         groups=(
             GroupKey("profile", "Profile", preferred=("paper", "ablation", "cpu", "smoke")),
