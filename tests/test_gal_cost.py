@@ -96,36 +96,37 @@ def test_op_counter_counts() -> None:
     assert gal_cost.count_flops(lambda: torch.ones(4, 5) @ torch.ones(5, 6)) == 2 * 4 * 5 * 6
 
 
+def _train_few(compile_step, loss_fn=F.cross_entropy, sizes=(6, 6, 6, 5)):
+    """GAL steps of a double Linear model (the last batch smaller, the learning rate GAL sees
+    decaying); the stats and the parameters."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3).double()
+    adj = GradientAdjuster(3, arch=(8, 4), alpha=0.3, beta=2.0, seed=1,
+                           compile_step=compile_step).double()
+    opt = torch.optim.SGD([*model.parameters(), *adj.parameters()], lr=0.1)
+    gen = torch.Generator().manual_seed(0)
+    stats = []
+    for i, n in enumerate(sizes):
+        x = torch.randn(n, 4, generator=gen, dtype=torch.float64)
+        y = torch.randint(0, 3, (n,), generator=gen)
+        stats.append(torch.stack(list(adj.backward(model(x), y, loss_fn, lr=0.1 / (i + 1)).as_dict().values())))
+        opt.step()
+        opt.zero_grad()
+    params = torch.cat([p.detach().reshape(-1) for g in opt.param_groups for p in g["params"]])
+    return torch.stack(stats), params, adj
+
+
 def test_compiled_step_matches_eager_and_survives_copies() -> None:
     """compile_step (here the cheap "aot_eager" backend) gives the eager step's numbers, with a
     changing learning rate and a new batch size; deep copies and pickling keep working."""
-    out = {}
-    for mode in (False, "aot_eager"):
-        torch.manual_seed(0)
-        model = torch.nn.Linear(4, 3).double()
-        adj = GradientAdjuster(3, arch=(8, 4), alpha=0.3, beta=2.0, seed=1,
-                               compile_step=mode).double()
-        opt = torch.optim.SGD([*model.parameters(), *adj.parameters()], lr=0.1)
-        gen = torch.Generator().manual_seed(0)
-        stats = []
-        for i in range(4):
-            n = 6 if i < 3 else 5
-            x = torch.randn(n, 4, generator=gen, dtype=torch.float64)
-            y = torch.randint(0, 3, (n,), generator=gen)
-            st = adj.backward(model(x), y, F.cross_entropy, lr=0.1 / (i + 1))
-            stats.append(torch.stack(list(st.as_dict().values())))
-            opt.step()
-            opt.zero_grad()
-        out[mode] = (torch.stack(stats), [p.detach().clone() for p in opt.param_groups[0]["params"]])
-        if mode:
-            assert adj._compiled is not None
-            clone = copy.deepcopy(adj)
-            assert clone._compiled is not adj._compiled
-            torch.save(adj, io.BytesIO())  # the compiled function is not pickled
-    torch.testing.assert_close(out["aot_eager"][0], out[False][0], rtol=1e-12, atol=1e-15,
-                               equal_nan=True)
-    for a, b in zip(out["aot_eager"][1], out[False][1], strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+    se, pe, _ = _train_few(False)
+    sc, pc, adj = _train_few("aot_eager")
+    assert adj._compiled is not None
+    clone = copy.deepcopy(adj)
+    assert clone._compiled is not adj._compiled
+    torch.save(adj, io.BytesIO())  # the compiled function is not pickled
+    torch.testing.assert_close(sc, se, rtol=1e-12, atol=1e-15, equal_nan=True)
+    torch.testing.assert_close(pc, pe, rtol=1e-12, atol=1e-15)
 
 
 def _compiled_vs_eager_adjust(adj_kw: dict, weight: float, scale: float | None):
@@ -163,25 +164,6 @@ def test_compiled_adjust_gives_h_objective_with_eager_value_and_gradient(weight,
     for a, b in zip(gc, ge, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-15)
         assert b.abs().sum() > 0
-
-
-def _train_few(compile_step, loss_fn=F.cross_entropy, sizes=(6, 6, 6, 5)):
-    """Four GAL steps of a double Linear model (the last batch smaller); stats and parameters."""
-    torch.manual_seed(0)
-    model = torch.nn.Linear(4, 3).double()
-    adj = GradientAdjuster(3, arch=(8, 4), alpha=0.3, beta=2.0, seed=1,
-                           compile_step=compile_step).double()
-    opt = torch.optim.SGD([*model.parameters(), *adj.parameters()], lr=0.1)
-    gen = torch.Generator().manual_seed(0)
-    stats = []
-    for n in sizes:
-        x = torch.randn(n, 4, generator=gen, dtype=torch.float64)
-        y = torch.randint(0, 3, (n,), generator=gen)
-        stats.append(torch.stack(list(adj.backward(model(x), y, loss_fn, lr=0.1).as_dict().values())))
-        opt.step()
-        opt.zero_grad()
-    params = torch.cat([p.detach().reshape(-1) for g in opt.param_groups for p in g["params"]])
-    return torch.stack(stats), params, adj
 
 
 def test_traced_step_with_inductor_matches_eager_and_compiles_once_per_signature() -> None:
