@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,7 @@ def run_epochs(
     get_state: Callable[[], dict[str, Any]],
     set_state: Callable[[dict[str, Any]], None],
     checkpoint_every: int = 1,
+    min_checkpoint_s: float = 0.0,
     loss_keys: Sequence[str] = ("train_loss", "val_loss"),
     diagnostic_keys: Sequence[str] = GAL_FINITE_KEYS,
     fail_hint: str = "lower the learning rate (train.lr) or standardise the data",
@@ -211,7 +213,11 @@ def run_epochs(
        6, by default) with ``writer.fail("non-finite GAL diagnostic at epoch e (...); ...")``;
        either returns ``"failed"``.
        Otherwise the row is logged and, every ``checkpoint_every`` epochs and at the last one,
-       ``{"task": get_state(), "rng": rng_state(), "epoch": e, "config_hash": ...}`` is saved.
+       ``{"task": get_state(), "rng": rng_state(), "epoch": e, "config_hash": ...}`` is saved;
+       after this process's first checkpoint, no more often than every ``min_checkpoint_s``
+       seconds (for runs whose epochs take milliseconds, where a checkpoint per epoch would
+       cost a tenth of the training; an interruption then repeats at most that much work, to
+       the same numbers).
 
     The caller calls ``writer.finish(metrics)`` after this returns ``"trained"``.
 
@@ -231,6 +237,7 @@ def run_epochs(
         set_rng_state(state["rng"])
         start = int(state["epoch"])
     every = max(1, int(checkpoint_every))
+    last_saved: float | None = None
     for e in range(start + 1, epochs + 1):
         row: dict[str, Any] = {"epoch": e}
         row.update(train_epoch(e))
@@ -246,10 +253,13 @@ def run_epochs(
                             f"the adjuster h is diverging); {fail_hint}")
             return "failed"
         writer.log(row)
-        if e % every == 0 or e == epochs:
+        due = e % every == 0 and (
+            last_saved is None or time.monotonic() - last_saved >= min_checkpoint_s)
+        if due or e == epochs:
             writer.save_checkpoint({
                 "task": get_state(), "rng": rng_state(), "epoch": e, _CONFIG_HASH_KEY: settings_hash,
             })
+            last_saved = time.monotonic()
         if on_epoch is not None:
             on_epoch(e)
     return "trained"

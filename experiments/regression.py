@@ -81,6 +81,9 @@ VARIANTS = ("paper", "standardized")
 TORCH_METHODS = ("baseline", "gal", "gal_alpha0", "noise_normal")
 SKLEARN_METHODS = ("ols", "mlp_sklearn")
 METHODS = TORCH_METHODS + SKLEARN_METHODS
+#: seconds between checkpoints after a run's first (train.checkpoint_every epochs otherwise): a
+#: Table V epoch takes about 40 ms on CPU and a checkpoint 6-7 ms (Table VII's benchmark)
+MIN_CHECKPOINT_S = 5.0
 
 __all__ = [
     "CONFIG_PATH",
@@ -382,6 +385,7 @@ def _run_torch(
         writer, epochs=int(settings["epochs"]), settings_hash=config_hash(settings),
         train_epoch=train_epoch, evaluate=evaluate, get_state=get_state, set_state=set_state,
         checkpoint_every=int(cfg["train"]["checkpoint_every"]),
+        min_checkpoint_s=MIN_CHECKPOINT_S,
         fail_hint=_fail_hint(settings, spec.variant),
     )
     if outcome == "failed":

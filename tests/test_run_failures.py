@@ -50,6 +50,25 @@ def test_non_finite_gal_diagnostic_fails_the_run(tmp_path: Path) -> None:
     assert GAL_FINITE_KEYS == ("remainder", "abs_remainder")
 
 
+def test_checkpoints_after_the_first_wait_min_checkpoint_s(tmp_path: Path, monkeypatch) -> None:
+    """Epoch 1 and the last epoch are always saved; in between, no more often than every
+    ``min_checkpoint_s`` seconds (0: every ``checkpoint_every`` epochs, as before)."""
+    saved: list[int] = []
+    real = RunWriter.save_checkpoint
+
+    def spy(self: RunWriter, state: dict) -> None:
+        saved.append(int(state["epoch"]))
+        real(self, state)
+
+    monkeypatch.setattr(RunWriter, "save_checkpoint", spy)
+    rows = [{"train_loss": 0.5}] * 6
+    assert _run(tmp_path / "a", rows, min_checkpoint_s=3600.0)[0] == "trained"
+    assert saved == [1, 6]
+    saved.clear()
+    assert _run(tmp_path / "b", rows, checkpoint_every=2)[0] == "trained"
+    assert saved == [2, 4, 6]
+
+
 def test_loss_takes_precedence_and_nan_g_beats_grad_is_fine(tmp_path: Path) -> None:
     out, st = _run(tmp_path / "a", [{"train_loss": math.nan, "remainder": math.nan}])
     assert out == "failed" and st["reason"].startswith("non-finite loss at epoch 1 (train_loss=nan")
