@@ -30,7 +30,9 @@ is h's forward and backward on the ``[N, d]`` features plus two or three loss ev
   counter), baseline vs GAL, and those of ``GradientAdjuster.backward`` alone; plus the number
   of aten ops ``torch.profiler`` records (nested ones included);
 * **checkpoint** (regression cases) - one per-epoch ``RunWriter.save_checkpoint`` of a Table V
-  GAL run against the former way of writing it, and its share of an epoch.
+  GAL run against the former way of writing it, and its share of an epoch (an upper bound:
+  Table V runs save at most every ``experiments.regression.MIN_CHECKPOINT_S`` seconds after
+  their first checkpoint).
 
 Cases (``--device cpu``): Table V's three regression MLPs (Adam, h with its own Adam, batch and
 widths from ``experiments/configs/regression.yaml``), Table I's cpu-profile model
