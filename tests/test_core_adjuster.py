@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from reference_h import linear_stack
 
 from gal import CNNAdjuster, MLPAdjuster, build_optimizer, count_parameters, param_groups
 from gal.optim import OPTIMIZERS
@@ -20,20 +21,6 @@ def test_mlp_parameter_counts_match_paper(dim, arch, expected):
     assert by_hand == expected
     assert count_parameters(MLPAdjuster(dim, arch)) == expected
     assert count_parameters(MLPAdjuster(dim, arch, activation=None)) == expected
-
-
-def _linear_stack(h: MLPAdjuster) -> torch.nn.Sequential:
-    """The same h written as separate ``nn.Linear`` layers (the flat parameter's reference)."""
-    layers: list[torch.nn.Module] = []
-    for k, (w, b) in enumerate(h.layers()):
-        lin = torch.nn.Linear(w.shape[1], w.shape[0]).to(w.dtype)
-        with torch.no_grad():
-            lin.weight.copy_(w)
-            lin.bias.copy_(b)
-        layers.append(lin)
-        if h.act is not None and k < len(h.shapes) - 1:
-            layers.append(type(h.act)())
-    return torch.nn.Sequential(*layers)
 
 
 def test_mlp_structure_relu_between_layers_none_after_last():
@@ -67,7 +54,7 @@ def test_mlp_flat_parameter_trains_as_separate_layers_bit_for_bit(opt_name, kw):
     """Every optimizer here updates element by element, so one flat parameter trains exactly as
     the separate ``nn.Linear`` parameters would (checked against a second implementation)."""
     h = MLPAdjuster(3, (8, 4), seed=1)
-    ref = _linear_stack(h)
+    ref = linear_stack(h)
     opt_h = build_optimizer(opt_name, h.parameters(), 1e-2, **kw)
     opt_r = build_optimizer(opt_name, ref.parameters(), 1e-2, **kw)
     gen = torch.Generator().manual_seed(0)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from reference_h import linear_stack
 
 from benchmarks import gal_cost
 from experiments.common import DIAGNOSTICS, EpochAverager
@@ -65,14 +66,7 @@ def test_flat_h_costs_fewer_operators_per_whole_step() -> None:
     for flat in (True, False):
         model, adj, x, y = _fixed_case("batch", True)
         if not flat:
-            layers: list[torch.nn.Module] = []
-            for k, (w, b) in enumerate(adj.h.layers()):
-                lin = torch.nn.Linear(w.shape[1], w.shape[0])
-                with torch.no_grad():
-                    lin.weight.copy_(w)
-                    lin.bias.copy_(b)
-                layers += [lin, torch.nn.ReLU()] if k < len(adj.h.shapes) - 1 else [lin]
-            adj.h = torch.nn.Sequential(*layers)
+            adj.h = linear_stack(adj.h)
         opt = torch.optim.Adam([*model.parameters(), *adj.parameters()], lr=1e-3, foreach=True)
 
         def step(adj=adj, model=model, x=x, y=y, opt=opt) -> None:
