@@ -187,6 +187,8 @@ def test_traced_step_falls_back_to_dynamo_when_tracing_fails() -> None:
     torch.testing.assert_close(pc, pe, rtol=1e-12, atol=1e-15)
     with pytest.raises(ValueError, match="unknown torch.compile arguments"):
         GradientAdjuster(3, compile_step={"backend": "inductor", "bogus": 1})
+    with pytest.raises(ValueError, match="apply to the inductor backend"):
+        GradientAdjuster(3, compile_step={"backend": "aot_eager", "options": {"cpp_wrapper": True}})
 
 
 def test_traced_step_hands_signatures_beyond_the_limit_to_dynamo(monkeypatch) -> None:

@@ -87,7 +87,12 @@ def compile_kwargs(setting: bool | str | Mapping[str, Any]) -> dict[str, Any]:
         if unknown:
             raise ValueError(f"compile_step got unknown torch.compile arguments {unknown}; "
                              f"use {', '.join(COMPILE_KWARGS)}")
-        return dict(setting)
+        kwargs = dict(setting)
+        backend = kwargs.get("backend", "inductor")
+        if backend != "inductor" and (kwargs.get("mode") or kwargs.get("options")):
+            raise ValueError(f"compile_step: 'mode' and 'options' apply to the inductor backend, "
+                             f"not {backend!r}")
+        return kwargs
     return {"backend": "inductor" if setting is True else str(setting)}
 
 
@@ -132,11 +137,11 @@ class TracedStep:
                  ) -> tuple[torch.Tensor, list[torch.Tensor], tuple[torch.Tensor, ...]]:
         """``(chosen, h's gradients in params' order, stats)`` of :func:`functional_batch_step`."""
         if isinstance(y, torch.Tensor):
-            leaves, spec, ykey = [y], None, _tensor_key(y)
+            flat, spec, ykey = [y], None, _tensor_key(y)
         else:
             flat, spec = pytree.tree_flatten(y)
-            leaves = [v for v in flat if isinstance(v, torch.Tensor)]
             ykey = (spec, tuple(_tensor_key(v) if isinstance(v, torch.Tensor) else v for v in flat))
+        leaves = [v for v in flat if isinstance(v, torch.Tensor)]
         pkey = tuple((k, p.shape, p.dtype, p.device) for k, p in params.items())
         key: Hashable = (self._settings(), pkey, _tensor_key(zd), ykey, eta.dtype, eta.device,
                          loss_fn)
@@ -150,34 +155,35 @@ class TracedStep:
             if why is None and len(self.entries) >= MAX_SIGNATURES:
                 why = (f"{len(self.entries)} input signatures traced already (shapes that change "
                        "every step, or a new loss_fn object per step)")
-            fn = self.entries[key] = self._build(params, zd, y, spec, loss_fn, eta, why)
+            fn = self.entries[key] = self._build(params, zd, flat, spec, loss_fn, eta, why)
         n = len(params)
         out = fn(*params.values(), zd, *leaves, eta)
         return out[0], list(out[1:1 + n]), tuple(out[1 + n:])
 
-    def _build(self, params: dict[str, torch.Tensor], zd: torch.Tensor, y: Any,
+    def _build(self, params: dict[str, torch.Tensor], zd: torch.Tensor, flat: list[Any],
                spec: pytree.TreeSpec | None, loss_fn: LossFn, eta: torch.Tensor, why: str | None,
                ) -> Callable[..., Any]:
         """The compiled step for one signature, called as ``fn(*h_params, zd, *y_tensors, eta)``
-        and returning ``(chosen, *h_grads, *stats)``; traced unless ``why`` says why not."""
+        and returning ``(chosen, *h_grads, *stats)``; traced unless ``why`` says why not.
+        ``flat`` and ``spec`` are the targets' pytree leaves and structure (``spec`` None: the
+        targets are the one tensor ``flat[0]``)."""
         from torch.fx.experimental.proxy_tensor import make_fx
 
         adj, names = self.adj, list(params)
-        flat = [y] if spec is None else pytree.tree_flatten(y)[0]
         slots = [i for i, v in enumerate(flat) if isinstance(v, torch.Tensor)]
         n = len(names)
 
-        def unpack(args: tuple[torch.Tensor, ...]) -> tuple[dict[str, torch.Tensor], Any]:
-            leaves = list(flat)
-            for i, v in zip(slots, args[n + 1:-1], strict=True):
-                leaves[i] = v
-            yy = leaves[0] if spec is None else pytree.tree_unflatten(leaves, spec)
-            return dict(zip(names, args[:n], strict=True)), yy
-
-        def step(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            p, yy = unpack(args)
-            chosen, grads, stats = functional_batch_step(adj, p, args[n], yy, loss_fn, args[-1])
-            return (chosen, *(grads[k] for k in names), *stats)
+        def flat_step(fn: Callable[..., Any]) -> Callable[..., tuple[torch.Tensor, ...]]:
+            """``fn`` (``functional_batch_step`` or its Dynamo-compiled form) on flat tensors."""
+            def step(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                leaves = list(flat)
+                for i, v in zip(slots, args[n + 1:-1], strict=True):
+                    leaves[i] = v
+                y = leaves[0] if spec is None else pytree.tree_unflatten(leaves, spec)
+                p = dict(zip(names, args[:n], strict=True))
+                chosen, grads, stats = fn(adj, p, args[n], y, loss_fn, args[-1])
+                return (chosen, *(grads[k] for k in names), *stats)
+            return step
 
         if why is None and any(True for _ in adj.h.buffers()):
             why = "h has buffers"
@@ -186,7 +192,7 @@ class TracedStep:
             inputs = [t.detach() for t in inputs]
             with torch.no_grad():
                 try:
-                    gm = make_fx(step, tracing_mode="fake")(*inputs)
+                    gm = make_fx(flat_step(functional_batch_step), tracing_mode="fake")(*inputs)
                 except Exception as err:  # noqa: BLE001 - any tracing failure takes the Dynamo path
                     why = f"tracing failed ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
                 else:
@@ -195,14 +201,7 @@ class TracedStep:
             warnings.warn(f"GradientAdjuster(compile_step=...): {why}; compiling the step with "
                           "torch.compile (TorchDynamo) instead", stacklevel=4)
             self._dynamo = torch.compile(functional_batch_step, **self.kwargs)
-        compiled = self._dynamo
-
-        def dynamo_step(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            p, yy = unpack(args)
-            chosen, grads, stats = compiled(adj, p, args[n], yy, loss_fn, args[-1])
-            return (chosen, *(grads[k] for k in names), *stats)
-
-        return dynamo_step
+        return flat_step(self._dynamo)
 
     def _compile(self, gm: torch.fx.GraphModule, inputs: list[torch.Tensor]) -> Callable[..., Any]:
         kw = self.kwargs
@@ -214,9 +213,6 @@ class TracedStep:
             options = dict(torch._inductor.list_mode_options(mode)) if mode else {}
             options.update(kw.get("options") or {})
             return torch._inductor.compile(gm, inputs, options=options or None)
-        if kw.get("mode") or kw.get("options"):
-            raise ValueError(f"compile_step: 'mode' and 'options' apply to the inductor backend, "
-                             f"not {backend!r}")
         from torch._dynamo import lookup_backend
 
         return lookup_backend(backend)(gm, inputs)
