@@ -172,10 +172,13 @@ def test_table6_rows_statistics_and_verdicts(tmp_path):
     d = np.array([90.0 - 60.0, 92.0 - 61.0])
     half = scipy.stats.t.ppf(0.975, 1) * d.std(ddof=1) / math.sqrt(2)
     assert _cell(g, uni, f"{E} Δ vs baseline") == f"{d.mean():+.2f} [{d.mean() - half:.2f}, {d.mean() + half:.2f}] n=2"
-    # normal unit noise: significantly worse, as the paper reports -> reproduced
+    # normal unit noise: worse, as the paper reports, but by far less than the paper's +85 points
+    # (paired CI by hand against the paper's row − baseline difference)
     nrm = "N(0, 1); ṽ = α v/|v|"
-    p = scipy.stats.ttest_ind([95.0, 96.0, 96.5], ERR["baseline"], equal_var=False).pvalue
-    assert p < 0.05 and _cell(g, nrm, f"{E} verdict") == "reproduced"
+    dn = np.array([95.0, 96.0, 96.5]) - np.array(ERR["baseline"])
+    hn = scipy.stats.t.ppf(0.975, 2) * dn.std(ddof=1) / math.sqrt(3)
+    assert 0 < dn.mean() - hn and dn.mean() + hn < 98.36 - 11.81
+    assert _cell(g, nrm, f"{E} verdict").split(" (Holm")[0] == "same direction, smaller"
     assert _cell(g, "N(0, 1); ṽ = α|∂l/∂z| v/|v| (Eq. 4)", "n") == "not run"
     assert "gal+alpha=0.1" not in set(facts["records"]["method"])  # in neither table
     assert facts["n_failed"] == 1
@@ -226,22 +229,6 @@ def test_smoke_ablation_end_to_end(tmp_path, monkeypatch):
                         optimizers=["sgd"], methods=["gal+alpha=0.1", "gal+beta=5"])
         paths = render_figure(n, runs, tmp_path / "figs", profile="smoke")
         assert any(str(p).endswith(".png") for p in paths)
-
-
-def test_verdict_follows_the_papers_direction():
-    from gal.stats import verdict
-
-    def claim(*args):
-        return verdict(*args, follow_paper=True)
-
-    # the paper reports the row as much worse (+85 points): significantly worse here reproduces it
-    assert claim(60.0, 90.0, 0.001, False, (25.0, 35.0), 85.0) == "reproduced"
-    assert verdict(60.0, 90.0, 0.001, False, (25.0, 35.0), 85.0) == "not reproduced"
-    assert claim(60.0, 55.0, 0.001, False, (-6.0, -4.0), 85.0) == "not reproduced"
-    assert claim(60.0, 61.0, 0.4, False, (-3.0, 5.0), 2.0) == "inconclusive"
-    # the paper reports the row as better: the usual rule
-    for args in [(60.0, 59.0, 0.01, False, (-2.0, -0.5), -0.4), (60.0, 61.0, 0.01, False, (0.5, 2.0), -0.4)]:
-        assert claim(*args) == verdict(*args)
 
 
 def test_ablation_profile_steps_in_float64_and_tables_i_ii_keep_their_settings():

@@ -20,7 +20,6 @@ from gal.stats import (
     ttest_paired,
     ttest_student,
     ttest_welch,
-    verdict,
 )
 
 A = [3.91, 4.52, 3.40, 4.10, 3.84]  # "baseline"
@@ -103,21 +102,6 @@ def test_ci_hand_and_scipy():
     assert all(math.isnan(x) for x in ci_mean_diff([1.0], B))
 
 
-def test_verdict_rule():
-    assert verdict(4.0, 3.0, 0.01, higher_is_better=False) == "reproduced"
-    assert verdict(4.0, 3.0, 0.2, higher_is_better=False) == "inconclusive"
-    assert verdict(4.0, 5.0, 0.01, higher_is_better=False) == "not reproduced"
-    assert verdict(4.0, 4.1, 0.8, higher_is_better=False) == "inconclusive"
-    # the paper's effect (-1.0) lies outside our CI [-0.2, 0.3]: our runs exclude it
-    assert verdict(4.0, 4.1, 0.8, False, ci=(-0.2, 0.3), paper_diff=-1.0) == "not reproduced"
-    # the paper's effect inside our CI: still compatible, not significant -> inconclusive
-    assert verdict(4.0, 3.9, 0.3, False, ci=(-1.5, 0.3), paper_diff=-1.0) == "inconclusive"
-    assert verdict(0.5, 0.7, 0.01, higher_is_better=True) == "reproduced"
-    assert verdict(0.7, 0.5, 0.01, higher_is_better=True) == "not reproduced"
-    assert verdict(0.5, 0.5, math.nan, higher_is_better=True) == "inconclusive"
-    assert verdict(0.5, 0.7, math.nan, higher_is_better=True) == "inconclusive"
-
-
 def _runs(values, seeds, status=None):
     status = status or ["complete"] * len(values)
     return pd.DataFrame({"mae": values, "r2": [-v for v in values], "seed": seeds, "status": status})
@@ -135,11 +119,13 @@ def test_compare_excludes_failed_and_counts_them():
     assert m["paired_n"] == 5
     assert m["paired_p"] == pytest.approx(st.ttest_rel(A, B).pvalue, rel=1e-12)
     assert m["diff"] == pytest.approx(np.mean(B) - np.mean(A))
-    assert m["verdict"] == "reproduced"
+    assert m["ci_kind"] == "paired" and m["direction"] == "B better"
+    lo, hi = ci_paired_diff(dict(zip(SEEDS, A, strict=True)), dict(zip(SEEDS, B, strict=True)))
+    assert (m["rule_ci_low"], m["rule_ci_high"]) == (lo, hi)
     # r2 = -mae here: GAL higher r2 -> better in the higher-is-better direction
-    assert out.loc["r2", "verdict"] == "reproduced"
+    assert out.loc["r2", "direction"] == "B better"
     flipped = compare(da, db, ["mae"], {"mae": True}).set_index("metric")
-    assert flipped.loc["mae", "verdict"] == "not reproduced"
+    assert flipped.loc["mae", "direction"] == "B worse"
 
 
 def test_paper_table5_ttests_match_ddof1_stds():

@@ -13,7 +13,7 @@ import gal.records as records
 from gal import paper_values as pv
 from gal.cli import main
 from gal.records import RunWriter
-from gal.stats import mde_paired
+from gal.stats import mde_paired, paired_verdict
 from gal.tables import TABLE5_COLUMNS, render_table5
 
 COMMIT = "abcdef1234567890"
@@ -127,24 +127,29 @@ def test_table5_cells(runs, tmp_path):
     assert _cell(grid, "paper", B, "MDE (paired, 80% power)", "MAE↓ paper") == f"paper Δ = {pdiff:.4f}"
     assert _cell(grid, "standardized", G, "MDE (paired, 80% power)", "MAE↓ paper") == "—"
 
-    # verdicts on the GAL row: GAL better and Welch p < 0.05 -> reproduced
-    assert w.pvalue < 0.05
-    assert _cell(grid, "paper", B, "GAL (proposed)", "MAE↓ verdict") == "reproduced"
+    # verdict on the GAL row: the paired 95% CI of GAL − baseline (by hand) against the paper's Δ
+    n = len(d)
+    half = st.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)
+    lo, hi = d.mean() - half, d.mean() + half
+    assert _cell(grid, "paper", B, "95% CI paired Δ (GAL − baseline)", "MAE↓ ours") == f"[{lo:.4f}, {hi:.4f}]"
+    want = paired_verdict((lo, hi), pdiff)
+    assert want in ("reproduced", "same direction, smaller", "same direction, larger")  # GAL better
+    assert _cell(grid, "paper", B, "GAL (proposed)", "MAE↓ verdict").startswith(want + " (Holm ")
     assert _cell(grid, "paper", B, "Baseline", "MAE↓ verdict") == ""
 
-    # standardized variant: no paper values at all; GAL worse but not significantly (n=2) and no
-    # paper effect to compare with -> inconclusive; alpha0 flagged
+    # standardized variant: no paper values at all, so no paper effect to test: no verdict;
+    # alpha0 flagged
     assert _cell(grid, "standardized", G, "Baseline", "MAE↓ ours") == _ms(SBASE, 0)
     assert _cell(grid, "standardized", G, "Baseline", "MAE↓ paper") == "—"
     assert _cell(grid, "standardized", G, "t-test (t, p)", "MAE↓ paper") == "—"
     sa, sg = [v[0] for v in SBASE.values()], [v[0] for v in SGAL.values()]
     assert st.ttest_ind(sg, sa, equal_var=False).pvalue >= 0.05
-    assert _cell(grid, "standardized", G, "GAL (proposed)", "MAE↓ verdict") == "inconclusive"
-    assert _cell(grid, "standardized", G, "GAL (proposed)", "R²↑ verdict") == "inconclusive"
+    assert _cell(grid, "standardized", G, "GAL (proposed)", "MAE↓ verdict") == ""
+    assert _cell(grid, "standardized", G, "GAL (proposed)", "R²↑ verdict") == ""
     assert _cell(grid, "standardized", G, "GAL α=0 (control)", "check").startswith("✗ differs from baseline on 1/2")
 
-    # rows: 6 methods + 5 statistics rows per (variant, dataset); all 2 x 3 are listed
-    assert len(grid) == 2 * 3 * 11
+    # rows: 6 methods + 7 statistics rows per (variant, dataset); all 2 x 3 are listed
+    assert len(grid) == 2 * 3 * 13
     assert _cell(grid, "paper", "California housing", "Baseline", "n") == "not run"
     assert _cell(grid, "paper", "California housing", "Baseline", "MAE↓ paper") == "1.0910 ± 0.1297"
     assert _cell(grid, "paper", "California housing", "t-test (t, p)", "MAE↓ ours") == "—"
@@ -157,7 +162,7 @@ def test_table5_cells(runs, tmp_path):
     assert "1 excluded" in md
     assert COMMIT[:10] in md
     assert "3 seeds (0, 1, 2)" in md
-    assert "reproduced" in md and "Welch" in md and "p < 0.05" in md
+    assert "reproduced" in md and "Welch" in md and "holds 0" in md and "Holm" in md
     assert "NOT every seed equals the baseline" in md
     line = next(ln for ln in md.splitlines() if ln.startswith("| cpu | paper | Boston housing | Baseline |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
@@ -198,7 +203,7 @@ def test_cli_compare(runs, capsys):
     ref = st.ttest_ind([v[1] for v in BASE.values()], [v[1] for v in GAL.values()])
     assert f"{ref.pvalue:.2e}" in outp
     assert "1 failed excluded" in outp
-    assert "reproduced" in outp
+    assert "B better" in outp and "paired" in outp  # GAL lowers MAE on every seed
     assert main(["compare", str(a), str(runs / "nope")]) == 1
     capsys.readouterr()
     assert main(["compare", str(runs / "table5" / "paper" / "boston"), str(b)]) == 0

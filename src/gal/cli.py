@@ -20,7 +20,8 @@ from pathlib import Path
 
 #: metric names for which larger is better when --higher-is-better is not given
 HIGHER_IS_BETTER_DEFAULT = {"r2", "acc", "accuracy", "top1", "top5", "ap", "ap50", "ap75",
-                            "ap_s", "ap_m", "ap_l", "cosine", "accept_rate"}
+                            "ap_s", "ap_m", "ap_l", "cosine", "accept_rate", "images_per_s",
+                            "g_beats_grad"}
 
 
 def _err(msg: str, code: int = 1) -> int:
@@ -117,17 +118,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             "B mean±std": f"{_fmt(r['mean_b'])} ± {_fmt(r['std_b'])}",
             "n_B": int(r["n_b"]),
             "Δ=B−A": _fmt(r["diff"]),
-            "95% CI Δ": f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]",
+            "95% CI Δ (rule)": f"[{_fmt(r['rule_ci_low'])}, {_fmt(r['rule_ci_high'])}] {r['ci_kind']}",
             "t-test t": _fmt(r["t"], 3), "p": _fp(r["p"]),
             "Welch t": _fmt(r["welch_t"], 3), "Welch p": _fp(r["welch_p"]),
             "paired t": _fmt(r["paired_t"], 3), "paired p": _fp(r["paired_p"]),
             "pairs": int(r["paired_n"]),
-            "verdict (B vs A)": r["verdict"],
+            "B vs A": r["direction"],
         })
     with pd.option_context("display.width", 250, "display.max_columns", 50):
         print(pd.DataFrame(rows).to_string(index=False))
     print("t-test = Student two-sample (the paper's Table V test; t sign = A − B); Welch = unequal "
-          "variances; paired = over seeds in both; CI = Welch–Satterthwaite; std ddof=1.")
+          "variances; paired = over seeds in both; std ddof=1. 95% CI Δ (rule) = the suite's verdict "
+          "interval: paired over the shared seeds (Welch–Satterthwaite where fewer than 2 are "
+          "shared); 'B vs A' = B better / B worse where it excludes 0 (by each metric's direction), "
+          "else no difference resolved. No paper effect here, so no reproduction verdict.")
     return 0
 
 

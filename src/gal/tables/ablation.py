@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gal import paper_values as pv
+from gal import stats as gs
 from gal.adjuster import CNNAdjuster, MLPAdjuster
 from gal.tables.classification import OPTIMIZER_LABELS, _setup
 from gal.tables.render import ours_note
@@ -168,11 +169,10 @@ def _notes_fn(table: int) -> NotesFn:
             "CIFAR-100 with SGD. OURS ARE NOT THAT SETTING (dataset and model as named above): "
             "compare each row's difference to the baseline with the paper's.",
             "Δ vs baseline = mean over seeds of (row − baseline), seeds paired (same initialisation, "
-            "data order and augmentation), with its 95% CI (t(n−1)) and n pairs. Verdict per row: "
-            "'reproduced' if the row differs from the baseline significantly (Welch p < 0.05) in "
-            "the direction of the paper's own row − baseline difference; 'not reproduced' if it "
-            "differs significantly the other way or the paper's difference lies outside our CI; "
-            "'inconclusive' otherwise.",
+            "data order and augmentation), with the verdict rule's 95% CI and n pairs; each row is "
+            "judged against the paper's own row − baseline difference.",
+            gs.VERDICT_RULE,
+            gs.HOLM_NOTE,
         ]
         if table == 6:
             out.append("Rows: v drawn from U(-1, 1) or N(0, 1) each step (no parameters) replaces "
@@ -221,7 +221,6 @@ def _spec(table: int, methods: tuple[Method, ...], row_key: Any,
         control=None,
         digits=2,
         paper_digits=2,
-        verdict_ci="paired",
         compare_rows=True,
         info=info,
         row_key=row_key,

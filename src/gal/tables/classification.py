@@ -17,12 +17,15 @@ error only); ours are on whatever dataset and model the records name, and the no
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from gal import paper_values as pv
+from gal import sequential as sq
 from gal import stats as gs
 from gal.tables.render import alpha0_text, failed_note, ours_note
 from gal.tables.spec import GroupKey, Method, Metric, NotesFn, PaperValue, TableSpec
@@ -49,8 +52,15 @@ PAIRED_STAT_ROWS = (
     ("welch", "Welch (t, p)"),
     ("paired", "paired t (t, p)"),
     ("paired_ci", "95% CI paired Δ (GAL − baseline)"),
+    ("rel_ci", "95% CI relative Δ (GAL/baseline − 1)"),
     ("mde", MDE_LABEL),
+    ("holm", "Holm p (vs 0; vs paper Δ)"),
 )
+#: Tables I and II also say how each row's seeds were chosen (fixed, or until decided)
+SEQUENTIAL_STAT_ROWS = (*PAIRED_STAT_ROWS, ("rule_ci", "verdict CI (GAL − baseline)"),
+                        ("sequential", "seeds: stopping"))
+#: the file beside a row's method folders that records its run-until-decided design
+DESIGN_FILE = "sequential.json"
 _ROMAN = {1: "I", 2: "II"}
 _PAPER_DATASET = {1: "CIFAR-10", 2: "CIFAR-100"}
 _DATASETS = {1: ("cifar10", "cifar10_jpeg"), 2: ("cifar100", "tiny100_32")}
@@ -120,13 +130,36 @@ def _references(table: int) -> str:
     return "; ".join(refs)
 
 
-def _verdict_rule() -> str:
-    """:data:`gal.stats.VERDICT_RULE` worded for Tables I/II (groups, direction, paired CI)."""
-    rule = (gs.VERDICT_RULE
-            .replace("same profile, variant and dataset", "same profile, dataset and optimizer")
-            .replace("(lower MAE/MSE, higher R2)", "(lower error)"))
-    return rule + (" In this table the confidence interval of that rule is the paired one shown "
-                   "(95% CI paired Δ).")
+def row_design(records: pd.DataFrame) -> sq.SequentialDesign | None:
+    """The run-until-decided design of one row (profile, dataset, optimizer) of Tables I/II: the
+    :data:`DESIGN_FILE` that ``--until-decided`` writes beside the row's method folders
+    (``<row>/<method>/seed-<k>``), or None when the row's seeds were fixed in advance."""
+    if "path" not in records.columns or not len(records):
+        return None
+    for path in records["path"].dropna():
+        f = Path(str(path)).parents[1] / DESIGN_FILE
+        if f.is_file():
+            return sq.SequentialDesign.from_dict(json.loads(f.read_text())["design"])
+    return None
+
+
+def sequential_notes(facts: Mapping[str, Any]) -> list[str]:
+    """The design of the rows run until decided (none: one line saying the seeds were fixed)."""
+    designs = {}
+    recs = facts["records"]
+    for _, g in recs.groupby(["profile", "dataset", "optimizer"], sort=True):
+        d = row_design(g)
+        if d is not None:
+            designs.setdefault(d.describe(), []).append(
+                f"{g['profile'].iloc[0]}/{g['dataset'].iloc[0]}/{g['optimizer'].iloc[0]}")
+    if not designs:
+        return ["Seeds: fixed in advance for every row (none was run until decided)."]
+    out = [f"Run until decided ({', '.join(rows)}): {text}. A row stops at the first look whose "
+           "relative-scale verdict is decided (not 'inconclusive') or at the cap; its verdicts "
+           "then use the repeated CIs of that look (row 'verdict CI'), row 'seeds: stopping' says "
+           "why it stopped. The other rows' seeds were fixed in advance."
+           for text, rows in designs.items()]
+    return out
 
 
 def _notes_fn(table: int) -> NotesFn:
@@ -152,7 +185,10 @@ def _notes_fn(table: int) -> NotesFn:
             "paired t = over seeds present in both arms (a seed fixes data order and initialisation); "
             "95% CI paired Δ = mean of the per-seed differences GAL − baseline ± t(n−1)·sd/√n.",
             MDE_NOTE,
-            _verdict_rule(),
+            gs.VERDICT_RULE,
+            gs.SCALE_NOTE,
+            gs.HOLM_NOTE,
+            *sequential_notes(facts),
             f"Control GAL α=0 must equal the baseline exactly (top-1, top-5 error and validation loss, "
             f"seed by seed): {a0_txt}.",
         ]
@@ -183,13 +219,14 @@ def classification_spec(table: int) -> TableSpec:
         ),
         methods=ARM_METHODS,
         metrics=CLASSIFICATION_METRICS,
-        stat_rows=PAIRED_STAT_ROWS,
+        stat_rows=SEQUENTIAL_STAT_ROWS,
         paper_value=_paper_value_fn(table),
         notes=_notes_fn(table),
         check_metrics=("error_top1", "error_top5", "val_loss"),
         digits=2,
         paper_digits=2,
-        verdict_ci="paired",
+        relative=True,
+        sequential=row_design,
     )
 
 

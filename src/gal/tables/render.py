@@ -31,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from gal import sequential as sq
 from gal import stats as gs
 from gal.records import load_runs
 from gal.tables.spec import NoRunsError, TableSpec
@@ -179,16 +180,25 @@ def _paper_diff(spec: TableSpec, group: Mapping[str, Any], metric: str,
     return None if base is None or gal is None else gal["mean"] - base["mean"]
 
 
+def _paper_rel(spec: TableSpec, group: Mapping[str, Any], metric: str,
+               method: str | None = None) -> float | None:
+    """The paper's effect on the relative scale, paper GAL / paper baseline − 1."""
+    base = spec.paper_value(group, spec.baseline, metric)
+    gal = spec.paper_value(group, spec.gal if method is None else method, metric)
+    return None if base is None or gal is None else gs.relative_paper_diff(base["mean"], gal["mean"])
+
+
 def _row_compare(spec: TableSpec, base: pd.DataFrame, row: pd.DataFrame, group: Mapping[str, Any],
                  metric: str, hib: bool, method: str) -> tuple[str, str, dict[str, Any]]:
     """(Δ cell, verdict, statistics) of one method row against the baseline (``compare_rows``)."""
-    c = _compare(spec, base, row, metric, hib, _paper_diff(spec, group, metric, method), row_verdict=True)
+    c = _compare(spec, base, row, metric, hib, _paper_diff(spec, group, metric, method),
+                 _paper_rel(spec, group, metric, method))
     diffs = gs.paired_diffs(gs.by_seed(base, metric), gs.by_seed(row, metric))
     c["paired_mean_diff"] = float(diffs.mean()) if len(diffs) else float("nan")
     if not len(diffs):
         return DASH, "", c
     d = spec.digits
-    lo, hi = c["paired_ci_low"], c["paired_ci_high"]
+    lo, hi = c["rule_ci_low"], c["rule_ci_high"]
     ci = f" [{fmt_num(lo, d)}, {fmt_num(hi, d)}]" if math.isfinite(lo) else ""
     cell = f"{c['paired_mean_diff']:+.{d}f}{ci} n={len(diffs)}"
     return cell, c["verdict"], c
@@ -214,32 +224,70 @@ def _stat_cells(kind: str, spec: TableSpec, c: Mapping[str, Any], group: Mapping
     if kind == "mde":
         paper = DASH if paper_diff is None else f"paper Δ = {fmt_num(paper_diff, spec.paper_digits)}"
         return fmt_num(c["mde"], d), paper
+    if kind == "rule_ci":
+        lo, hi = c["rule_ci_low"], c["rule_ci_high"]
+        ours = f"[{fmt_num(lo, d)}, {fmt_num(hi, d)}] ({c['ci_kind']})" if math.isfinite(lo) else DASH
+        paper = DASH if paper_diff is None else f"paper Δ = {fmt_num(paper_diff, spec.paper_digits)}"
+        return ours, paper
+    if kind == "rel_ci":
+        lo, hi = c["rel_ci_low"], c["rel_ci_high"]
+        ours = f"[{lo:+.2%}, {hi:+.2%}]" if math.isfinite(lo) else DASH
+        rel = c["paper_rel"]
+        return ours, (DASH if not math.isfinite(rel) else f"paper {rel:+.2%}")
+    if kind in ("holm", "sequential"):
+        return "", DASH  # filled in once the whole table is known (holm) / by the design
     raise ValueError(kind)  # pragma: no cover - TableSpec validates kinds
 
 
 def _compare(spec: TableSpec, base: pd.DataFrame, gal: pd.DataFrame, metric: str, hib: bool,
-             paper_diff: float | None, *, row_verdict: bool = False) -> dict[str, Any]:
-    """Statistics of ``gal`` vs ``base`` on ``metric`` (:func:`gal.stats.compare_values`), plus the
-    paired CI when the spec shows it or decides on it; ``row_verdict``: a ``compare_rows`` row,
-    whose verdict always uses the paired CI and follows the paper's own direction
-    (``follow_paper=True``)."""
+             paper_diff: float | None, paper_rel: float | None = None,
+             design: sq.SequentialDesign | None = None) -> dict[str, Any]:
+    """Statistics of ``gal`` vs ``base`` on ``metric`` (:func:`gal.stats.compare_values`, the
+    verdict rule on both scales), plus ``paired_ci_*``. With a sequential ``design`` (a row run
+    until decided) the rule's intervals are the repeated CIs of the look where the row stopped
+    (:func:`gal.sequential.decide` on the relative scale, the summary scale), ``sequential`` says
+    why it stopped."""
     a = base[metric].tolist() if metric in base.columns else []
     b = gal[metric].tolist() if metric in gal.columns else []
     a_seed, b_seed = gs.by_seed(base, metric), gs.by_seed(gal, metric)
-    c = gs.compare_values(a, b, hib, a_seed, b_seed, paper_diff=paper_diff)
-    paired = row_verdict or spec.verdict_ci == "paired"
-    if not paired and not any(k == "paired_ci" for k, _ in spec.stat_rows):
-        return c
-    lo, hi = gs.ci_paired_diff(a_seed, b_seed)
-    out: dict[str, Any] = {}
-    for k, v in c.items():
-        if k == "verdict":
-            out["paired_ci_low"], out["paired_ci_high"] = lo, hi
-        out[k] = v
-    if paired:
-        out["verdict"] = gs.verdict(c["mean_a"], c["mean_b"], c["welch_p"], hib, (lo, hi), paper_diff,
-                                    follow_paper=row_verdict)
-    return out
+    c = gs.compare_values(a, b, hib, a_seed, b_seed, paper_diff=paper_diff, paper_rel=paper_rel)
+    c["paired_ci_low"], c["paired_ci_high"] = gs.ci_paired_diff(a_seed, b_seed)
+    c["sequential"] = ""
+    if design is not None:
+        rel = gs.relative_diffs(a_seed, b_seed)
+        seeds = sorted(rel)
+        dec = sq.decide([rel[k] for k in seeds], design, paper_rel)
+        c["sequential"] = dec.reason
+        if dec.looks:
+            look = dec.looks[-1]
+            pts = gs.paired_diffs({k: a_seed[k] for k in seeds[:look.n]},
+                                  {k: b_seed[k] for k in seeds[:look.n]})
+            ci = sq.repeated_ci(pts, look.level)
+            c["ci_kind"] = f"repeated CI, look {len(dec.looks)}, n={look.n}, level {look.level:.4f}"
+            c["rule_ci_low"], c["rule_ci_high"] = ci
+            c["verdict"] = gs.paired_verdict(ci, paper_diff)
+            c["rel_ci_low"], c["rel_ci_high"] = look.ci
+            c["verdict_rel"] = look.verdict
+    return c
+
+
+def _holm_fill(cells: list[tuple[dict[str, Any], dict[str, str], str, dict[str, str] | None, str]]) -> None:
+    """Holm across a table's verdicts: every comparison that has a verdict (on either scale) is
+    one test; the verdict cells get "(Holm ✓)" / "(Holm ✗)" and the "holm" stat rows their
+    adjusted p-values (against 0; against the paper's effect)."""
+    for scale, p0_key, pp_key in (("verdict", "rule_p", "p_vs_paper"),
+                                  ("verdict_rel", "rel_p", "rel_p_vs_paper")):
+        fam = [x for x in cells if x[0].get(scale)]
+        h0 = gs.holm([x[0][p0_key] for x in fam])
+        hp = gs.holm([x[0][pp_key] for x in fam])
+        for (c, row, col, holm_row, holm_col), p0, pp in zip(fam, h0, hp, strict=True):
+            v = c[scale]
+            col_v = col if scale == "verdict" else f"{col} rel."
+            if v != "inconclusive" and col_v in row:
+                row[col_v] = f"{v} (Holm {'✓' if gs.survives_holm(v, p0, pp) else '✗'})"
+            c[f"{scale}_holm_p0"], c[f"{scale}_holm_p_paper"] = p0, pp
+            if holm_row is not None and scale == "verdict":
+                holm_row[holm_col] = f"{fmt_p(p0)}; {fmt_p(pp)}"
 
 
 def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -270,6 +318,8 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
     numeric: list[dict[str, Any]] = []
     alpha0_ok: list[bool] = []
     alpha0_differs: list[bool] = []  # a shared seed differs (or nothing to compare), not only gaps
+    verdict_cells: list[tuple[dict[str, Any], dict[str, str], str, dict[str, str] | None, str]] = []
+    comparisons: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (numeric keys, statistics)
     values = _group_values(df, spec)
     for combo in itertools.product(*values):
         if tuple(combo[i] for i in free) not in seen:
@@ -298,6 +348,8 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
                 r[f"{m.label} ours"] = s.fmt(spec.digits) if s.n else DASH
                 r[f"{m.label} paper"] = _paper_cell(spec, group, meth, m.key)
                 r[f"{m.label} verdict"] = ""
+                if spec.relative:
+                    r[f"{m.label} verdict rel."] = ""
                 numeric.append({**group, "method": meth, "metric": m.key, "n": s.n, "failed": nfail,
                                 "mean": s.mean, "std": s.std})
                 if spec.compare_rows:
@@ -306,8 +358,11 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
                         cell, verdict, c = _row_compare(spec, ok_by_method.get(spec.baseline, ok.iloc[0:0]),
                                                         ok, group, m.key, m.higher_is_better, meth)
                         r[f"{m.label} Δ vs baseline"], r[f"{m.label} verdict"] = cell, verdict
-                        numeric.append({**group, "method": f"{meth}_vs_{spec.baseline}", "metric": m.key,
-                                        **{k: v for k, v in c.items() if k != "higher_is_better"}})
+                        if spec.relative:
+                            r[f"{m.label} verdict rel."] = c["verdict_rel"]
+                        verdict_cells.append((c, r, f"{m.label} verdict", None, ""))
+                        comparisons.append(({**group, "method": f"{meth}_vs_{spec.baseline}",
+                                             "metric": m.key}, c))
             if spec.control is not None and meth == spec.control:
                 text, flag = alpha0_check(ok_by_method.get(spec.baseline, ok.iloc[0:0]), ok, check_metrics)
                 r["check"] = text
@@ -320,21 +375,33 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
         base = ok_by_method.get(spec.baseline, pd.DataFrame())
         gal = ok_by_method.get(spec.gal, pd.DataFrame())
         stat_rows = {k: {**shown, "Method": lab, "n": "", "check": ""} for k, lab in spec.stat_rows}
-        for m in spec.metrics:
+        design = spec.sequential(grp) if spec.sequential is not None else None
+        for i, m in enumerate(spec.metrics):
             pdiff = _paper_diff(spec, group, m.key)
-            c = _compare(spec, base, gal, m.key, m.higher_is_better, pdiff)
+            c = _compare(spec, base, gal, m.key, m.higher_is_better, pdiff,
+                         _paper_rel(spec, group, m.key), design if i == 0 else None)
             for k in stat_rows:
                 ours, paper = _stat_cells(k, spec, c, group, m.key, pdiff)
+                if k == "sequential":
+                    ours = c["sequential"] or ("fixed seeds (not run until decided)" if i == 0 else DASH)
                 stat_rows[k][f"{m.label} ours"] = ours
                 stat_rows[k][f"{m.label} paper"] = paper
                 stat_rows[k][f"{m.label} verdict"] = ""
-            if gal_row is not None and c["n_a"] and c["n_b"] and not spec.compare_rows:
-                gal_row[f"{m.label} verdict"] = c["verdict"]
+                if spec.relative:
+                    stat_rows[k][f"{m.label} verdict rel."] = ""
             if spec.compare_rows:
                 continue
-            numeric.append({**group, "method": f"{spec.gal}_vs_{spec.baseline}", "metric": m.key,
-                            **{k: v for k, v in c.items() if k != "higher_is_better"}})
+            if gal_row is not None and c["n_a"] and c["n_b"]:
+                gal_row[f"{m.label} verdict"] = c["verdict"]
+                if spec.relative:
+                    gal_row[f"{m.label} verdict rel."] = c["verdict_rel"]
+                verdict_cells.append((c, gal_row, f"{m.label} verdict", stat_rows.get("holm"),
+                                      f"{m.label} ours"))
+            comparisons.append(({**group, "method": f"{spec.gal}_vs_{spec.baseline}", "metric": m.key}, c))
         rows.extend(stat_rows.values())
+    _holm_fill(verdict_cells)
+    for keys, c in comparisons:
+        numeric.append({**keys, **{k: v for k, v in c.items() if k != "higher_is_better"}})
     table = pd.DataFrame(rows, columns=spec.columns).fillna("")
     ok_all, nfail_all = gs.complete_runs(df)
     commits = sorted({str(c)[:10] for c in df["git_commit"].dropna()})

@@ -87,7 +87,8 @@ class InfoColumn:
 
 
 #: statistics row kinds the renderer knows (baseline vs. GAL; see :func:`gal.tables.render.grid`)
-STAT_KINDS = ("ttest", "welch", "paired", "ci", "paired_ci", "mde")
+STAT_KINDS = ("ttest", "welch", "paired", "ci", "paired_ci", "mde", "rule_ci", "rel_ci", "holm",
+              "sequential")
 
 #: (group values by column, method key, metric key) -> the paper's {"mean", "std"} or None
 PaperValue = Callable[[Mapping[str, Any], str, str], dict[str, float] | None]
@@ -126,8 +127,11 @@ class TableSpec:
         digits: decimals of our numbers; ``paper_digits``: of the paper's.
         control: method key of the GAL alpha=0 control (must equal ``baseline`` seed by seed).
         check_metrics: metrics compared exactly for the control (default: ``metrics``).
-        verdict_ci: which CI the verdict's paper-effect clause uses: ``"welch"`` (CI of the
-            difference of means) or ``"paired"`` (CI of the mean paired difference).
+        relative: also give each metric a "verdict rel." column: the rule on the relative scale
+            (per-seed GAL/baseline − 1 against the paper's GAL/baseline − 1), for tables whose
+            stand-in baselines are far from the paper's.
+        sequential: records of one group -> the :class:`gal.sequential.SequentialDesign` its
+            rows were run under (``--until-decided``), or None for fixed seeds.
         notes: facts -> header notes.
         compare_rows: every method row other than ``baseline`` is compared with the baseline
             (Tables VI, VIII): a "Δ vs baseline" column per metric (mean paired difference and
@@ -161,7 +165,8 @@ class TableSpec:
     check_metrics: tuple[str, ...] | None = None
     digits: int = 4
     paper_digits: int = 4
-    verdict_ci: str = "welch"
+    relative: bool = False
+    sequential: Callable[[Any], Any] | None = None
     compare_rows: bool = False
     info: tuple[InfoColumn, ...] = ()
     row_key: Callable[[Mapping[str, Any]], str | None] | None = None
@@ -170,14 +175,14 @@ class TableSpec:
         bad = [k for k, _ in self.stat_rows if k not in STAT_KINDS]
         if bad:
             raise ValueError(f"unknown stat row kind(s) {bad}; known: {STAT_KINDS}")
-        if self.verdict_ci not in ("welch", "paired"):
-            raise ValueError(f"verdict_ci must be 'welch' or 'paired', not {self.verdict_ci!r}")
 
     @property
     def columns(self) -> list[str]:
         """Grid columns: group headers, Method, n, (ours, paper, verdict) per metric, check."""
         kinds = ("ours", "paper", "Δ vs baseline", "verdict") if self.compare_rows else (
             "ours", "paper", "verdict")
+        if self.relative:
+            kinds = (*kinds, "verdict rel.")
         return ([g.header for g in self.groups] + ["Method", "n"]
                 + [f"{c.label} {kind}" for c in self.info for kind in ("ours", "paper")]
                 + [f"{m.label} {kind}" for m in self.metrics for kind in kinds]

@@ -111,14 +111,6 @@ def _references() -> str:
     return "; ".join(refs)
 
 
-def _verdict_rule() -> str:
-    rule = (gs.VERDICT_RULE
-            .replace("same profile, variant and dataset", "same profile, dataset, model and optimizer")
-            .replace("(lower MAE/MSE, higher R2)", "(higher accuracy)"))
-    return rule + (" In this table the confidence interval of that rule is the paired one shown "
-                   "(95% CI paired Δ).")
-
-
 def _notes(facts: Mapping[str, Any]) -> list[str]:
     return [
         "Table III of the paper (image classification, ImageNet): ours (from run records) beside "
@@ -147,7 +139,9 @@ def _notes(facts: Mapping[str, Any]) -> list[str]:
         "in both arms (a seed fixes data order, augmentation and initialisation); 95% CI paired Δ = "
         "mean of the per-seed differences GAL − baseline ± t(n−1)·sd/√n.",
         MDE_NOTE,
-        _verdict_rule(),
+        gs.VERDICT_RULE,
+        gs.SCALE_NOTE,
+        gs.HOLM_NOTE,
         "Control GAL α=0 must equal the baseline exactly (top-1, top-5 accuracy and validation loss, "
         f"seed by seed): {alpha0_text(facts)}.",
     ]
@@ -178,8 +172,8 @@ TABLE3 = TableSpec(
     notes=_notes,
     check_metrics=("acc_top1", "acc_top5", "val_loss"),
     digits=2,
+    relative=True,
     paper_digits=2,
-    verdict_ci="paired",
     info=(
         InfoColumn("n_params", "Model params", _fmt_counts, paper_params(_paper_row, 0)),
         InfoColumn("h_params", "h params", _fmt_counts, paper_params(_paper_row, 1)),

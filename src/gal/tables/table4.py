@@ -73,9 +73,6 @@ def _setup(df: pd.DataFrame) -> list[str]:
 
 
 def _notes(facts: Mapping[str, Any]) -> list[str]:
-    rule = (gs.VERDICT_RULE
-            .replace("same profile, variant and dataset", "same profile, dataset and model")
-            .replace("(lower MAE/MSE, higher R2)", "(higher AP)"))
     return [
         "Table IV of the paper (object detection, MS COCO 2017 val): ours (from run records) beside "
         "the paper's numbers.",
@@ -107,7 +104,9 @@ def _notes(facts: Mapping[str, Any]) -> list[str]:
         "batches and flips); 95% CI paired Δ = mean of the per-seed differences GAL − baseline ± "
         "t(n−1)·sd/√n.",
         MDE_NOTE,
-        rule + " The confidence interval of that rule is the paired one shown.",
+        gs.VERDICT_RULE,
+        gs.SCALE_NOTE,
+        gs.HOLM_NOTE,
         "Control GAL α=0 (when run): GAL's code path with α = 0, the baseline's training in exact "
         "arithmetic, but its box gradient comes from GAL's step (float64, cast to float32) "
         "instead of transformers' float32 loss: one step agrees up to float32 rounding "
@@ -142,8 +141,8 @@ TABLE4 = TableSpec(
     notes=_notes,
     check_metrics=("ap", "ap50", "ap75", "val_loss"),
     digits=2,
+    relative=True,
     paper_digits=2,
-    verdict_ci="paired",
     info=(
         InfoColumn("n_params", "DETR params", _fmt_counts, paper_params(_paper_row, 0)),
         InfoColumn("h_params", "h params", _fmt_counts, paper_params(_paper_row, 1)),

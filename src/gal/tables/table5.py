@@ -97,6 +97,7 @@ def _notes(facts: Mapping[str, Any]) -> list[str]:
         "Welch–Satterthwaite df.",
         MDE_NOTE,
         gs.VERDICT_RULE,
+        gs.HOLM_NOTE,
         f"Control GAL α=0 must equal the baseline exactly: {a0_txt}. "
         "Control N(0,1) noise = Table VI's normal noise adjuster with Eq. 4 scaling.",
     ]
@@ -124,14 +125,15 @@ TABLE5 = TableSpec(
         ("welch", "Welch (t, p)"),
         ("paired", "paired (t, p)"),
         ("ci", "95% CI Δ (GAL − baseline)"),
+        ("paired_ci", "95% CI paired Δ (GAL − baseline)"),
         ("mde", MDE_LABEL),
+        ("holm", "Holm p (vs 0; vs paper Δ)"),
     ),
     paper_value=_paper_value,
     paper_ttest=_paper_ttest,
     notes=_notes,
     digits=4,
     paper_digits=4,
-    verdict_ci="welch",
 )
 
 TABLE5_COLUMNS = TABLE5.columns
