@@ -59,8 +59,15 @@ table5: venv
 # Tables I and II (classification): runs only the missing runs (baseline and GAL for SGD, Lookahead,
 # AdaBound, plus the GAL alpha=0 control for SGD on CONTROL_SEEDS seeds), then renders results/tables/table{1,2}.*
 # PROFILE=cpu: CIFAR-10 JPEG copy / Tiny-ImageNet-100 at 32 px; PROFILE=paper: real CIFAR, GPUs.
+# DECIDE=1: instead of a fixed SEEDS, add paired seeds (baseline and GAL) in batches of DECIDE_BATCH
+# until each optimizer row's verdict is decided or MAX_SEEDS pairs are reached (gal.sequential:
+# group-sequential, alpha spending; resumes from the records, works with JOBS and LAUNCHER).
+DECIDE ?=
+MAX_SEEDS ?= 60
+DECIDE_BATCH ?= 5
 table1 table2: venv
-	$(PY) -m experiments.classification --table $(subst table,,$@) --profile $(PROFILE) $(SEEDS_ARG) \
+	$(PY) -m experiments.classification --table $(subst table,,$@) --profile $(PROFILE) \
+		$(if $(DECIDE),--until-decided --max-seeds $(MAX_SEEDS) --decide-batch $(DECIDE_BATCH),$(SEEDS_ARG)) \
 		$(LAUNCH_ARGS)
 	$(PY) -m experiments.classification --table $(subst table,,$@) --profile $(PROFILE) \
 		--seeds $(CONTROL_SEEDS) --optimizers sgd --methods gal_alpha0 $(LAUNCH_ARGS)

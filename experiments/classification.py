@@ -366,6 +366,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--models", help="Table III: comma list of the config's models entries "
                                      "(default: the profile's run.table3.models)")
     ap.add_argument("--dataset", help="dataset key (default: the profile's run.table<N>.dataset)")
+    ap.add_argument("--until-decided", action="store_true",
+                    help="Tables 1 and 2: add paired seeds (baseline and GAL) in batches until each "
+                         "optimizer row's verdict is decided or --max-seeds is reached "
+                         "(group-sequential design, gal.sequential; ignores --seeds and --methods)")
+    ap.add_argument("--max-seeds", type=int, default=60, metavar="N",
+                    help="--until-decided: the cap, in paired seeds (default 60)")
+    ap.add_argument("--decide-batch", type=int, default=5, metavar="B",
+                    help="--until-decided: paired seeds added per look (default 5)")
     add_run_arguments(ap, profiles="cpu (default), paper or smoke",
                       runs_root=str(DEFAULT_RUNS_ROOT), config=str(CONFIG_PATH),
                       set_example="train.epochs=2")
@@ -375,6 +383,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             action.help = "config file (default: imagenet.yaml for --table 3, else cifar.yaml)"
     args = ap.parse_args(argv)
     t0 = time.monotonic()
+    if args.until_decided:
+        from experiments.until_decided import run_until_decided
+
+        try:
+            reasons = run_until_decided(args.table, args.profile, args.max_seeds, args.decide_batch,
+                                        csv_list(args.optimizers), args.dataset, args.runs_root,
+                                        parse_overrides(args.overrides), args.config,
+                                        progress=not args.no_progress, retry_failed=args.retry_failed,
+                                        **launch_kwargs(args))
+        except (ConfigError, DataError, ResumeMismatch, FileNotFoundError, LaunchError,
+                RuntimeError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        for opt, why in reasons.items():
+            print(f"{_plan_name(args.table)} {opt}: {why}")
+        return 0
     try:
         counts = run_table(args.table, args.profile, args.seeds, csv_list(args.optimizers),
                            csv_list(args.methods), args.dataset, args.runs_root,

@@ -1,0 +1,104 @@
+"""Tables I/II run until decided (experiments.until_decided): batches of paired seeds, a row stops
+on its own, the design is kept per row and shown by the table; one end-to-end smoke look."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import gal.records as records
+from experiments import until_decided as U
+from gal.config import ConfigError
+from gal.records import RunWriter, load_runs
+from gal.tables import TABLE1
+from gal.tables.render import grid
+
+
+def _paper_rel(opt):
+    return U._paper_rel(1, opt)
+
+
+def _fake_runs(root, calls, effects):
+    """A run_table stand-in that writes complete records of seeds 0..n-1 (missing ones only):
+    baseline ~ 24% error with a large seed spread, GAL = baseline·(1 + effect) + small noise."""
+
+    def run_table(table, profile, n, opts, methods, dataset, runs_root, overrides, config_path,
+                  progress=True, **launch):
+        calls.append((n, tuple(opts)))
+        for opt in opts:
+            for s in range(n):
+                rng = np.random.default_rng(1000 * s + len(opt))
+                base = 24.0 + 2.0 * rng.standard_normal()
+                vals = {"baseline": base,
+                        "gal": base * (1 + effects[opt]) + 0.02 * rng.standard_normal()}
+                for m in methods:
+                    d = runs_root / "table1" / profile / "cifar10_jpeg" / opt / m / f"seed-{s}"
+                    if (d / "metrics.json").exists():
+                        continue
+                    w = RunWriter(d, device="cpu")
+                    w.start({"task": "classification", "table": 1, "dataset": "cifar10_jpeg",
+                             "dataset_label": "CIFAR-10 (JPEG q75 copy)", "optimizer": opt,
+                             "method": m, "model": "airbench_s", "pretrained": False, "epochs": 8},
+                            profile=profile, seed=s)
+                    w.finish({"error_top1": vals[m], "error_top5": 1.0, "val_loss": 1.0})
+        return {"complete": 1, "failed": 0, "skipped": 0}
+
+    return run_table
+
+
+def test_rows_stop_on_their_own(tmp_path, monkeypatch):
+    monkeypatch.setattr(records, "git_info", lambda: ("0123456789abcdef", False))
+    calls: list = []
+    # SGD: GAL exactly the paper's relative effect, tiny noise -> decided at the first look;
+    # AdaBound: no effect -> 'not reproduced' needs more pairs or runs to the cap
+    effects = {"sgd": _paper_rel("sgd"), "adabound": 0.0}
+    monkeypatch.setattr(U, "run_table", _fake_runs(tmp_path / "runs", calls, effects))
+    reasons = U.run_until_decided(1, "cpu", max_seeds=20, batch=5, optimizers=["sgd", "adabound"],
+                                  runs_root=tmp_path / "runs", progress=False)
+    assert reasons["sgd"] == "decided at look 1 (n = 5 pairs)"
+    assert calls[0] == (5, ("sgd", "adabound"))
+    assert all(n % 5 == 0 and n <= 20 for n, _ in calls)  # batches of 5, never past the cap
+    assert not any("sgd" in opts for n, opts in calls[1:])  # a stopped row gets no more seeds
+    assert reasons["adabound"].startswith(("decided", "cap reached"))
+    row = tmp_path / "runs" / "table1" / "cpu" / "cifar10_jpeg" / "adabound"
+    design = json.loads((row / "sequential.json").read_text())["design"]
+    assert design == {"batch": 5, "max_pairs": 20, "alpha": 0.05, "spending": "pocock"}
+    # the table renders the design's repeated CI and the stopping reason of each row
+    g, _ = grid(load_runs(tmp_path / "runs" / "table1"), TABLE1)
+    stop = g[(g["Optimizer"] == "SGD") & (g["Method"] == "seeds: stopping")]
+    assert stop["Top-1 error %↓ ours"].iloc[0] == "decided at look 1 (n = 5 pairs)"
+    ci = g[(g["Optimizer"] == "SGD") & (g["Method"] == "verdict CI (GAL − baseline)")]
+    assert "repeated CI, look 1, n=5" in ci["Top-1 error %↓ ours"].iloc[0]
+    verdict = g[(g["Optimizer"] == "SGD") & (g["Method"] == "GAL (proposed)")]
+    assert verdict["Top-1 error %↓ verdict rel."].iloc[0].startswith("reproduced")
+    # resuming is free: every row is already stopped, nothing runs
+    n_calls = len(calls)
+    U.run_until_decided(1, "cpu", max_seeds=20, batch=5, optimizers=["sgd", "adabound"],
+                        runs_root=tmp_path / "runs", progress=False)
+    assert len(calls) == n_calls
+    # a row keeps its design
+    with pytest.raises(ConfigError, match="keeps its design"):
+        U.run_until_decided(1, "cpu", max_seeds=30, batch=5, optimizers=["sgd"],
+                            runs_root=tmp_path / "runs", progress=False)
+
+
+def test_only_tables_one_and_two(tmp_path):
+    with pytest.raises(ConfigError):
+        U.run_until_decided(3, "cpu", runs_root=tmp_path)
+
+
+def test_smoke_look_end_to_end(tmp_path, monkeypatch):
+    from tests.test_classification import make_imagefolder
+
+    root = make_imagefolder(tmp_path / "smokedata")
+    over = {"datasets.smoke.data.root": str(root)}
+    runs = tmp_path / "runs"
+    reasons = U.run_until_decided(1, "smoke", max_seeds=2, batch=2, optimizers=["sgd"],
+                                  runs_root=runs, overrides=over, progress=False)
+    assert reasons["sgd"].startswith(("decided at look 1", "cap reached (n = 2 pairs)"))
+    row = runs / "table1" / "smoke" / "smoke" / "sgd"
+    for m in ("baseline", "gal"):
+        assert sorted(p.name for p in (row / m).iterdir()) == ["seed-0", "seed-1"]
+    assert (row / "sequential.json").is_file()
