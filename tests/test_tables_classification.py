@@ -3,6 +3,7 @@ records with known numbers; every statistic recomputed independently (scipy / by
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -221,3 +222,21 @@ def test_dispatch_and_missing_runs(tmp_path):
     w.finish({"error_top1": 1.0})
     with pytest.raises(NoRunsError, match="make table2"):
         render_table(2, tmp_path / "runs", tmp_path / "out")
+
+
+def test_notes_name_resumed_runs_and_mixed_devices(tmp_path, monkeypatch):
+    monkeypatch.setattr(records, "git_info", lambda: (COMMIT, False))
+    root = tmp_path / "runs"
+    for s, m in SGD_BASE.items():
+        _write(root, 1, "cifar10_jpeg", LABEL, "sgd", "baseline", s, m)
+        _write(root, 1, "cifar10_jpeg", LABEL, "sgd", "gal", s, m)
+    # seed 1 of GAL was resumed; seed 2 of GAL ran on another device
+    prov = root / "table1" / "cpu" / "cifar10_jpeg" / "sgd" / "gal" / "seed-1" / "provenance.json"
+    p = json.loads(prov.read_text())
+    prov.write_text(json.dumps({**p, "resumed": True}))
+    prov2 = prov.parents[1] / "seed-2" / "provenance.json"
+    prov2.write_text(json.dumps({**json.loads(prov2.read_text()), "device": "cuda"}))
+    md = render_table(1, runs_root=root, out_dir=tmp_path / "t")["md"].read_text()
+    note = next(ln for ln in md.splitlines() if ln.startswith("- Ours"))
+    assert "1 run(s) resumed from a checkpoint" in note and "sgd/gal/seed-1" in note
+    assert "device(s) cpu, cuda" in note and "✗ rows that mix devices: cpu/cifar10_jpeg/sgd" in note

@@ -476,6 +476,7 @@ def _load_one(run_dir: Path) -> dict[str, Any]:
     row["git_commit"] = prov.get("git_commit", "unknown")
     row["git_dirty"] = prov.get("git_dirty", "unknown")
     row["device"] = prov.get("device")
+    row["resumed"] = bool(prov.get("resumed", False))
     return row
 
 

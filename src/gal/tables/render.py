@@ -71,10 +71,16 @@ def ours_note(facts: Mapping[str, Any]) -> str:
     """The header note on our runs: profiles, seeds, complete runs and their git commits."""
     seeds = facts["seeds"]
     seed_txt = f"{len(seeds)} seeds ({', '.join(map(str, seeds))})" if seeds else "no seeds"
+    resumed = facts.get("resumed_paths", [])
+    mixed = facts.get("mixed_devices", [])
     return (f"Ours: profile(s) {', '.join(map(str, facts['profiles']))}; {seed_txt}, n per row in "
             f"column n; {facts['n_complete']} complete runs; git commit(s) "
             f"{', '.join(facts['commits']) or 'unknown'}"
-            + (" (some with uncommitted changes)" if facts["dirty"] else "") + ".")
+            + (" (some with uncommitted changes)" if facts["dirty"] else "")
+            + f"; device(s) {', '.join(facts.get('devices', [])) or 'unknown'}"
+            + (f"; ✗ rows that mix devices: {', '.join(mixed)}" if mixed else "")
+            + (f"; {len(resumed)} run(s) resumed from a checkpoint after an interruption "
+               f"({', '.join(resumed)})" if resumed else "; no run was resumed") + ".")
 
 
 def failed_note(facts: Mapping[str, Any]) -> str:
@@ -320,6 +326,7 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
     alpha0_differs: list[bool] = []  # a shared seed differs (or nothing to compare), not only gaps
     verdict_cells: list[tuple[dict[str, Any], dict[str, str], str, dict[str, str] | None, str]] = []
     comparisons: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (numeric keys, statistics)
+    mixed_devices: list[str] = []
     values = _group_values(df, spec)
     for combo in itertools.product(*values):
         if tuple(combo[i] for i in free) not in seen:
@@ -330,6 +337,8 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
         for c, v in group.items():
             mask &= df[c] == v
         grp = df[mask]
+        if "device" in grp.columns and grp["device"].dropna().nunique() > 1:
+            mixed_devices.append("/".join(map(str, combo)))
         ok_by_method = {meth: gs.complete_runs(grp[grp["method"] == meth])[0] for meth in methods}
         gal_row: dict[str, str] | None = None
         for meth in methods:
@@ -416,6 +425,10 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
         "seeds": seeds,
         "commits": commits,
         "dirty": dirty,
+        "devices": sorted({str(d) for d in df["device"].dropna()}) if "device" in df.columns else [],
+        "mixed_devices": mixed_devices,
+        "resumed_paths": (df.loc[df["resumed"].fillna(False).astype(bool), "path"].tolist()
+                          if "resumed" in df.columns else []),
         "alpha0_all_exact": (all(alpha0_ok) if alpha0_ok else None),
         "alpha0_any_differs": any(alpha0_differs),
         "records": df,
