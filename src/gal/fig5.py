@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gal.fig_provenance import footer, record_commits, stamp
 from gal.figures import BLUE, RED, _new_figure
 from gal.records import load_history, load_runs
 
@@ -335,7 +336,8 @@ def fig5_markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _draw(panels: Sequence[Mapping[str, Any]], profile: str, out_dir: Path) -> list[Path]:
+def _draw(panels: Sequence[Mapping[str, Any]], profile: str, out_dir: Path,
+          prov: Mapping[str, Any]) -> list[Path]:
     n = len(panels)
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
@@ -366,6 +368,7 @@ def _draw(panels: Sequence[Mapping[str, Any]], profile: str, out_dir: Path) -> l
                frameon=False)
     fig.suptitle(f"Fig. 5 (Sec. VI-A): validation loss per epoch, baseline (blue) vs GAL (red); "
                  f"profile {profile}; lines: mean over seeds, bands: {BAND}", fontsize=9.5)
+    stamp(fig, prov)
     paths = [out_dir / "fig5.png", out_dir / "fig5.pdf"]
     fig.savefig(paths[0], dpi=150)
     fig.savefig(paths[1], metadata={"CreationDate": None})  # reproducible bytes, as Fig. 4
@@ -393,11 +396,13 @@ def render_fig5(
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = fig5_summary(panels, runs_root, profile, excluded)
+    prov = record_commits({"panels": summary["panels"]})
+    summary["records"] = prov
     jpath = out_dir / "fig5.json"
     with open(jpath, "w") as fh:
         json.dump(summary, fh, indent=2)
         fh.write("\n")
     mpath = out_dir / "fig5.md"
-    mpath.write_text(fig5_markdown(summary))
-    return [jpath, mpath, *_draw(panels, profile, out_dir)]
+    mpath.write_text(fig5_markdown(summary) + f"\n{footer(prov)}.\n")
+    return [jpath, mpath, *_draw(panels, profile, out_dir, prov)]
 

@@ -43,6 +43,7 @@ from gal.fig5 import (
     _val_curve,
     epoch_ranges,
 )
+from gal.fig_provenance import footer, record_commits, stamp
 from gal.figures import BLUE, RED, _new_figure, _ordered
 from gal.records import load_runs
 
@@ -353,8 +354,11 @@ def write_figure(fig: Any, summary: Mapping[str, Any], markdown: str, out_dir: P
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.{ext}" for ext in ("json", "md", "png", "pdf")]
+    prov = record_commits(summary)
+    summary = {**summary, "records": prov}
+    stamp(fig, prov)
     paths[0].write_text(json.dumps(_clean(summary), indent=2, allow_nan=False) + "\n")
-    paths[1].write_text(markdown)
+    paths[1].write_text(markdown + f"\n{footer(prov)}.\n")
     fig.savefig(paths[2], dpi=150)
     fig.savefig(paths[3], metadata={"CreationDate": None})
     return paths

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gal.fig_provenance import footer, record_commits, stamp
 from gal.records import load_history, load_runs
 
 __all__ = [
@@ -316,7 +317,8 @@ def _contour(ax: Any, levels: int = 30) -> None:
     ax.set_aspect("equal")
 
 
-def _draw_fig4(conv: str, data: Mapping[str, Any], summary: Mapping[str, Any], out: Path) -> list[Path]:
+def _draw_fig4(conv: str, data: Mapping[str, Any], summary: Mapping[str, Any], out: Path,
+               prov: Mapping[str, Any] | None = None) -> list[Path]:
     names = _ordered(list(data), FIG4_OPTIMIZER_ORDER)
     n = len(names)
     fig = _new_figure((3.1 * n, 6.4))
@@ -373,6 +375,8 @@ def _draw_fig4(conv: str, data: Mapping[str, Any], summary: Mapping[str, Any], o
     }.get(conv, f"Fig. 4 (Sec. IV-D), convention {conv}")
     fig.suptitle(title + "; faint: other seeds of h; dotted: first step within 1e-3 of final f",
                  fontsize=9.5)
+    if prov is not None:
+        stamp(fig, prov)
     stem = "fig4" if conv == "paper" else f"fig4-{conv}"
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     fig.savefig(paths[0], dpi=150)
@@ -422,6 +426,9 @@ def render_fig4(runs_root: Path, out_dir: Path, gif: bool = False) -> list[Path]
     out_dir.mkdir(parents=True, exist_ok=True)
     data = _load_fig4(runs_root)
     summary = fig4_summary(runs_root, data=data)
+    df = load_runs(Path(runs_root) / "fig4")
+    prov = record_commits({}, df["path"].tolist() if len(df) else [])
+    summary["records"] = prov
     written: list[Path] = []
     jpath = out_dir / "fig4.json"
     with open(jpath, "w") as fh:
@@ -429,10 +436,10 @@ def render_fig4(runs_root: Path, out_dir: Path, gif: bool = False) -> list[Path]
         fh.write("\n")
     written.append(jpath)
     mpath = out_dir / "fig4.md"
-    mpath.write_text(fig4_markdown(summary))
+    mpath.write_text(fig4_markdown(summary) + f"\n{footer(prov)}.\n")
     written.append(mpath)
     for conv in _ordered(list(data), FIG4_CONVENTION_ORDER):
-        written += _draw_fig4(conv, data[conv], summary["conventions"][conv], out_dir)
+        written += _draw_fig4(conv, data[conv], summary["conventions"][conv], out_dir, prov)
     if gif:
         conv = "paper" if "paper" in data else next(iter(data))
         opt = "sgd" if "sgd" in data[conv] else next(iter(data[conv]))
