@@ -10,15 +10,14 @@ is recorded in the report and the others still run):
 
 * ``env``: torch, CUDA, cuDNN, the GPU's name and memory;
 * ``tests_cuda``: the CUDA tests (``pytest -k cuda`` over tests/test_core_step.py and
-  tests/test_gal_cost.py; no host sync inside GAL's step, compiled step equals eager on CUDA);
+  tests/test_gal_cost.py: no host sync inside GAL's step on CUDA);
 * ``table1``: Table I's ``paper`` profile (EfficientNet-B1 at 224 px, batch 320, SGD, AMP fp16 +
   GradScaler, channels-last, no pretrained weights) for 1 epoch on a fixed subset of the CIFAR-10
   JPEG copy: baseline, GAL (alpha 1e-3) and the GAL alpha = 0 control, seeds 0 and 1;
 * ``table1_noise``: the same with the noise adjuster at the same alpha (``gal+adjuster=normal``,
   Eq. 4 scaling: a perturbation of GAL's size without h), the control for GAL's first epoch;
 * ``gal_cost``: ``benchmarks/gal_cost.py --device cuda`` (resnet50, efficientnet_b2 at batch
-  256, 224 px, AMP, channels-last: whole-step overhead, extra work, FLOP bound, operators; with a
-  CUDA-graph arm of the compiled step);
+  256, 224 px, AMP, channels-last: whole-step overhead, A/A, extra work, FLOP bound, operators);
 * ``table3``: Table III's ``paper`` recipe under ``torchrun --nproc_per_node 1`` on generated
   ImageNet-shaped data (1000 classes, 256 px decoded, 224 px crops), ResNet-50 and
   EfficientNet-B2, baseline and GAL, about 200 steps each (RandAugment and erasing off: they are
@@ -231,7 +230,7 @@ def plan(args: argparse.Namespace, work: Path, scale: Scale) -> list[Step]:
         Step("table1_noise", [py, "-m", "experiments.classification", "--table", "6", *t1_sel,
                               "--methods", "gal+adjuster=normal", *no_prog, *t1_set], 70),
         Step("gal_cost", [py, "benchmarks/gal_cost.py", "--device", "cuda", "--seconds",
-                          str(scale.cost_seconds), "--compile", "--out", str(work / "gal_cost_cuda.json"),
+                          str(scale.cost_seconds), "--out", str(work / "gal_cost_cuda.json"),
                           "--note", "benchmarks/gpu_check.sh"], 170, wait_for="prep"),
         Step("table3", [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
                         "-m", "experiments.classification", "--table", "3", "--profile", "paper",
@@ -407,7 +406,7 @@ class Runner:
         self.results[step.name] = {"name": step.name, "status": status, "rc": rc,
                                    "wall_s": round(wall, 1), "timeout_s": round(limit, 1),
                                    "command": step.shell(),
-                                   "output_tail": text[-3000:] if status != "ok" else text[-600:]}
+                                   "output_tail": text[-3000:]}
         with open(self.log, "a") as f:
             f.write(f"\n===== {step.name}: {status} (rc {rc}, {wall:.1f} s of {limit:.0f} s)\n$ {step.shell()}\n")
             f.write(_log_text(text))
