@@ -75,7 +75,7 @@ def build_detr(model_cfg: Mapping[str, Any], num_labels: int,
         raise ValueError(
             f"backbone_norm 'frozen' (DETR's frozen batch norms) needs ImageNet-pretrained backbone "
             f"weights: a frozen batch norm of an untrained backbone is the identity. Set "
-            f"models.<key>.backbone_weights=/path/to/{c['backbone']}.pth (a timm state dict), or "
+            f"model.backbone_weights=/path/to/{c['backbone']}.pth (a timm state dict), or "
             f"backbone_norm: batchnorm to train the backbone from scratch.")
     if norm == "batchnorm":
         _thaw_batch_norm(model)  # before loading, so that the weights' batch norms are kept
@@ -97,7 +97,7 @@ def load_backbone_weights(model: nn.Module, path: str) -> None:
     import torch
 
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"backbone weights {path} not found; set models.<key>.backbone_weights "
+        raise FileNotFoundError(f"backbone weights {path} not found; set model.backbone_weights "
                                 f"to a timm state dict file")
     sd = torch.load(path, map_location="cpu", weights_only=True)
     sd = sd.get("state_dict", sd) if isinstance(sd, dict) else sd

@@ -61,8 +61,13 @@ class RunSpec:
         return "/".join(self._parts)
 
 
-def _auto(flag: Any, device: torch.device) -> bool:
-    return device.type == "cuda" if flag == "auto" else bool(flag)
+def _auto(flag: Any, device: torch.device, key: str = "train.amp") -> bool:
+    """A ``true`` / ``false`` / ``auto`` switch (``auto``: on for CUDA, off on CPU)."""
+    if flag == "auto":
+        return device.type == "cuda"
+    if isinstance(flag, bool):
+        return flag
+    raise ConfigError(f"{key}: {flag!r} is not one of true, false, auto; fix e.g. --set {key}=false")
 
 
 def model_config(cfg: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:
@@ -98,8 +103,8 @@ def run_settings(cfg: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:
         "dataset": spec.dataset, "data": dict(ds["data"]), "num_classes": int(ds["num_classes"]),
         "model": dict(cfg["model"]), "train": dict(cfg["train"]),
         "optimizer": spec.optimizer, "opt": dict(cfg["optimizers"][spec.optimizer]),
-        "device": str(device), "amp": _auto(cfg["train"]["amp"], device),
-        "channels_last": _auto(cfg["train"]["channels_last"], device),
+        "device": str(device), "amp": _auto(cfg["train"]["amp"], device, "train.amp"),
+        "channels_last": _auto(cfg["train"]["channels_last"], device, "train.channels_last"),
     }
     g = apply_method(default_gal(cfg, spec.dataset, spec.optimizer), spec.method)
     if g is not None:

@@ -93,6 +93,8 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 def choose_device(name: str = "auto") -> torch.device:
     """``"auto"`` -> cuda if available else cpu; otherwise ``torch.device(name)``."""
+    if not isinstance(name, str):
+        raise ConfigError(f"device: {name!r} is not a device name; use auto, cpu, cuda or cuda:<k>")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)

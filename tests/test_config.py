@@ -158,3 +158,52 @@ def test_exponent_floats_without_dot_are_floats(tmp_path: Path) -> None:
     p = tmp_path / "e.yaml"
     p.write_text("common:\n  lr: 0.1\nprofiles:\n  cpu:\n    lr: 1e-3\n")
     assert load_config(p, "cpu")["lr"] == 0.001
+
+
+CIFAR = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "cifar.yaml"
+
+
+@pytest.mark.parametrize("raw, want", [("false", False), ("true", True), ("auto", False),
+                                       ("off", False), ("True", True)])
+def test_amp_and_channels_last_take_true_false_auto(raw: str, want: bool) -> None:
+    """``--set train.amp=false`` (a YAML bool) replaces the default ``auto``; on CPU ``auto`` is off."""
+    from experiments.classification_spec import RunSpec, run_settings
+
+    over = parse_overrides([f"train.amp={raw}", f"train.channels_last={raw}", "device=cpu"])
+    cfg = load_config(CIFAR, "paper", over)
+    assert cfg["train"]["amp"] == (raw if raw == "auto" else want)
+    s = run_settings(cfg, RunSpec(1, "paper", "cifar10", "sgd", "baseline", 0))
+    assert s["amp"] is want and s["channels_last"] is want
+
+
+def test_amp_rejects_other_values_with_one_clear_error(tmp_path: Path) -> None:
+    from experiments.classification_spec import RunSpec, run_settings
+
+    with pytest.raises(ConfigError, match="train.amp"):
+        load_config(CIFAR, "paper", {"train.amp": 1})
+    cfg = load_config(CIFAR, "paper", {"train.amp": "yes please", "device": "cpu"})  # a str passes the schema
+    with pytest.raises(ConfigError, match=r"train.amp: 'yes please' is not one of true, false, auto"):
+        run_settings(cfg, RunSpec(1, "paper", "cifar10", "sgd", "baseline", 0))
+    from experiments.common import choose_device
+
+    with pytest.raises(ConfigError, match="not a device name"):
+        choose_device(True)  # type: ignore[arg-type]
+
+
+def test_committed_records_keep_their_config_hash() -> None:
+    """The defaults' stored values are unchanged: a committed cpu-profile Table I record's
+    settings (``amp: auto`` in ``train``, resolved ``amp: false``) and config hash are what its
+    config resolves to today (keys added to ``train`` after the record was made left out)."""
+    import yaml
+
+    from experiments.classification_spec import RunSpec, run_settings
+    from experiments.common import config_hash
+
+    rec = Path(__file__).resolve().parents[1] / "results/runs/table1/cpu/cifar10_jpeg/sgd/baseline/seed-0"
+    stored = yaml.safe_load((rec / "config.yaml").read_text())
+    s = run_settings(load_config(CIFAR, "cpu", {"device": "cpu"}),
+                     RunSpec(1, "cpu", "cifar10_jpeg", "sgd", "baseline", 0))
+    s["train"] = {k: v for k, v in s["train"].items() if k in stored["settings"]["train"]}
+    assert s["train"]["amp"] == "auto" and s["amp"] is False and s["channels_last"] is False
+    assert s == stored["settings"]
+    assert config_hash(s) == stored["config_hash"]

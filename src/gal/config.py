@@ -15,7 +15,9 @@ Sec. V-B of the paper) with this shape::
 ``load_config(path, profile, overrides)`` deep-merges ``common`` <- ``profiles[profile]`` <-
 ``overrides`` and returns a plain dict. ``common`` is the schema: a profile or an override may
 only set keys that exist in ``common``, with a value of a compatible type (an int where a float
-is expected is accepted and converted; ``null`` in ``common`` means "any value"). Every problem
+is expected is accepted and converted; ``null`` in ``common`` means "any value"; a key whose
+default is the string ``auto`` also takes ``true``/``false``, e.g. ``--set train.amp=false``).
+Every problem
 (missing/malformed file, unknown profile, unknown key, wrong type) raises one :class:`ConfigError`
 whose message names the file, the key and how to fix it.
 
@@ -88,12 +90,13 @@ def _coerce(base: Any, new: Any, where: str, key: str, file: str) -> Any:
     """Check that ``new`` may replace ``base`` (the default in ``common``) and return it.
 
     Rules: ``null`` on either side is accepted; bool only replaces bool; an int replaces a float
-    (converted to float); a list replaces a list; a mapping is handled by the caller.
+    (converted to float); a list replaces a list; a mapping is handled by the caller; a default
+    of ``"auto"`` (decided at run time, e.g. AMP on CUDA) also accepts a bool (on / off).
     """
     if base is None or new is None:
         return new
     tb, tn = _type_name(base), _type_name(new)
-    if tb == tn:
+    if tb == tn or (base == "auto" and tn == "bool"):
         return list(new) if tn == "list" else new
     if tb == "float" and tn == "int":
         return float(new)

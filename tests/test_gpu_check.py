@@ -1,0 +1,105 @@
+"""benchmarks/gpu_check.sh: its CPU-only dry run (every command it would run and the imports
+they need, the training steps' configs resolved), its report collection, and the provenance it
+restores from a git bundle when .git did not travel."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import gpu_check as G
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_dry_run_lists_every_step_and_exits_0(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run", "--out", str(tmp_path / "o")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    cmds = [ln for ln in out.stdout.splitlines() if ln.startswith("$ timeout")]
+    text = "\n".join(cmds)
+    for needle in ("-k cuda tests/test_core_step.py tests/test_gal_cost.py",
+                   "benchmarks/gal_cost.py --device cuda",
+                   "--table 1 --profile paper --dataset cifar10_jpeg",
+                   "--methods baseline,gal,gal_alpha0", "model.pretrained=false",
+                   "--methods gal+adjuster=normal",
+                   "torch.distributed.run --standalone --nproc_per_node 1 -m experiments.classification --table 3",
+                   "-m detr_gal.run --profile paper --models detr_r50", "--prep"):
+        assert needle in text, needle
+    assert len(cmds) == len(G.STEPS)
+    for step in G.RUN_STEPS:
+        assert f"# {step}: config resolves" in out.stdout, out.stdout[-3000:]
+    assert "# imports: all found" in out.stdout
+    assert not (tmp_path / "o").exists()  # a dry run writes nothing
+
+
+def test_unknown_step_is_one_error(capsys):
+    assert G.main(["--only", "tabel1", "--dry-run"]) == 2
+    assert "unknown step" in capsys.readouterr().err
+
+
+def _commit_repo(path: Path) -> str:
+    path.mkdir()
+    (path / "a.txt").write_text("one\n")
+    (path / "results").mkdir()
+    (path / "results" / "r.txt").write_text("run\n")
+    for args in (["init", "-q"], ["add", "-A"],
+                 ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"]):
+        subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True)
+    return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_provenance_from_a_bundle_is_honest(tmp_path):
+    src = tmp_path / "src"
+    commit = _commit_repo(src)
+    bundle = tmp_path / "repo.bundle"
+    subprocess.run(["git", "-C", str(src), "bundle", "create", str(bundle), "HEAD"], check=True,
+                   capture_output=True)
+    # the tree as sent: no .git; results/ changed (ignored), the code itself unchanged
+    sent = tmp_path / "sent"
+    shutil.copytree(src, sent, ignore=shutil.ignore_patterns(".git"))
+    (sent / "results" / "new.json").write_text("{}")
+    assert G.git_provenance(sent, None)["commit"] == "unknown"
+    dry = G.git_provenance(sent, bundle, dry_run=True)
+    assert dry["commit"] == "unknown" and not (sent / ".git").exists()
+    got = G.git_provenance(sent, bundle)
+    assert (got["commit"], got["dirty"], got["source"]) == (commit, False, "bundle")
+    # a second look uses the restored repository; a changed file is reported as dirty
+    (sent / "a.txt").write_text("two\n")
+    again = G.git_provenance(sent, bundle)
+    assert (again["commit"], again["dirty"], again["source"]) == (commit, True, "repo")
+    # a .git that points nowhere (a worktree's .git file) is set aside, not trusted
+    other = tmp_path / "other"
+    shutil.copytree(src, other, ignore=shutil.ignore_patterns(".git"))
+    (other / ".git").write_text("gitdir: /nonexistent/worktrees/x\n")
+    got = G.git_provenance(other, bundle)
+    assert (got["commit"], got["dirty"]) == (commit, False)
+
+
+def test_report_collects_run_records(tmp_path):
+    root = tmp_path / "runs"
+    rows = {"baseline": 1000.0, "gal": 990.0}
+    for method, ips in rows.items():
+        d = root / "table1/paper/cifar10_jpeg/sgd" / method / "seed-0"
+        d.mkdir(parents=True)
+        (d / "status.json").write_text(json.dumps({"status": "complete"}))
+        (d / "metrics.json").write_text(json.dumps({"error_top1": 80.0, "val_loss": 2.2}))
+        (d / "history.csv").write_text("epoch,train_loss,images_per_s,val_loss,val_error_top1\n"
+                                       f"1,2.3,{ips},2.2,80.0\n")
+        (d / "checkpoint.pt").write_bytes(b"x" * 100)
+    t = G.summarize_runs(G.read_runs(root))["table1"]
+    assert t["throughput"] == {"baseline": 1000.0, "gal": 990.0}
+    assert t["time_overhead_pct_vs_baseline"] == {"gal": pytest.approx(100 * (1000 / 990 - 1), abs=0.01)}
+    assert {r["group"] for r in t["runs"]} == {"baseline", "gal"}
+    assert t["runs"][0]["first_epoch"]["val_loss"] == 2.2
+    tar = G.tar_runs(root, tmp_path / "runs.tar.gz")
+    assert tar["written"] and tar["files"] == 6  # checkpoints left out
