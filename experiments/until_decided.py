@@ -90,9 +90,8 @@ def run_until_decided(table: int | str, profile: str = "cpu", max_seeds: int = 6
         for opt, row in rows.items():
             dec = row_decision(row, t, opt, design)
             reasons[opt] = dec.reason
-            if progress:
-                print(f"table{t} {opt}: {dec.reason}; verdict (relative) {dec.verdict or '—'}",
-                      flush=True)
+            print(f"table{t} {profile} {opt}: {dec.reason}; verdict (relative) "
+                  f"{dec.verdict or '—'}", flush=True)
             if dec.next_n is not None:
                 need.setdefault(dec.next_n, []).append(opt)
         if not need:

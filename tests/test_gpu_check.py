@@ -103,3 +103,24 @@ def test_report_collects_run_records(tmp_path):
     assert t["runs"][0]["first_epoch"]["val_loss"] == 2.2
     tar = G.tar_runs(root, tmp_path / "runs.tar.gz")
     assert tar["written"] and tar["files"] == 6  # checkpoints left out
+
+
+def test_gpu_seed_batch_runs_the_cpu_profile_as_its_own_profile():
+    """benchmarks/gpu_seed_batch.sh: Table I until decided on the cpu_cuda profile, whose
+    settings are the cpu profile's except the device, autocast, memory layout and threads."""
+    import subprocess
+
+    from experiments.classification import config_for
+    from gal.config import load_config
+
+    out = subprocess.run(["bash", "benchmarks/gpu_seed_batch.sh", "--dry-run"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "--profile cpu_cuda --until-decided" in out and "--table 1" in out
+    cpu, cuda = (load_config(config_for(1), p, {}) for p in ("cpu", "cpu_cuda"))
+    assert cuda["device"] == "cuda" and cuda["train"]["amp"] is False
+    assert cuda["train"]["channels_last"] is True
+    for key in ("model", "optimizers", "datasets", "gal", "run", "seeds"):
+        assert cuda[key] == cpu[key], key
+    skip = {"amp", "channels_last"}
+    assert {k: v for k, v in cuda["train"].items() if k not in skip} == {
+        k: v for k, v in cpu["train"].items() if k not in skip}
