@@ -140,7 +140,14 @@ def git_provenance(repo: Path, bundle: Path | None, *, dry_run: bool = False) ->
     try:
         top = Path(_git(repo, "rev-parse", "--show-toplevel"))
         if top.resolve() == repo.resolve():
-            return state("repo", "the repository's own .git")
+            if bundle is None or not bundle.is_file() or dry_run:
+                return state("repo", "the repository's own .git")
+            # the bundle names the commit the files were sent from; a .git found here may be
+            # older (a copy made earlier): compare the files with the bundle's commit instead
+            _git(repo, "fetch", "-q", str(bundle.resolve()), "HEAD")
+            _git(repo, "reset", "-q", "FETCH_HEAD")
+            return state("repo+bundle", f"the .git here, reset (mixed) to {bundle.name}'s HEAD: "
+                                        "dirty = the files here differ from that commit")
     except (OSError, subprocess.SubprocessError):
         pass
     if bundle is None or not bundle.is_file():

@@ -28,8 +28,10 @@ CMD=("$PY" -m experiments.classification --table "$TABLE" --profile cpu_cuda --u
 if [ "$DRY" = 1 ]; then echo "timeout -k 10 $BUDGET ${CMD[*]}"; exit 0; fi
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD/src:$PWD"
 export GAL_SHARED_DATA="${GAL_SHARED_DATA:-.gpu_data}" GAL_CACHE="${GAL_CACHE:-$HOME/.cache/gal}"
-if ! git rev-parse HEAD >/dev/null 2>&1 && [ -f .gpu_data/repo.bundle ]; then
-  rm -rf .git && git init -q && git fetch -q .gpu_data/repo.bundle HEAD && git reset -q FETCH_HEAD
+if [ -f .gpu_data/repo.bundle ]; then  # the bundle names the commit these files were sent from
+  git rev-parse HEAD >/dev/null 2>&1 || { rm -rf .git && git init -q; }
+  git config core.fileMode false
+  git fetch -q .gpu_data/repo.bundle HEAD && git reset -q FETCH_HEAD
 fi
 echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown); dirty: $(git status --porcelain -- . ':(exclude)results' 2>/dev/null | wc -l) files"
 mkdir -p "$OUT" "$RUNS"

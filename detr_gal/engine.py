@@ -149,10 +149,11 @@ def coco_detections(logits: torch.Tensor, boxes: torch.Tensor, image_ids: Sequen
     non-"no-object" class and its softmax probability as the score, the box scaled from
     normalised (cx, cy, w, h) to absolute (x, y, w, h) on the original image (``orig_sizes`` =
     (height, width))."""
-    prob = logits.float().softmax(-1)[..., :-1]
+    # on the host: the model's outputs may be on a GPU, the sizes and ids are host data
+    prob = logits.detach().float().cpu().softmax(-1)[..., :-1]
     scores, labels = prob.max(-1)
-    h, w = orig_sizes[:, 0:1].float(), orig_sizes[:, 1:2].float()
-    cx, cy, bw, bh = boxes.float().unbind(-1)
+    h, w = orig_sizes[:, 0:1].float().cpu(), orig_sizes[:, 1:2].float().cpu()
+    cx, cy, bw, bh = boxes.detach().float().cpu().unbind(-1)
     xywh = torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h], dim=-1)
     out = []
     for i, img in enumerate(image_ids):

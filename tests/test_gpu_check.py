@@ -76,13 +76,23 @@ def test_provenance_from_a_bundle_is_honest(tmp_path):
     # a second look uses the restored repository; a changed file is reported as dirty
     (sent / "a.txt").write_text("two\n")
     again = G.git_provenance(sent, bundle)
-    assert (again["commit"], again["dirty"], again["source"]) == (commit, True, "repo")
+    assert (again["commit"], again["dirty"], again["source"]) == (commit, True, "repo+bundle")
+    assert G.git_provenance(sent, None)["source"] == "repo"
+    # an older .git beside newer files (a copy made earlier): the bundle's commit decides
+    (src / "a.txt").write_text("two\n")
+    subprocess.run(["git", "-C", str(src), "commit", "-qam", "two"], check=True, capture_output=True)
+    newer = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], check=True,
+                           capture_output=True, text=True).stdout.strip()
+    subprocess.run(["git", "-C", str(src), "bundle", "create", str(bundle), "HEAD"], check=True,
+                   capture_output=True)
+    got = G.git_provenance(sent, bundle)
+    assert (got["commit"], got["dirty"]) == (newer, False)
     # a .git that points nowhere (a worktree's .git file) is set aside, not trusted
     other = tmp_path / "other"
     shutil.copytree(src, other, ignore=shutil.ignore_patterns(".git"))
     (other / ".git").write_text("gitdir: /nonexistent/worktrees/x\n")
     got = G.git_provenance(other, bundle)
-    assert (got["commit"], got["dirty"]) == (commit, False)
+    assert (got["commit"], got["dirty"]) == (newer, False)
 
 
 def test_report_collects_run_records(tmp_path):
