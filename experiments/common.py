@@ -71,10 +71,15 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """The global RNG states (Python, NumPy, torch CPU and CUDA) for a checkpoint."""
+    """The global RNG states (Python, NumPy, torch CPU and CUDA) for a checkpoint, as tensors
+    and plain data (what ``torch.load(..., weights_only=True)`` reads back): Python's state is
+    a tuple of ints, NumPy's Mersenne-Twister key an int64 tensor beside its position and
+    Gaussian cache."""
+    name, key, pos, has_gauss, gauss = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {"name": str(name), "key": torch.from_numpy(np.asarray(key, dtype=np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -85,7 +90,9 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: Mapping[str, Any]) -> None:
     """Restore what :func:`rng_state` returned."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["key"].numpy().astype(np.uint32), int(n["pos"]),
+                         int(n["has_gauss"]), float(n["gauss"])))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
