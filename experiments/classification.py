@@ -126,7 +126,7 @@ def load_data(cfg: Mapping[str, Any], dataset: str) -> tuple[ImageSet, ImageSet]
                 p = Path(os.path.expandvars(str(data[k]))).expanduser()
                 data[k] = str(p if p.is_absolute() else REPO / p)
         train, test = load_split(data, "train"), load_split(data, "test")
-        check_pair(train, test, int(ds["num_classes"]))
+        check_pair(train, test, int(ds["num_classes"]), f"datasets.{dataset}.num_classes")
         _DATA_CACHE[dataset] = (train, test)
     return _DATA_CACHE[dataset]
 

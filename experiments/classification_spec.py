@@ -61,8 +61,21 @@ class RunSpec:
         return "/".join(self._parts)
 
 
-def _auto(flag: Any, device: torch.device) -> bool:
-    return device.type == "cuda" if flag == "auto" else bool(flag)
+_FLAG_TEXT = {"true": True, "yes": True, "on": True, "1": True,
+              "false": False, "no": False, "off": False, "0": False}
+
+
+def _auto(flag: Any, device: torch.device, key: str = "train.amp") -> bool:
+    """``auto`` -> on for CUDA; a bool, or its text (``--set train.amp=false`` keeps the string
+    type of the default ``auto``: true/false/yes/no/on/off/1/0), as given."""
+    if isinstance(flag, str):
+        text = flag.strip().lower()
+        if text == "auto":
+            return device.type == "cuda"
+        if text not in _FLAG_TEXT:
+            raise ConfigError(f"{key} must be auto, true or false, got {flag!r}")
+        return _FLAG_TEXT[text]
+    return bool(flag)
 
 
 def model_config(cfg: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:
@@ -99,7 +112,7 @@ def run_settings(cfg: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:
         "model": dict(cfg["model"]), "train": dict(cfg["train"]),
         "optimizer": spec.optimizer, "opt": dict(cfg["optimizers"][spec.optimizer]),
         "device": str(device), "amp": _auto(cfg["train"]["amp"], device),
-        "channels_last": _auto(cfg["train"]["channels_last"], device),
+        "channels_last": _auto(cfg["train"]["channels_last"], device, "train.channels_last"),
     }
     g = apply_method(default_gal(cfg, spec.dataset, spec.optimizer), spec.method)
     if g is not None:

@@ -345,13 +345,21 @@ def check_choice(kind: str, values: Sequence[str], allowed: Sequence[str], hint:
     return list(values)
 
 
+def _positive_int(text: str) -> int:
+    """``--seeds``: an integer >= 1 (argparse turns the ValueError into one usage line)."""
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return n
+
+
 def add_run_arguments(ap: argparse.ArgumentParser, *, profiles: str, runs_root: str,
                       config: str, set_example: str) -> None:
     """The flags every table runner takes: ``--profile --seeds --runs-root --config --set
     --retry-failed --no-progress`` and the launch flags (``--jobs --launcher --threads
     --slurm-*``, :func:`experiments.launch.add_launch_arguments`)."""
     ap.add_argument("--profile", default="cpu", help=f"config profile: {profiles}")
-    ap.add_argument("--seeds", type=int, default=None,
+    ap.add_argument("--seeds", type=_positive_int, default=None,
                     help="number of seeds (runs use seeds 0..N-1); default: the config's 'seeds'")
     ap.add_argument("--runs-root", default=runs_root,
                     help=f"where run records go (default {runs_root})")

@@ -244,8 +244,10 @@ def load_split(data: dict[str, Any], split: str) -> ImageSet:
     return ds
 
 
-def check_pair(train: ImageSet, test: ImageSet, num_classes: int) -> None:
-    """The checks a table relies on: same classes in both splits, labels in range."""
+def check_pair(train: ImageSet, test: ImageSet, num_classes: int,
+               key: str = "datasets.<name>.num_classes") -> None:
+    """The checks a table relies on: same classes in both splits, labels in range (``key``: the
+    config key of ``num_classes``, named in the error)."""
     if train.classes != test.classes:
         only_tr = sorted(set(train.classes) - set(test.classes))[:5]
         only_te = sorted(set(test.classes) - set(train.classes))[:5]
@@ -256,8 +258,8 @@ def check_pair(train: ImageSet, test: ImageSet, num_classes: int) -> None:
     for name, ds in (("train", train), ("test", test)):
         lo, hi = int(ds.labels.min()), int(ds.labels.max())
         if lo < 0 or hi >= num_classes:
-            raise DataError(f"{name} labels span [{lo}, {hi}] but model.num_classes is "
-                            f"{num_classes}; set model.num_classes to {len(ds.classes)}.")
+            raise DataError(f"{name} labels span [{lo}, {hi}] but {key} is {num_classes}; "
+                            f"set {key} to {len(ds.classes)} (e.g. --set {key}={len(ds.classes)}).")
 
 
 # --------------------------------------------------------------------------- batches
