@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from detr_gal.coco_data import CocoSet, DetectionLoader, load_coco_split
+from detr_gal.coco_data import CocoSet, DetectionLoader, check_splits, load_coco_split
 from detr_gal.engine import AP_KEYS, evaluate, train_one_epoch
 from detr_gal.model import backbone_of, build_detr, build_loss, count_parameters, param_groups
 from detr_gal.pretrain import pretrained_backbone
@@ -122,9 +122,12 @@ def _data_section(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_data(settings: Mapping[str, Any]) -> tuple[CocoSet, CocoSet]:
-    """The run's train and val splits (:func:`detr_gal.coco_data.load_coco_split`)."""
+    """The run's train and val splits (:func:`detr_gal.coco_data.load_coco_split`), checked to
+    list the same categories (:func:`detr_gal.coco_data.check_splits`)."""
     data = _data_section(settings)
-    return load_coco_split(data, "train"), load_coco_split(data, "val")
+    train, val = load_coco_split(data, "train"), load_coco_split(data, "val")
+    check_splits(train, val)
+    return train, val
 
 
 def _record_config(cfg: Mapping[str, Any], spec: RunSpec, settings: Mapping[str, Any],
