@@ -38,7 +38,7 @@ import torch
 
 from experiments.launch import Job, add_launch_arguments, run_jobs, slurm_options
 from gal.config import ConfigError
-from gal.records import RunWriter, flatten, to_builtin
+from gal.records import IGNORED_SETTINGS, IMPLICIT_SETTINGS, RunWriter, flatten, to_builtin
 
 __all__ = [
     "DIAGNOSTICS",
@@ -79,20 +79,6 @@ class ResumeMismatch(RuntimeError):
 
 class StaleRuns(ConfigError):
     """Finished runs of a plan were made with other settings than the requested ones."""
-
-
-#: Settings that never count as a difference between a finished run and a request: the device
-#: (``auto`` resolves per machine; it is recorded in the provenance, as the CPU model is).
-IGNORED_SETTINGS = ("device",)
-
-#: Settings added to a runner after records were made, with the value every earlier run had
-#: implicitly (the added key's default leaves a run as it was): a finished record lacking the
-#: key counts as having that value, so it is not stale for the default settings.
-IMPLICIT_SETTINGS: dict[str, Any] = {
-    "train.train_subset": 0,        # classification: 0 = the whole training split
-    "gal.adjuster": "mlp",          # classification: h is the MLP of Sec. III
-    "gal.noise_scaling": "eq4",     # classification: only read by the noise adjuster (Table VI)
-}
 
 
 def seed_everything(seed: int) -> None:

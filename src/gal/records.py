@@ -60,7 +60,8 @@ import pandas as pd
 import yaml
 
 __all__ = ["RunWriter", "load_runs", "load_history", "flatten", "to_builtin", "launch_info",
-           "machine_info", "RECORD_COLUMNS", "SET_ASIDE_SUFFIXES"]
+           "machine_info", "RECORD_COLUMNS", "SET_ASIDE_SUFFIXES", "IGNORED_SETTINGS",
+           "IMPLICIT_SETTINGS"]
 
 #: Columns load_runs always provides (besides flattened config keys and metric names).
 RECORD_COLUMNS = ["status", "reason", "path", "profile", "seed", "wall_time_s", "git_commit", "device"]
@@ -69,6 +70,20 @@ _HISTORY_KEY = "__gal_records_history__"
 _WALL_KEY = "__gal_records_wall_time_s__"
 _START_KEY = "__gal_records_start_time__"
 _COMMITS_KEY = "__gal_records_git_commits__"
+
+#: Settings that never count as a difference between two runs (a finished run and a request, or
+#: two runs pooled in one table cell): the device (``auto`` resolves per machine; it is recorded
+#: in the provenance, as the CPU model is).
+IGNORED_SETTINGS = ("device",)
+
+#: Settings added to a runner after records were made, with the value every earlier run had
+#: implicitly (the added key's default leaves a run as it was): a record lacking the key counts
+#: as having that value.
+IMPLICIT_SETTINGS: dict[str, Any] = {
+    "train.train_subset": 0,        # classification: 0 = the whole training split
+    "gal.adjuster": "mlp",          # classification: h is the MLP of Sec. III
+    "gal.noise_scaling": "eq4",     # classification: only read by the noise adjuster (Table VI)
+}
 
 #: Directory suffixes :func:`load_runs` never reads: unfinished runs (``.partial``) and finished
 #: records set aside because they were made with other settings (``.stale``, the runners'
