@@ -8,7 +8,10 @@ same file later feeds COCOeval), the JPEGs with PIL. A split is decoded once int
 (cx, cy, w, h) relative to the image's own, unpadded, width and height, as in the original
 DETR). Annotations are cleaned as DETR's ``ConvertCocoPolysToMask`` does: crowd boxes dropped,
 boxes clipped to the image and dropped when empty; degenerate json boxes are dropped too. Every
-drop is counted in :attr:`CocoSet.skipped`; a malformed file is an error, never a silent skip.
+drop is counted in :attr:`CocoSet.skipped`; a malformed file is an error, never a silent skip
+(so are duplicate ids, and a split whose boxes are all dropped). Train and validation must list
+the same categories (:func:`check_splits`): a label is an index into that list, so a category
+missing from one split would score every later class as the wrong one.
 
 The decoded tensors are cached under ``$GAL_CACHE`` (or ``~/.cache/gal``), keyed on the
 annotation file's sha256, the image folder, the size and ``max_images``, so a second load does
@@ -38,8 +41,8 @@ import torch
 
 from experiments.image_data import DataError, _unpack, cache_dir, sha256_file
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CocoSet", "DetectionLoader", "load_coco",
-           "load_coco_split"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CocoSet", "DetectionLoader", "check_splits",
+           "load_coco", "load_coco_split"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -94,6 +97,14 @@ def _read_coco(ann: Path) -> Any:
                 raise DataError(f"annotation file {ann}: an entry of '{key}' lacks "
                                 f"{', '.join(lacking)} ({str(entry)[:120]}); the file is not in "
                                 f"COCO detection format.")
+    for key in ("images", "annotations", "categories"):
+        ids = [e["id"] for e in d[key]]
+        if len(set(map(repr, ids))) != len(ids):
+            seen: set[str] = set()
+            dup = sorted({repr(i) for i in ids if repr(i) in seen or seen.add(repr(i))})
+            raise DataError(f"annotation file {ann}: {len(dup)} duplicate id(s) in '{key}': "
+                            f"{', '.join(dup[:10])}. Ids must be unique (COCOeval matches by id); "
+                            f"fix the file.")
     coco = COCO()
     coco.dataset = d
     with contextlib.redirect_stdout(io.StringIO()):
@@ -198,14 +209,50 @@ def _cache_path(ann: Path, img_dir: Path, size: int, max_images: int | None) -> 
     return cache_dir() / "coco" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.pt"
 
 
+def _check_kept(cs: CocoSet, ann: Path) -> CocoSet:
+    """A split whose annotations were all dropped (degenerate, empty after clipping, crowd) has
+    nothing to train or score on: an error naming the counts."""
+    kept = sum(len(t["class_labels"]) for t in cs.targets)
+    dropped = sum(cs.skipped.values())
+    if kept == 0 and dropped > 0:
+        why = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in cs.skipped.items() if v)
+        raise DataError(f"annotation file {ann}: all {dropped} boxes of the {len(cs)} images were "
+                        f"dropped ({why}); no box is left to train or score on. Check the bbox "
+                        f"format ([x, y, width, height] in pixels of the listed image size).")
+    return cs
+
+
+def check_splits(train: CocoSet, val: CocoSet) -> None:
+    """Train and validation list the same categories (ids and names, in the same order): a
+    model's label k is ``train.cat_ids[k]`` and is scored as ``val.cat_ids[k]``."""
+    if train.cat_ids == val.cat_ids and train.cat_names == val.cat_names:
+        return
+    tr = dict(zip(train.cat_ids, train.cat_names, strict=True))
+    va = dict(zip(val.cat_ids, val.cat_names, strict=True))
+    parts = []
+    only_tr = [f"{i} {tr[i]!r}" for i in sorted(set(tr) - set(va))]
+    only_va = [f"{i} {va[i]!r}" for i in sorted(set(va) - set(tr))]
+    renamed = [f"{i} {tr[i]!r} vs {va[i]!r}" for i in sorted(set(tr) & set(va)) if tr[i] != va[i]]
+    if only_tr:
+        parts.append(f"only in train: {', '.join(only_tr[:10])}")
+    if only_va:
+        parts.append(f"only in validation: {', '.join(only_va[:10])}")
+    if renamed:
+        parts.append(f"named differently: {', '.join(renamed[:10])}")
+    raise DataError(f"train ({train.ann_file}) and validation ({val.ann_file}) list different "
+                    f"categories ({'; '.join(parts)}); a label would be scored as another class. "
+                    f"Fix: give both annotation files the same 'categories' list.")
+
+
 def _from_blob(blob: dict[str, Any], ann: Path, source: str) -> CocoSet:
     counts = blob["counts"].tolist()
     labels, boxes = blob["labels"].split(counts), blob["boxes"].split(counts)
     targets = [{"class_labels": c.clone(), "boxes": b.clone()}
                for c, b in zip(labels, boxes, strict=True)]
-    return CocoSet(blob["images"], _masks(blob["sizes"], blob["images"].shape[-1]), targets,
-                   list(blob["image_ids"]), blob["orig_sizes"], list(blob["cat_ids"]),
-                   list(blob["cat_names"]), str(ann), dict(blob["skipped"]), source)
+    return _check_kept(CocoSet(blob["images"], _masks(blob["sizes"], blob["images"].shape[-1]),
+                               targets, list(blob["image_ids"]), blob["orig_sizes"],
+                               list(blob["cat_ids"]), list(blob["cat_names"]), str(ann),
+                               dict(blob["skipped"]), source), ann)
 
 
 # --------------------------------------------------------------------------- public
@@ -233,9 +280,11 @@ def load_coco(img_dir: str | os.PathLike[str], ann_file: str | os.PathLike[str],
     cache = _cache_path(ann, img_dir, size, max_images)
     if cache.is_file():
         try:
-            return _from_blob(torch.load(cache, weights_only=True), ann, str(cache))
+            blob = torch.load(cache, weights_only=True)
         except Exception:  # a corrupt cache entry is rebuilt
             cache.unlink(missing_ok=True)
+        else:
+            return _from_blob(blob, ann, str(cache))
     coco = _read_coco(ann)
     _check_ids(coco, ann)
     cats = sorted(coco.cats.values(), key=lambda c: c["id"])

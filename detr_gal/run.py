@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from detr_gal.coco_data import CocoSet, DetectionLoader, load_coco_split
+from detr_gal.coco_data import CocoSet, DetectionLoader, check_splits, load_coco_split
 from detr_gal.engine import AP_KEYS, evaluate, train_one_epoch
 from detr_gal.model import backbone_of, build_detr, build_loss, count_parameters, param_groups
 from detr_gal.pretrain import pretrained_backbone
@@ -122,9 +122,12 @@ def _data_section(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_data(settings: Mapping[str, Any]) -> tuple[CocoSet, CocoSet]:
-    """The run's train and val splits (:func:`detr_gal.coco_data.load_coco_split`)."""
+    """The run's train and val splits (:func:`detr_gal.coco_data.load_coco_split`), checked to
+    list the same categories (:func:`detr_gal.coco_data.check_splits`)."""
     data = _data_section(settings)
-    return load_coco_split(data, "train"), load_coco_split(data, "val")
+    train, val = load_coco_split(data, "train"), load_coco_split(data, "val")
+    check_splits(train, val)
+    return train, val
 
 
 def _record_config(cfg: Mapping[str, Any], spec: RunSpec, settings: Mapping[str, Any],
@@ -140,7 +143,8 @@ def _record_config(cfg: Mapping[str, Any], spec: RunSpec, settings: Mapping[str,
         "epochs": int(settings["train"]["epochs"]), "n_params": n_params, "h_params": h_params,
         "n_train_images": len(train), "skipped_annotations": dict(train.skipped),
         "gal_alpha": g.get("alpha"), "gal_beta": g.get("beta"), "gal_arch": g.get("arch"),
-        "settings": dict(settings), "overrides": dict(overrides or {}),
+        "config_hash": config_hash(settings), "settings": dict(settings),
+        "overrides": dict(overrides or {}),
     }
 
 
@@ -286,8 +290,11 @@ def run_table(profile: str = "cpu", seeds: int | Sequence[int] | None = None,
               overrides: Mapping[str, Any] | None = None,
               config_path: str | os.PathLike[str] = CONFIG_PATH, progress: bool = True,
               retry_failed: bool = False, jobs: int = 1, launcher: str = "local",
-              threads: int | None = None, slurm: Mapping[str, Any] | None = None) -> dict[str, int]:
-    """Run the missing runs of Table IV; returns counts ``{"complete", "failed", "skipped"}``."""
+              threads: int | None = None, slurm: Mapping[str, Any] | None = None,
+              rerun_stale: bool = False) -> dict[str, int]:
+    """Run the missing runs of Table IV; returns counts ``{"complete", "failed", "skipped"}``.
+    A finished run made with other settings is refused (:class:`experiments.common.StaleRuns`,
+    naming the differing keys) unless ``rerun_stale``, which sets it aside and runs it again."""
     check_launch(jobs, launcher, threads)
     cfg = load_config(config_path, profile, overrides)
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -300,7 +307,8 @@ def run_table(profile: str = "cpu", seeds: int | Sequence[int] | None = None,
         if int(tr["batch_size"]) % world:
             raise ConfigError(f"train.batch_size={tr['batch_size']} (the global batch) is not divisible "
                               f"by the {world} torchrun processes; choose a multiple of {world}")
-    todo, counts = pending(plan, runs_root, retry_failed)
+    todo, counts = pending(plan, runs_root, retry_failed, lambda spec: run_settings(cfg, spec),
+                           rerun_stale)
     if todo:
         load_data(run_settings(cfg, todo[0]))  # fail fast on the data, before any run starts
     if world > 1:  # DDP: every rank runs the same plan in step, one run after another
@@ -331,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         counts = run_table(args.profile, args.seeds, csv_list(args.models), csv_list(args.methods),
                            args.dataset, args.runs_root, parse_overrides(args.overrides), args.config,
                            progress=not args.no_progress, retry_failed=args.retry_failed,
-                           **launch_kwargs(args))
+                           rerun_stale=args.rerun_stale, **launch_kwargs(args))
     except (ConfigError, DataError, ResumeMismatch, FileNotFoundError, LaunchError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

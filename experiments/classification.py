@@ -126,7 +126,7 @@ def load_data(cfg: Mapping[str, Any], dataset: str) -> tuple[ImageSet, ImageSet]
                 p = Path(os.path.expandvars(str(data[k]))).expanduser()
                 data[k] = str(p if p.is_absolute() else REPO / p)
         train, test = load_split(data, "train"), load_split(data, "test")
-        check_pair(train, test, int(ds["num_classes"]))
+        check_pair(train, test, int(ds["num_classes"]), f"datasets.{dataset}.num_classes")
         _DATA_CACHE[dataset] = (train, test)
     return _DATA_CACHE[dataset]
 
@@ -305,7 +305,7 @@ def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int]
               retry_failed: bool = False, jobs: int = 1, launcher: str = "local",
               threads: int | None = None,
               slurm: Mapping[str, Any] | None = None,
-              models: Sequence[str] | None = None) -> dict[str, int]:
+              models: Sequence[str] | None = None, rerun_stale: bool = False) -> dict[str, int]:
     """Run the missing runs of Table ``table``; returns counts ``{"complete", "failed", "skipped"}``.
 
     ``config_path`` None: :func:`config_for` (imagenet.yaml for Table III, else cifar.yaml).
@@ -314,7 +314,9 @@ def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int]
     cores / jobs; the profile's ``slurm:`` settings overridden by ``slurm``). Under torchrun
     (``WORLD_SIZE > 1``) the runs go one after another in every rank, without claims; a world
     size that does not divide a run's global batch is one ConfigError, before any process
-    group is made.
+    group is made. A finished run made with other settings is refused
+    (:class:`experiments.common.StaleRuns`, naming the differing keys) unless ``rerun_stale``,
+    which sets it aside and runs it again.
     """
     check_launch(jobs, launcher, threads)
     cfg = load_config(config_for(table) if config_path is None else config_path, profile, overrides)
@@ -329,7 +331,8 @@ def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int]
         set_threads(threads or cfg["num_threads"])
     if world > 1:
         init_distributed(cfg)
-    todo, counts = pending(plan, runs_root, retry_failed)
+    todo, counts = pending(plan, runs_root, retry_failed, lambda spec: run_settings(cfg, spec),
+                           rerun_stale)
     if todo:
         load_data(cfg, todo[0].dataset)  # fail fast, before any run starts
     if world > 1:  # DDP: every rank runs the same plan in step
@@ -404,7 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            csv_list(args.methods), args.dataset, args.runs_root,
                            parse_overrides(args.overrides), args.config,
                            progress=not args.no_progress, retry_failed=args.retry_failed,
-                           models=csv_list(args.models), **launch_kwargs(args))
+                           models=csv_list(args.models), rerun_stale=args.rerun_stale,
+                           **launch_kwargs(args))
     except (ConfigError, DataError, ResumeMismatch, FileNotFoundError, LaunchError) as e:
         # under torchrun every rank fails the same pre-flight checks: rank 0 says it once
         if int(os.environ.get("RANK", 0)) == 0 or not isinstance(e, ConfigError):

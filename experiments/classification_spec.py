@@ -61,13 +61,21 @@ class RunSpec:
         return "/".join(self._parts)
 
 
+_FLAG_TEXT = {"true": True, "yes": True, "on": True, "1": True,
+              "false": False, "no": False, "off": False, "0": False}
+
+
 def _auto(flag: Any, device: torch.device, key: str = "train.amp") -> bool:
-    """A ``true`` / ``false`` / ``auto`` switch (``auto``: on for CUDA, off on CPU)."""
-    if flag == "auto":
-        return device.type == "cuda"
-    if isinstance(flag, bool):
-        return flag
-    raise ConfigError(f"{key}: {flag!r} is not one of true, false, auto; fix e.g. --set {key}=false")
+    """``auto`` -> on for CUDA; a bool, or its text (``--set train.amp=false`` keeps the string
+    type of the default ``auto``: true/false/yes/no/on/off/1/0), as given."""
+    if isinstance(flag, str):
+        text = flag.strip().lower()
+        if text == "auto":
+            return device.type == "cuda"
+        if text not in _FLAG_TEXT:
+            raise ConfigError(f"{key} must be auto, true or false, got {flag!r}")
+        return _FLAG_TEXT[text]
+    return bool(flag)
 
 
 def model_config(cfg: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:

@@ -9,9 +9,13 @@ ImageNet tasks of Tables I-III later).
   as tensors on the device and converted to Python floats once per epoch (one host sync).
 * :func:`run_epochs` - the checkpoint / resume / non-finite-loss loop around a task's
   ``train_epoch`` and ``evaluate`` callables, writing through :class:`gal.records.RunWriter`.
+* :func:`pending`, :func:`stale_keys` - which runs of a plan still have to run, and which
+  finished ones were made with other settings than requested (refused with
+  :class:`StaleRuns`, or set aside and re-run with ``--rerun-stale``).
 * :func:`add_run_arguments`, :func:`csv_list`, :func:`check_choice` - the command line shared by
-  the table runners (profile, seeds, runs root, config, ``--set``, and the launch flags of
-  :mod:`experiments.launch`: ``--jobs``, ``--launcher``, ``--threads``, Slurm options).
+  the table runners (profile, seeds, runs root, config, ``--set``, ``--rerun-stale`` and the
+  launch flags of :mod:`experiments.launch`: ``--jobs``, ``--launcher``, ``--threads``, Slurm
+  options).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import json
 import math
 import os
 import random
+import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,25 +38,33 @@ import torch
 
 from experiments.launch import Job, add_launch_arguments, run_jobs, slurm_options
 from gal.config import ConfigError
-from gal.records import RunWriter, to_builtin
+from gal.records import IGNORED_SETTINGS, IMPLICIT_SETTINGS, RunWriter, flatten, to_builtin
 
 __all__ = [
     "DIAGNOSTICS",
     "EpochAverager",
     "GAL_FINITE_KEYS",
+    "IGNORED_SETTINGS",
+    "IMPLICIT_SETTINGS",
     "RankWriter",
     "ResumeMismatch",
+    "StaleRuns",
     "add_run_arguments",
     "check_choice",
     "choose_device",
     "config_hash",
     "csv_list",
+    "pending",
     "rng_state",
     "run_epochs",
     "run_specs",
     "seed_everything",
     "set_rng_state",
+    "set_aside_stale",
     "set_threads",
+    "settings_diff",
+    "stale_keys",
+    "stale_message",
 ]
 
 #: GAL diagnostics averaged per epoch into the history (names of :class:`gal.GALStats` fields).
@@ -63,6 +77,10 @@ class ResumeMismatch(RuntimeError):
     """A checkpoint in ``<run>.partial`` was made with different settings than the current ones."""
 
 
+class StaleRuns(ConfigError):
+    """Finished runs of a plan were made with other settings than the requested ones."""
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy's global RNG and torch's global RNG (all devices)."""
     random.seed(seed)
@@ -71,10 +89,15 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """The global RNG states (Python, NumPy, torch CPU and CUDA) for a checkpoint."""
+    """The global RNG states (Python, NumPy, torch CPU and CUDA) for a checkpoint, as tensors
+    and plain data (what ``torch.load(..., weights_only=True)`` reads back): Python's state is
+    a tuple of ints, NumPy's Mersenne-Twister key an int64 tensor beside its position and
+    Gaussian cache."""
+    name, key, pos, has_gauss, gauss = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {"name": str(name), "key": torch.from_numpy(np.asarray(key, dtype=np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -85,7 +108,9 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: Mapping[str, Any]) -> None:
     """Restore what :func:`rng_state` returned."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["key"].numpy().astype(np.uint32), int(n["pos"]),
+                         int(n["has_gauss"]), float(n["gauss"])))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -296,18 +321,119 @@ class RankWriter:
         return self.writer.fail(reason) if self.rank == 0 else "failed"
 
 
-def pending(specs: Sequence[Any], runs_root: str | os.PathLike[str], retry_failed: bool
-            ) -> tuple[list[Any], dict[str, int]]:
-    """The specs (each with ``run_dir``) whose record is not finished (or failed, with
-    ``retry_failed``), and counts ``{"complete": 0, "failed": 0, "skipped": <finished>}``."""
+def _stored_hash(run_dir: Path) -> str | None:
+    """The ``config_hash`` line of a finished run's config.yaml (cheap: no YAML parse)."""
+    try:
+        with open(run_dir / "config.yaml") as f:
+            for line in f:
+                if line.startswith(f"{_CONFIG_HASH_KEY}:"):
+                    return line.split(":", 1)[1].strip().strip("'\"")
+    except OSError:
+        return None
+    return None
+
+
+def _yaml_round_trip(obj: Any) -> Any:
+    import yaml
+
+    return yaml.safe_load(yaml.safe_dump(to_builtin(obj), sort_keys=False))
+
+
+def settings_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any],
+                  ignore: Sequence[str] = IGNORED_SETTINGS,
+                  implicit: Mapping[str, Any] | None = None) -> list[str]:
+    """``"key: old -> new"`` for every flattened key whose value differs between two settings
+    (as stored in config.yaml: compared after a YAML round trip), keys under ``ignore`` left out;
+    a key absent from ``old`` counts as its ``implicit`` value (default
+    :data:`IMPLICIT_SETTINGS`)."""
+    a, b = flatten(_yaml_round_trip(dict(old or {}))), flatten(_yaml_round_trip(dict(new)))
+    for k, v in (IMPLICIT_SETTINGS if implicit is None else implicit).items():
+        if k not in a and k in b and (k.split(".")[0] + ".") in {p.split(".")[0] + "." for p in a}:
+            a[k] = v
+    missing = object()
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if k.split(".")[0] in ignore:
+            continue
+        va, vb = a.get(k, missing), b.get(k, missing)
+        if va != vb:
+            show = ["(absent)" if v is missing else json.dumps(v, default=str) for v in (va, vb)]
+            out.append(f"{k}: {show[0]} -> {show[1]}")
+    return out
+
+
+def stale_keys(run_dir: str | os.PathLike[str], settings: Mapping[str, Any],
+               key: str = "settings") -> list[str]:
+    """How the finished record in ``run_dir`` differs from ``settings`` (its config.yaml's
+    ``key`` section; :func:`settings_diff`); ``[]`` when it matches. The stored
+    ``config_hash`` is compared first (no YAML parse when it matches)."""
+    import yaml
+
+    run_dir = Path(run_dir)
+    if key == "settings" and _stored_hash(run_dir) == config_hash(settings):
+        return []
+    try:
+        with open(run_dir / "config.yaml") as f:
+            stored = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    except OSError:
+        return [f"{key}: (no config.yaml) -> ..."]
+    old = stored if key == "" else stored.get(key)
+    return settings_diff(old, settings)
+
+
+def set_aside_stale(run_dir: str | os.PathLike[str]) -> Path:
+    """Move a finished record made with other settings to ``<run_dir>.stale`` (replacing an
+    older one there), where :func:`gal.records.load_runs` does not read it."""
+    run_dir = Path(run_dir)
+    dest = Path(str(run_dir) + ".stale")
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(run_dir, dest)
+    return dest
+
+
+def stale_message(stale: Sequence[tuple[str, list[str]]], runs_root: Any) -> str:
+    """One paragraph naming the stale runs and how their settings differ."""
+    shown = "; ".join(f"{label} ({', '.join(diff[:4])}{', ...' if len(diff) > 4 else ''})"
+                      for label, diff in stale[:3])
+    more = f" and {len(stale) - 3} more" if len(stale) > 3 else ""
+    return (f"{len(stale)} finished run(s) under {runs_root} were made with other settings than "
+            f"requested: {shown}{more}. They are kept as they are; pass --rerun-stale to set them "
+            f"aside (<run>.stale) and run them with the requested settings, or use another "
+            f"--runs-root.")
+
+
+def pending(specs: Sequence[Any], runs_root: str | os.PathLike[str], retry_failed: bool,
+            settings_of: Callable[[Any], Mapping[str, Any]] | None = None,
+            rerun_stale: bool = False) -> tuple[list[Any], dict[str, int]]:
+    """The specs (each with ``run_dir`` and ``label``) whose record is not finished (or failed,
+    with ``retry_failed``), and counts ``{"complete": 0, "failed": 0, "skipped": <finished>}``.
+
+    With ``settings_of`` (spec -> the settings it would run with), a finished record made with
+    other settings (:func:`stale_keys`) raises :class:`StaleRuns` naming the runs and the
+    differing keys, before anything runs; with ``rerun_stale`` such records are moved to
+    ``<run>.stale`` and their specs run again."""
     counts = {"complete": 0, "failed": 0, "skipped": 0}
     todo = []
+    stale: list[tuple[Any, list[str]]] = []
     for spec in specs:
-        st = RunWriter(spec.run_dir(runs_root)).status()
+        run_dir = spec.run_dir(runs_root)
+        st = RunWriter(run_dir).status()
         if st == "complete" or (st == "failed" and not retry_failed):
-            counts["skipped"] += 1
+            diff = stale_keys(run_dir, settings_of(spec)) if settings_of is not None else []
+            if diff:
+                stale.append((spec, diff))
+                todo.append(spec)
+            else:
+                counts["skipped"] += 1
         else:
             todo.append(spec)
+    if stale and not rerun_stale:
+        raise StaleRuns(stale_message([(s.label, d) for s, d in stale], runs_root))
+    for spec, _ in stale:
+        dest = set_aside_stale(spec.run_dir(runs_root))
+        print(f"note: {spec.label} was made with other settings; set aside to {dest}, running it "
+              f"again", file=sys.stderr)
     return todo, counts
 
 
@@ -340,13 +466,21 @@ def check_choice(kind: str, values: Sequence[str], allowed: Sequence[str], hint:
     return list(values)
 
 
+def _positive_int(text: str) -> int:
+    """``--seeds``: an integer >= 1 (argparse turns the ValueError into one usage line)."""
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return n
+
+
 def add_run_arguments(ap: argparse.ArgumentParser, *, profiles: str, runs_root: str,
                       config: str, set_example: str) -> None:
     """The flags every table runner takes: ``--profile --seeds --runs-root --config --set
-    --retry-failed --no-progress`` and the launch flags (``--jobs --launcher --threads
+    --retry-failed --rerun-stale --no-progress`` and the launch flags (``--jobs --launcher --threads
     --slurm-*``, :func:`experiments.launch.add_launch_arguments`)."""
     ap.add_argument("--profile", default="cpu", help=f"config profile: {profiles}")
-    ap.add_argument("--seeds", type=int, default=None,
+    ap.add_argument("--seeds", type=_positive_int, default=None,
                     help="number of seeds (runs use seeds 0..N-1); default: the config's 'seeds'")
     ap.add_argument("--runs-root", default=runs_root,
                     help=f"where run records go (default {runs_root})")
@@ -354,6 +488,9 @@ def add_run_arguments(ap: argparse.ArgumentParser, *, profiles: str, runs_root: 
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help=f"override a config key, e.g. --set {set_example} (repeatable)")
     ap.add_argument("--retry-failed", action="store_true", help="re-run runs recorded as failed")
+    ap.add_argument("--rerun-stale", action="store_true",
+                    help="re-run finished runs made with other settings than requested (their "
+                         "records are set aside to <run>.stale); without it such runs are refused")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_launch_arguments(ap)
 

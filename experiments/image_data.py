@@ -98,13 +98,49 @@ def _cifar(kind: str, root: Path, split: str, download: bool) -> ImageSet:
                     f"{cls.__name__}({root})")
 
 
+def _refused_member(m: tarfile.TarInfo) -> str | None:
+    """Why the archive member ``m`` may not be unpacked (None: a plain file or folder inside).
+
+    Refused: absolute paths (tarfile's ``data`` filter would silently strip the leading ``/``),
+    ``..`` components, devices, fifos and other special files, and links whose target lies
+    outside the archive's folder or is absolute."""
+    name = m.name
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "has an absolute path"
+    if ".." in Path(name).parts:
+        return "has a '..' path component (would be written outside the cache folder)"
+    if m.ischr() or m.isblk() or m.isfifo() or not (m.isfile() or m.isdir() or m.issym()
+                                                      or m.islnk()):
+        return "is a device, fifo or other special file"
+    if m.issym() or m.islnk():
+        target = m.linkname
+        base = Path(name).parent if m.issym() else Path()
+        if target.startswith("/") or not _inside(base / target):
+            return f"is a link to {target!r}, outside the archive"
+    return None
+
+
+def _inside(rel: Path) -> bool:
+    """A relative path stays inside its root once its ``..`` components are applied."""
+    depth = 0
+    for part in rel.parts:
+        depth += -1 if part == ".." else (0 if part == "." else 1)
+        if depth < 0:
+            return False
+    return True
+
+
 def _unpack(archive: Path, expected_sha: str | None) -> tuple[Path, str]:
-    """Unpack a .tar.gz once into the cache; returns (folder, sha256)."""
+    """Unpack a .tar.gz once into the cache; returns (folder, sha256). Members with an
+    absolute path, ``..``, special files or links pointing outside are refused, with why."""
     if not archive.is_file():
         raise DataError(f"archive {archive} does not exist. Fix: set data.archive to the path of "
                         f"the .tar.gz (e.g. ../shared/data/cifar10-jpeg.tar.gz) or data.root to an "
                         f"unpacked ImageFolder tree.")
     sha = sha256_file(archive)
+    if expected_sha is not None and not isinstance(expected_sha, str):
+        raise DataError(f"data.sha256 = {expected_sha!r} is not a hex string; set it to the "
+                        f"archive's sha256 (64 hex digits) or null.")
     if expected_sha and sha != expected_sha.lower():
         raise DataError(f"checksum mismatch for {archive}: sha256 {sha}, expected {expected_sha}. "
                         f"The file is corrupt or a different version; fetch it again, or set "
@@ -117,7 +153,21 @@ def _unpack(archive: Path, expected_sha: str | None) -> tuple[Path, str]:
         tmp.mkdir(parents=True)
         try:
             with tarfile.open(archive, "r:*") as tf:
-                tf.extractall(tmp, filter="data")
+                members = tf.getmembers()
+                for m in members:
+                    why = _refused_member(m)
+                    if why is not None:
+                        raise _Refused(f"archive {archive}: member {m.name!r} {why}; refusing to "
+                                       f"unpack it. Use an archive of plain files and folders "
+                                       f"with relative paths.")
+                tf.extractall(tmp, members=members, filter="data")
+        except _Refused as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise DataError(str(e)) from None
+        except tarfile.FilterError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise DataError(f"archive {archive}: a member was refused ({type(e).__name__}: {e}); "
+                            f"use an archive of plain files and folders with relative paths.") from None
         except (tarfile.TarError, EOFError, OSError) as e:
             shutil.rmtree(tmp, ignore_errors=True)
             raise DataError(f"archive {archive} is corrupt or truncated ({type(e).__name__}: {e}); "
@@ -148,14 +198,32 @@ def _find_split(top: Path, split: str) -> Path:
                     f"Tiny-ImageNet).")
 
 
+class _Refused(Exception):
+    """An archive member that is not unpacked (:func:`_refused_member`)."""
+
+
+def _to_8bit(im: Any) -> Any:
+    """A 16-bit (``I;16*``) or 32-bit integer (``I``, how Pillow opens 16-bit grayscale PNGs)
+    image scaled to 8 bits (value / 257, rounded: 65535 -> 255), not clipped at 255 as
+    ``convert("RGB")`` does; other modes unchanged."""
+    from PIL import Image
+
+    if not (im.mode.startswith("I;16") or im.mode == "I"):
+        return im
+    arr = np.asarray(im).astype(np.int64)
+    arr = np.clip((arr + 128) // 257, 0, 255).astype(np.uint8)
+    return Image.fromarray(arr)  # 2-D uint8: mode "L"
+
+
 def decode_image(path: str | os.PathLike[str], size: int | None) -> np.ndarray:
-    """One image as uint8 ``[H, W, 3]`` (grayscale/RGBA converted to RGB), resized to
-    ``size`` x ``size`` when given; an undecodable file is a :class:`DataError` naming it."""
+    """One image as uint8 ``[H, W, 3]`` (grayscale/RGBA converted to RGB, 16-bit scaled to 8
+    bits), resized to ``size`` x ``size`` when given; an undecodable file is a
+    :class:`DataError` naming it."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            im = _to_8bit(im).convert("RGB")
             if size is not None and im.size != (size, size):
                 im = im.resize((size, size), Image.BILINEAR)
             return np.array(im, dtype=np.uint8)
@@ -244,8 +312,10 @@ def load_split(data: dict[str, Any], split: str) -> ImageSet:
     return ds
 
 
-def check_pair(train: ImageSet, test: ImageSet, num_classes: int) -> None:
-    """The checks a table relies on: same classes in both splits, labels in range."""
+def check_pair(train: ImageSet, test: ImageSet, num_classes: int,
+               key: str = "datasets.<name>.num_classes") -> None:
+    """The checks a table relies on: same classes in both splits, labels in range (``key``: the
+    config key of ``num_classes``, named in the error)."""
     if train.classes != test.classes:
         only_tr = sorted(set(train.classes) - set(test.classes))[:5]
         only_te = sorted(set(test.classes) - set(train.classes))[:5]
@@ -256,8 +326,8 @@ def check_pair(train: ImageSet, test: ImageSet, num_classes: int) -> None:
     for name, ds in (("train", train), ("test", test)):
         lo, hi = int(ds.labels.min()), int(ds.labels.max())
         if lo < 0 or hi >= num_classes:
-            raise DataError(f"{name} labels span [{lo}, {hi}] but model.num_classes is "
-                            f"{num_classes}; set model.num_classes to {len(ds.classes)}.")
+            raise DataError(f"{name} labels span [{lo}, {hi}] but {key} is {num_classes}; "
+                            f"set {key} to {len(ds.classes)} (e.g. --set {key}={len(ds.classes)}).")
 
 
 # --------------------------------------------------------------------------- batches

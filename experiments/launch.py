@@ -370,8 +370,26 @@ def execute(job: Job, threads: int, launcher: str = "local") -> str:
             claim.release()
 
 
-def _init_worker(gpu_queue: Any, gpus: Sequence[str]) -> None:
-    """Pool worker start: one GPU per worker (round robin) where GPUs exist."""
+def _watch_parent(parent: int, poll_s: float = 0.5) -> None:
+    """End this process as soon as its parent ``parent`` is gone (``kill -9`` of a ``--jobs N``
+    scheduler): the worker's ppid changes to init or a subreaper. A run in progress stops as if
+    killed; its checkpoint and claim let the next scheduler resume it. (Polling rather than
+    Linux's ``PR_SET_PDEATHSIG``, which fires when the parent *thread* that forked the worker
+    ends: the pool may start workers from a helper thread.)"""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="gal-parent-watch", daemon=True).start()
+
+
+def _init_worker(gpu_queue: Any, gpus: Sequence[str], parent: int | None = None) -> None:
+    """Pool worker start: one GPU per worker (round robin) where GPUs exist; the worker exits
+    when the scheduler that started it (``parent``) dies (:func:`_watch_parent`)."""
+    if parent is not None:
+        _watch_parent(parent)
     index = gpu_queue.get()
     os.environ["GAL_WORKER"] = str(index)
     if gpus:
@@ -425,7 +443,7 @@ class _Pool:
             queue.put(i)
         self.threads = threads
         self.pool = cf.ProcessPoolExecutor(jobs_n, mp_context=ctx, initializer=_init_worker,
-                                           initargs=(queue, _visible_gpus()))
+                                           initargs=(queue, _visible_gpus(), os.getpid()))
 
     def submit(self, jobs: Sequence[Job]) -> list[Any]:
         return [self.pool.submit(execute, j, self.threads, "local") for j in jobs]

@@ -60,6 +60,7 @@ from experiments.common import (
     choose_device,
     config_hash,
     csv_list,
+    pending,
     run_epochs,
     run_specs,
     seed_everything,
@@ -459,18 +460,6 @@ def _check_choice(kind: str, values: Sequence[str], allowed: Sequence[str]) -> l
     return check_choice(kind, values, allowed, f"--{kind} a,b or run.{kind} in {CONFIG_PATH.name}")
 
 
-def _stored_hash(run_dir: Path) -> str | None:
-    """The ``config_hash`` line of a finished run's config.yaml (cheap: no YAML parse)."""
-    try:
-        with open(run_dir / "config.yaml") as f:
-            for line in f:
-                if line.startswith("config_hash:"):
-                    return line.split(":", 1)[1].strip().strip("'\"")
-    except OSError:
-        return None
-    return None
-
-
 def plan_runs(
     cfg: Mapping[str, Any], profile: str, seeds: int | Sequence[int] | None = None,
     datasets: Sequence[str] | None = None, variants: Sequence[str] | None = None,
@@ -501,6 +490,7 @@ def run_table(
     launcher: str = "local",
     threads: int | None = None,
     slurm: Mapping[str, Any] | None = None,
+    rerun_stale: bool = False,
 ) -> dict[str, int]:
     """Run the missing runs of Table V; returns counts ``{"complete", "failed", "skipped"}``.
 
@@ -509,7 +499,9 @@ def run_table(
     processes, ``"slurm"`` or ``"submitit-local"``), ``threads`` torch threads each (default: the
     config's ``num_threads``; a run's metrics depend on it, not on ``jobs`` or the launcher) and
     the profile's ``slurm:`` settings overridden by ``slurm``. ``skipped`` counts runs finished
-    before (or meanwhile by another invocation).
+    before (or meanwhile by another invocation). A finished run made with other settings is
+    refused (:class:`experiments.common.StaleRuns`, naming the differing keys) unless
+    ``rerun_stale``, which sets it aside and runs it again.
     """
     check_launch(jobs, launcher, threads)
     over = dict(overrides or {})
@@ -517,21 +509,8 @@ def run_table(
         over.setdefault("seeds", seeds)
     cfg = load_config(config_path, profile, over)
     plan = plan_runs(cfg, profile, seeds, datasets, variants, methods)
-    todo = []
-    counts = {"complete": 0, "failed": 0, "skipped": 0}
-    stale: list[str] = []
-    for spec in plan:
-        st = RunWriter(spec.run_dir(runs_root)).status()
-        if st == "complete" or (st == "failed" and not retry_failed):
-            counts["skipped"] += 1
-            if _stored_hash(spec.run_dir(runs_root)) != config_hash(run_settings(cfg, spec)):
-                stale.append(spec.label)
-        else:
-            todo.append(spec)
-    if stale:
-        print(f"note: {len(stale)} finished run(s) under {runs_root} were made with other settings "
-              f"than the current config (e.g. {stale[0]}); they are kept as they are. Delete them, "
-              f"or use another --runs-root, to run them with the current settings.", file=sys.stderr)
+    todo, counts = pending(plan, runs_root, retry_failed, lambda spec: run_settings(cfg, spec),
+                           rerun_stale)
     for name in sorted({s.dataset for s in todo}):  # fail fast, before any run starts
         load_dataset(name, bool(cfg["data"]["allow_download"]))
     return run_specs("experiments.regression:run_one", todo, cfg, runs_root,
@@ -558,7 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             variants=csv_list(args.variants), methods=csv_list(args.methods),
             runs_root=args.runs_root, overrides=parse_overrides(args.overrides),
             config_path=args.config, progress=not args.no_progress,
-            retry_failed=args.retry_failed, **launch_kwargs(args),
+            retry_failed=args.retry_failed, rerun_stale=args.rerun_stale, **launch_kwargs(args),
         )
     except (ConfigError, DatasetUnavailable, ResumeMismatch, LaunchError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 import yaml
 
+from experiments.common import StaleRuns, set_aside_stale, stale_keys, stale_message
 from experiments.launch import (
     CLAIM_NAME,
     Job,
@@ -311,11 +312,15 @@ def run_table(
     launcher: str = "local",
     threads: int | None = None,
     slurm: Mapping[str, Any] | None = None,
+    rerun_stale: bool = False,
 ) -> tuple[dict[str, int], list[str]]:
     """Run the missing runs of Fig. 4 (Sec. IV-D); returns ``(counts, stale labels)``.
 
-    Counts: ``complete``, ``failed``, ``skipped`` (finished with the same config) and ``stale``
-    (finished with another config: kept, reported; ``force`` re-runs every run). The runs go to
+    Counts: ``complete``, ``failed``, ``skipped`` (finished with the same config). A run
+    finished with another config is refused before anything runs
+    (:class:`experiments.common.StaleRuns`, naming the differing keys) unless ``rerun_stale``
+    (it is set aside to ``<run>.stale`` and run again; its label is returned); ``force``
+    re-runs every run. The runs go to
     :func:`experiments.launch.run_jobs` (``jobs`` at once with ``launcher``, 1 torch thread each
     unless ``threads``).
     """
@@ -323,25 +328,30 @@ def run_table(
     cfg = load_toy3d_config(profile, overrides, Path(config_path))
     plan = planned_runs(cfg, conventions, optimizers, arms, seeds)
     counts: dict[str, int] = {"complete": 0, "failed": 0, "skipped": 0}
-    stale: list[str] = []
+    stale: list[tuple[str, list[str]]] = []
     job_list = []
     for conv, name, arm, seed in plan:
         rc = run_config(cfg, conv, name, arm, seed)
         run_dir = run_dir_of(Path(runs_root), conv, name, arm, seed)
         label = f"{conv}/{name}/{arm}/seed-{seed}"
         status = None if force else finished_status(rc, run_dir)
-        if status is not None:
-            counts[status] = counts.get(status, 0) + 1
-            if status == "stale":
-                stale.append(label)
+        if status == "skipped":
+            counts["skipped"] += 1
             continue
+        if status == "stale":
+            stale.append((label, stale_keys(run_dir, rc, key="")))
+            if not rerun_stale:
+                continue
+            set_aside_stale(run_dir)
         job_list.append(Job("experiments.toy3d:run_record", (rc, str(run_dir), force), {},
                             run_dir, label, () if force else ("complete",)))
+    if stale and not rerun_stale:
+        raise StaleRuns(stale_message(stale, Path(runs_root) / "fig4"))
     done = run_jobs(job_list, jobs, launcher, threads or 1, slurm_options(cfg, slurm),
                     progress=progress, desc="fig4 runs")
     for k, v in done.items():
         counts[k] = counts.get(k, 0) + v
-    return counts, stale
+    return counts, [label for label, _ in stale]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -357,6 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--force", action="store_true",
                     help="re-run complete runs (also those made with another config)")
+    ap.add_argument("--rerun-stale", action="store_true",
+                    help="re-run finished runs made with another config (their records are set "
+                         "aside to <run>.stale); without it such runs are refused")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_launch_arguments(ap)
     args = ap.parse_args(argv)
@@ -367,15 +380,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         counts, stale = run_table(
             args.profile, args.runs_root, args.overrides, args.config, args.convention,
             args.optimizer, args.arm, args.seeds, args.force, progress=not args.no_progress,
-            **launch_kwargs(args))
+            rerun_stale=args.rerun_stale, **launch_kwargs(args))
     except (ConfigError, LaunchError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if stale:
-        print(f"note: {len(stale)} finished run(s) under {args.runs_root / 'fig4'} were made with "
-              f"other settings than the current config (e.g. {stale[0]}); they are kept as they "
-              f"are. Delete them, use another --runs-root, or pass --force to re-run them with the "
-              f"current settings.", file=sys.stderr)
+        print(f"note: {len(stale)} finished run(s) made with another config were set aside "
+              f"(<run>.stale) and run again (e.g. {stale[0]})", file=sys.stderr)
     n = sum(counts.values())
     shown = {k: v for k, v in counts.items() if v}
     print(

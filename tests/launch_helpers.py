@@ -59,3 +59,10 @@ def run_one_killed_at(spec: Any, cfg: Any, runs_root: str, epoch: int) -> str:
 
     reg.run_epochs = run_epochs
     return reg.run_one(spec, cfg, runs_root)
+
+
+def slow_scheduler(root: str, marker: str, n: int, jobs_n: int, sleep_s: float) -> None:
+    """A scheduler whose ``n`` runs each sleep ``sleep_s`` (for killing it while they run)."""
+    jobs = [Job("launch_helpers:marker_run", (str(Path(root) / f"run-{i}"), marker, sleep_s), {},
+                Path(root) / f"run-{i}", f"run-{i}") for i in range(n)]
+    run_jobs(jobs, jobs_n=jobs_n, progress=False, poll_s=0.05)

@@ -286,3 +286,70 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert rc == 2 and "unknown profile" in capsys.readouterr().err
     rc = C.main(["--table", "1", "--profile", "smoke", "--optimizers", "rmsprop"])
     assert rc == 2 and "unknown optimizers" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- untrusted archives
+def _tar_with(path: Path, member: tarfile.TarInfo, data: bytes = b"") -> Path:
+    import io
+
+    with tarfile.open(path, "w:gz") as tf:
+        d = tarfile.TarInfo("mydata")
+        d.type = tarfile.DIRTYPE
+        tf.addfile(d)
+        member.size = len(data) if member.isfile() else 0
+        tf.addfile(member, io.BytesIO(data) if member.isfile() else None)
+    return path
+
+
+@pytest.mark.parametrize(("kind", "why"), [
+    ("absolute", "has an absolute path"),
+    ("dotdot", "'..' path component"),
+    ("fifo", "device, fifo or other special file"),
+    ("chardev", "device, fifo or other special file"),
+    ("symlink_out", "outside the archive"),
+    ("hardlink_out", "outside the archive"),
+])
+def test_archive_members_outside_or_special_are_refused_with_why(tmp_path, monkeypatch, kind, why):
+    """An absolute member was written inside the cache (tarfile's data filter strips the '/'),
+    and a refused member was reported as "corrupt or truncated, fetch it again"."""
+    monkeypatch.setenv("GAL_CACHE", str(tmp_path / "cache"))
+    m = tarfile.TarInfo({"absolute": "/tmp/gal-abs-member.txt", "dotdot": "mydata/../../x.txt"}
+                        .get(kind, "mydata/m"))
+    if kind == "fifo":
+        m.type = tarfile.FIFOTYPE
+    elif kind == "chardev":
+        m.type, m.devmajor, m.devminor = tarfile.CHRTYPE, 1, 3
+    elif kind == "symlink_out":
+        m.type, m.linkname = tarfile.SYMTYPE, "../../etc/passwd"
+    elif kind == "hardlink_out":
+        m.type, m.linkname = tarfile.LNKTYPE, "/etc/passwd"
+    archive = _tar_with(tmp_path / f"{kind}.tar.gz", m, b"x")
+    with pytest.raises(DataError) as e:
+        load_split(_folder_data(None, archive=str(archive)), "train")
+    msg = str(e.value)
+    assert why in msg and "corrupt" not in msg and "fetch it again" not in msg
+    assert not list((tmp_path / "cache").rglob("gal-abs-member.txt"))
+
+
+def test_a_link_inside_the_archive_is_fine() -> None:
+    from experiments.image_data import _refused_member
+
+    m = tarfile.TarInfo("mydata/train/a/link.png")
+    m.type, m.linkname = tarfile.SYMTYPE, "../b/img.png"
+    assert _refused_member(m) is None
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path) -> None:
+    from PIL import Image
+
+    from experiments.image_data import decode_image
+
+    values = np.array([[0, 257, 32896], [65535, 1000, 128]], dtype=np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)
+    with Image.open(path) as im:
+        assert im.mode.startswith("I")  # Pillow reads it as 16/32-bit integers
+    out = decode_image(path, None)
+    assert out.shape == (2, 3, 3) and out.dtype == np.uint8
+    assert out[..., 0].tolist() == [[0, 1, 128], [255, 4, 0]]
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()

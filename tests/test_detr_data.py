@@ -363,3 +363,62 @@ def test_coco_tiny_val(gal_cache):
         assert ds.orig_sizes[k].tolist() == [h, w]
         assert ds.masks[k, 0].sum() == round(w * 128 / max(w, h))
         assert ds.masks[k, :, 0].sum() == round(h * 128 / max(w, h))
+
+
+# --------------------------------------------------------------------------- split consistency
+def test_train_and_val_must_list_the_same_categories(gal_cache, tmp_path):
+    """The training json lacked a category the validation json had: training label 0 ("circle")
+    was scored as validation category 1 ("square"). Now one error lists the differences."""
+    from detr_gal.coco_data import check_splits
+
+    box = [{"image_id": 1, "category_id": 2, "bbox": [1, 1, 6, 6]}]
+    tr_dir, tr_ann = _coco(tmp_path / "tr", [(1, 16, 16)], [dict(b) for b in box],
+                           cats=[{"id": 2, "name": "circle"}, {"id": 3, "name": "triangle"}])
+    va_dir, va_ann = _coco(tmp_path / "va", [(1, 16, 16)], [dict(b) for b in box],
+                           cats=[{"id": 1, "name": "square"}, {"id": 2, "name": "circle"},
+                                 {"id": 3, "name": "tri"}])
+    train, val = load_coco(tr_dir, tr_ann, 16), load_coco(va_dir, va_ann, 16)
+    with pytest.raises(DataError) as e:
+        check_splits(train, val)
+    msg = str(e.value)
+    assert "only in validation: 1 'square'" in msg
+    assert "named differently: 3 'triangle' vs 'tri'" in msg and "only in train" not in msg
+    check_splits(train, train)
+
+
+def test_run_loads_checked_splits(gal_cache, tmp_path, monkeypatch):
+    """detr_gal.run.load_data refuses splits whose categories differ."""
+    from detr_gal import run as R
+
+    tr = load_coco(*_coco(tmp_path / "tr", [(1, 16, 16)], [{"image_id": 1, "bbox": [1, 1, 6, 6]}]), 16)
+    va = load_coco(*_coco(tmp_path / "va", [(1, 16, 16)], [{"image_id": 1, "bbox": [1, 1, 6, 6]}],
+                          cats=[{"id": 3, "name": "b"}]), 16)
+    monkeypatch.setattr(R, "load_coco_split", lambda data, split: tr if split == "train" else va)
+    monkeypatch.setattr(R, "_data_section", lambda settings: {})
+    with pytest.raises(DataError, match="only in train: 7 'a'"):
+        R.load_data({})
+
+
+def test_all_boxes_dropped_is_an_error(gal_cache, tmp_path):
+    """37 of 37 degenerate boxes used to load as a split without boxes, silently."""
+    anns = [{"image_id": 1 + k % 2, "bbox": [1, 1, 0, 4]} for k in range(36)]
+    anns.append({"image_id": 1, "bbox": [20, 20, 3, 3]})  # outside the 16x16 image
+    img_dir, ann = _coco(tmp_path, [(1, 16, 16), (2, 16, 16)], anns)
+    with pytest.raises(DataError, match=r"all 37 boxes .* dropped \(36 degenerate box, "
+                                        r"1 empty after clip\)"):
+        load_coco(img_dir, ann, 16)
+    # a split without any annotation is not an error (nothing was dropped)
+    _, empty = _coco(tmp_path / "e", [(1, 16, 16)], [], write=False)
+    assert len(load_coco(img_dir, empty, 16)) == 1
+
+
+def test_duplicate_ids_are_an_error(gal_cache, tmp_path):
+    img_dir, ann = _coco(tmp_path, [(1, 16, 16)], [
+        {"id": 5, "image_id": 1, "bbox": [1, 1, 4, 4]},
+        {"id": 5, "image_id": 1, "bbox": [2, 2, 4, 4]}])
+    with pytest.raises(DataError, match=r"1 duplicate id\(s\) in 'annotations': 5"):
+        load_coco(img_dir, ann, 16)
+    _, ann2 = _coco(tmp_path / "c", [(1, 16, 16)], [{"image_id": 1, "bbox": [1, 1, 4, 4]}],
+                    cats=[{"id": 3, "name": "b"}, {"id": 3, "name": "b2"}], write=False)
+    with pytest.raises(DataError, match=r"duplicate id\(s\) in 'categories': 3"):
+        load_coco(img_dir, ann2, 16)

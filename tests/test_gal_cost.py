@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import pickle
 from pathlib import Path
 
 import pytest
@@ -243,7 +242,8 @@ def test_epoch_averager_stacks_and_matches_per_key_sums() -> None:
 
 def test_checkpoint_appends_history_and_resumes(tmp_path: Path) -> None:
     """The partial history.csv grows by appending; a new column rewrites it; a resume restores
-    the pickled history and the final history.csv is the full pandas one."""
+    the history (one JSON string in the checkpoint) and the final history.csv is the full pandas
+    one."""
     run = tmp_path / "r" / "seed-0"
     w = RunWriter(run, device="cpu")
     w.start({"task": "t"}, profile="cpu", seed=0)
@@ -256,9 +256,9 @@ def test_checkpoint_appends_history_and_resumes(tmp_path: Path) -> None:
     w.log({"epoch": 3, "loss": 0.25, "extra": 1.0})  # new column: full rewrite
     w.save_checkpoint({"epoch": 3})
     assert partial_csv.read_text().splitlines()[0] == "epoch,loss,extra"
-    raw = torch.load(w.checkpoint_path, weights_only=False)
-    assert isinstance(raw["__gal_records_history__"], bytes)
-    assert len(pickle.loads(raw["__gal_records_history__"])) == 3
+    raw = torch.load(w.checkpoint_path, weights_only=True)
+    assert isinstance(raw["__gal_records_history__"], str)
+    assert len(json.loads(raw["__gal_records_history__"])) == 3
     w.log({"epoch": 4, "loss": 0.125, "extra": 2.0})  # lost by the "kill"
 
     w2 = RunWriter(run, device="cpu")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -255,3 +256,44 @@ def test_slurm_without_sbatch_or_submitit_is_one_clear_error(
     assert err.count("\n") == 1 and "submitit" in err and "not installed" in err
     assert toy3d.main(["--launcher", "submitit-local", "--runs-root", str(tmp_path)]) == 2
     assert not (tmp_path / "runs").exists()
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+def test_workers_exit_when_their_scheduler_is_killed(tmp_path: Path) -> None:
+    """``kill -9`` of a ``--jobs 2`` scheduler: its workers exit within seconds (they used to
+    finish their run and then wait for work forever)."""
+    root, marker = tmp_path / "runs", tmp_path / "marker.txt"
+    code = ("import sys; sys.path[:0] = sys.argv[1:3]; import launch_helpers as h; "
+            "h.slow_scheduler(sys.argv[3], sys.argv[4], 2, 2, 60.0)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(TESTS), str(REPO), str(root),
+                             str(marker)])
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(pids) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, "workers did not start"
+            time.sleep(0.05)
+            if marker.exists():
+                pids = [int(ln.split()[1]) for ln in marker.read_text().splitlines()]
+        assert all(_alive(p) for p in pids)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in pids), "orphaned workers are still running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in pids:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)

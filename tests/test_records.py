@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -158,3 +159,126 @@ def test_no_git_is_unknown(tmp_path, monkeypatch):
 
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": [1, 2]}) == {"a.b": 1, "a.c.d": 2, "e": [1, 2]}
+
+
+# --------------------------------------------------------------------------- untrusted checkpoints
+class _Payload:
+    """A pickle whose loading writes a marker file (a stand-in for any code a planted file runs)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_checkpoint_round_trip_is_weights_only(tmp_path):
+    """A checkpoint holds tensors and plain data only: torch's weights-only loader reads it."""
+    from experiments.common import rng_state
+
+    w = RunWriter(tmp_path / "run", device="cpu")
+    w.start(_cfg(), profile="cpu", seed=0)
+    w.log({"epoch": 1, "loss": 0.5, "nan": float("nan"), "flag": True, "name": "x"})
+    w.save_checkpoint({"task": {"w": torch.ones(2)}, "rng": rng_state(), "epoch": 1})
+    raw = torch.load(w.checkpoint_path, weights_only=True)
+    assert raw["epoch"] == 1 and isinstance(raw["rng"]["numpy"]["key"], torch.Tensor)
+    w2 = RunWriter(tmp_path / "run", device="cpu")
+    st = w2.load_checkpoint()
+    assert st is not None and torch.equal(st["task"]["w"], torch.ones(2))
+    h = w2.history[0]
+    assert h["loss"] == 0.5 and np.isnan(h["nan"]) and h["flag"] is True and h["name"] == "x"
+
+
+def test_planted_pickle_checkpoint_runs_nothing_and_the_run_restarts(tmp_path, capsys):
+    """A malicious checkpoint.pt in a run's .partial/ is never unpickled: its payload does not
+    run, the file is moved aside (named on stderr and in the provenance) and the run is made
+    from scratch, to the same numbers as a run that never saw the file."""
+    from experiments import regression as reg
+
+    over = {"datasets.diabetes.epochs": 3, "datasets.diabetes.batch_size": 64}
+    kw = dict(profile="cpu", seeds=1, datasets=["diabetes"], variants=["paper"],
+              methods=["baseline"], overrides=over, progress=False)
+    ref_root, root = tmp_path / "ref", tmp_path / "runs"
+    reg.run_table(runs_root=ref_root, **kw)
+    run = reg.RunSpec("cpu", "paper", "diabetes", "baseline", 0).run_dir(root)
+    partial = tmp_path / "runs" / "cpu" / "paper" / "diabetes" / "baseline" / "seed-0.partial"
+    partial.mkdir(parents=True)
+    marker = tmp_path / "PWNED"
+    torch.save({"epoch": 1, "x": _Payload(str(marker))}, partial / "checkpoint.pt")
+    counts = reg.run_table(runs_root=root, **kw)
+    assert not marker.exists(), "the planted pickle ran"
+    assert counts["complete"] == 1
+    err = capsys.readouterr().err
+    assert "checkpoint cannot be read safely" in err and "starting the run afresh" in err
+    aside = list(run.parent.glob("seed-0.checkpoint-unreadable-*.pt"))
+    assert len(aside) == 1 and str(aside[0]) in err
+    prov = json.loads((run / "provenance.json").read_text())
+    assert prov["discarded_checkpoint"] == str(aside[0]) and prov["resumed"] is False
+    ref = reg.RunSpec("cpu", "paper", "diabetes", "baseline", 0).run_dir(ref_root)
+    assert (run / "metrics.json").read_text() == (ref / "metrics.json").read_text()
+
+
+class _Stop(BaseException):
+    """Ends a run right after a checkpoint, as a kill would (not an Exception: nothing catches it)."""
+
+
+def _checkpointed(reg, monkeypatch, root, kw, methods) -> None:
+    """Leave each of ``methods`` as a .partial run holding its epoch-1 checkpoint."""
+    real = reg.run_epochs
+
+    def stop_after_first(writer, **k):
+        def on_epoch(e: int) -> None:
+            raise _Stop
+
+        return real(writer, **{**k, "on_epoch": on_epoch})
+
+    monkeypatch.setattr(reg, "run_epochs", stop_after_first)
+    for m in methods:
+        with pytest.raises(_Stop):
+            reg.run_table(runs_root=root, **{**kw, "methods": [m]})
+    monkeypatch.setattr(reg, "run_epochs", real)
+
+
+def test_half_checkpoint_beside_a_good_run_restarts_alone(tmp_path, capsys, monkeypatch):
+    """A checkpoint cut in half is set aside and its run restarts from scratch; the other runs
+    of the table (one resuming from a good checkpoint, one fresh) go on, all to the numbers of
+    uninterrupted runs."""
+    from experiments import regression as reg
+
+    over = {"datasets.diabetes.epochs": 4, "datasets.diabetes.batch_size": 64}
+    kw = dict(profile="cpu", seeds=1, datasets=["diabetes"], variants=["paper"],
+              methods=["baseline", "gal", "gal_alpha0"], overrides=over, progress=False)
+    ref_root, root = tmp_path / "ref", tmp_path / "runs"
+    reg.run_table(runs_root=ref_root, **kw)
+
+    def run_dir(r, m):
+        return reg.RunSpec("cpu", "paper", "diabetes", m, 0).run_dir(r)
+
+    _checkpointed(reg, monkeypatch, root, kw, ["baseline", "gal"])
+    ckpt = Path(str(run_dir(root, "gal")) + ".partial") / "checkpoint.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    counts = reg.run_table(runs_root=root, **kw)
+    assert counts == {"complete": 3, "failed": 0, "skipped": 0}
+    err = capsys.readouterr().err
+    assert err.count("checkpoint cannot be read safely") == 1 and "gal/seed-0" in err
+    for m in ("baseline", "gal", "gal_alpha0"):
+        assert ((run_dir(root, m) / "metrics.json").read_text()
+                == (run_dir(ref_root, m) / "metrics.json").read_text()), m
+    resumed = {m: json.loads((run_dir(root, m) / "provenance.json").read_text())["resumed"]
+               for m in ("baseline", "gal")}
+    assert resumed == {"baseline": True, "gal": False}
+
+
+def test_provenance_names_the_machine(tmp_path):
+    """provenance.json records the CPU model, torch's thread count and the instruction set of its
+    CPU kernels (what a record's last digits depend on across machines)."""
+    w = RunWriter(tmp_path / "run", device="cpu")
+    w.start(_cfg(), profile="cpu", seed=0)
+    w.finish({"m": 1.0})
+    m = json.loads((tmp_path / "run" / "provenance.json").read_text())["machine"]
+    assert m["cpu_model"] and m["cpu_model"] != "unknown"
+    assert m["torch_num_threads"] == torch.get_num_threads()
+    assert m["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert ("gpu" in m) == torch.cuda.is_available()

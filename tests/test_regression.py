@@ -217,14 +217,16 @@ def test_california_loader_reads_cache() -> None:
     assert X.shape == (20640, 8) and y.shape == (20640,)
 
 
-def test_changed_settings_are_reported_not_rerun(tiny_table: tuple[Path, dict],
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_changed_settings_are_refused_not_rerun(tiny_table: tuple[Path, dict]) -> None:
+    from experiments.common import StaleRuns
+
     root, _ = tiny_table
-    counts = reg.run_table(profile="cpu", seeds=2, datasets=["diabetes"], variants=["paper"],
-                           methods=["baseline"], runs_root=root,
-                           overrides={**TINY, "datasets.diabetes.epochs": 5}, progress=False)
-    assert counts == {"complete": 0, "failed": 0, "skipped": 2}
-    assert "2 finished run(s)" in capsys.readouterr().err
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("metrics.json")}
+    with pytest.raises(StaleRuns, match=r"2 finished run\(s\).*epochs: 4 -> 5.*--rerun-stale"):
+        reg.run_table(profile="cpu", seeds=2, datasets=["diabetes"], variants=["paper"],
+                      methods=["baseline"], runs_root=root,
+                      overrides={**TINY, "datasets.diabetes.epochs": 5}, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("metrics.json")} == before
 
 
 def test_resume_under_changed_settings_is_a_clear_error(tmp_path: Path,

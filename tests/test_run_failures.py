@@ -3,8 +3,8 @@
 * a run fails (``failed``, with the reason) when one of GAL's diagnostics, the remainder r of
   Eq. 7 or |r| (objective 6), goes non-finite, even while the model's loss stays finite (Table V's
   runner through ``experiments.common.run_epochs``, and the Fig. 4 runner);
-* the Fig. 4 runner keeps a finished record whose config changed and reports it, as Table V's
-  runner does (``--force`` re-runs it).
+* the Fig. 4 runner keeps a finished record whose config changed and refuses to go on, as every
+  runner does (``--rerun-stale`` sets it aside and re-runs it; ``--force`` re-runs everything).
 """
 
 from __future__ import annotations
@@ -129,15 +129,19 @@ def test_fig4_changed_config_is_reported_not_deleted(tmp_path: Path,
     run = toy3d.run_dir_of(root, "paper", "sgd", "baseline", 0)
     files = {p: p.stat().st_mtime_ns for p in run.iterdir()}
     capsys.readouterr()
-    assert _toy(root, "--arm", "baseline", "--set", "optimizers.sgd.steps=12") == 0
+    assert _toy(root, "--arm", "baseline", "--set", "optimizers.sgd.steps=12") == 2
     captured = capsys.readouterr()
     assert "1 finished run(s)" in captured.err and "paper/sgd/baseline/seed-0" in captured.err
-    assert "--force" in captured.err and "'stale': 1" in captured.out
+    assert "steps: 10 -> 12" in captured.err and "--rerun-stale" in captured.err
     assert {p: p.stat().st_mtime_ns for p in run.iterdir()} == files  # kept as it was
     assert len(pd.read_csv(run / "history.csv")) == 11
     # the same config again: a plain skip, no note
     assert _toy(root, "--arm", "baseline", "--set", "optimizers.sgd.steps=10") == 0
     assert "finished run(s)" not in capsys.readouterr().err
+    # --rerun-stale: the old record is set aside, the run made with the new config
+    assert _toy(root, "--arm", "baseline", "--set", "optimizers.sgd.steps=12", "--rerun-stale") == 0
+    assert len(pd.read_csv(run / "history.csv")) == 13
+    assert len(pd.read_csv(Path(str(run) + ".stale") / "history.csv")) == 11
     # --force re-runs it with the current settings
     assert _toy(root, "--arm", "baseline", "--set", "optimizers.sgd.steps=12", "--force") == 0
     assert len(pd.read_csv(run / "history.csv")) == 13

@@ -240,3 +240,37 @@ def test_notes_name_resumed_runs_and_mixed_devices(tmp_path, monkeypatch):
     note = next(ln for ln in md.splitlines() if ln.startswith("- Ours"))
     assert "1 run(s) resumed from a checkpoint" in note and "sgd/gal/seed-1" in note
     assert "device(s) cpu, cuda" in note and "✗ rows that mix devices: cpu/cifar10_jpeg/sgd" in note
+
+
+def test_a_cell_never_pools_runs_made_with_different_settings(runs, tmp_path, capsys):
+    """After one seed was added at 4 epochs, `gal table 1` pooled 2- and 4-epoch runs in one cell
+    (only a note said "2, 4 epoch(s)"). Now the table is refused, naming the cell and the key."""
+    from gal.cli import main
+    from gal.tables.spec import MixedSettingsError
+
+    render_table(1, runs, tmp_path / "ok")  # one setting per cell (split_seed-like keys aside)
+    d = runs / "table1" / "cpu" / "cifar10_jpeg" / "sgd" / "gal" / "seed-5"
+    w = RunWriter(d, device="cpu")
+    w.start({"task": "classification", "table": 1, "dataset": "cifar10_jpeg", "dataset_label": LABEL,
+             "optimizer": "sgd", "method": "gal", "model": "airbench_s", "pretrained": False,
+             "epochs": 4, "settings": {"batch_size": 512, "train": {"epochs": 4}}},
+            profile="cpu", seed=5)
+    w.finish({"error_top1": 5.0, "error_top5": 0.2, "val_loss": 0.2, "images_per_s": 1000.0,
+              "s_per_image": 1e-3, "train_time_s": 10.0})
+    with pytest.raises(MixedSettingsError) as e:
+        render_table(1, runs, tmp_path / "mixed")
+    msg = str(e.value)
+    assert "sgd" in msg and "train.epochs: (absent) | 4" in msg and "averaged together" in msg
+    assert main(["table", "1", "--runs", str(runs), "--out", str(tmp_path / "cli")]) == 1
+    assert "different settings" in capsys.readouterr().err
+
+
+def test_mixed_settings_ignores_the_device_seeds_and_implicit_defaults():
+    from gal.tables.render import mixed_settings
+
+    df = pd.DataFrame({"seed": [0, 1, 2], "settings.device": ["cpu", "cuda:0", "cpu"],
+                       "settings.split_seed": [0, 1, 2], "settings.lr": [0.1, 0.1, 0.1],
+                       "settings.train.train_subset": [np.nan, 0, 0],
+                       "settings.train.epochs": [2, 2, 4]})
+    assert mixed_settings(df) == ["train.epochs: 2 | 4"]
+    assert mixed_settings(df.iloc[:2]) == []

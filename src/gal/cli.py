@@ -31,6 +31,7 @@ def _err(msg: str, code: int = 1) -> int:
 
 def _cmd_table(args: argparse.Namespace) -> int:
     from gal.tables import IMPLEMENTED_TABLES, NoRunsError, not_implemented_message, render_table
+    from gal.tables.spec import MixedSettingsError
 
     if args.n not in IMPLEMENTED_TABLES:
         return _err(not_implemented_message(args.n), 2)
@@ -41,6 +42,8 @@ def _cmd_table(args: argparse.Namespace) -> int:
         if "make table" not in msg:
             msg += f": run `make table{args.n}`"
         return _err(msg)
+    except MixedSettingsError as e:
+        return _err(str(e))
     for kind, p in paths.items():
         print(f"wrote {p}" if kind != "numeric" else f"wrote {p} (unrounded numbers)")
     return 0

@@ -23,6 +23,11 @@ whose message names the file, the key and how to fix it.
 
 Overrides may be nested dicts or dotted keys (``{"train.lr": 0.1}``); the command line form
 ``--set train.lr=0.1`` is parsed by :func:`parse_overrides` (values are YAML scalars/lists).
+An override keeps the type of its default: a string default stays a string (``--set
+data.sha256=0000`` is the text ``"0000"``, never the number 0; a ``null`` default takes the type
+that key has in its sibling entries, e.g. ``datasets.<other>.data.sha256``), a bool default takes
+true/false/yes/no/on/off/1/0. After merging, ranges are checked (:data:`RANGE_RULES`): epochs,
+batch sizes and seeds >= 1, learning rates > 0, one line each, before any run starts.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "load_config", "parse_overrides", "deep_merge"]
+__all__ = ["ConfigError", "load_config", "parse_overrides", "deep_merge", "RANGE_RULES"]
 
 _TOP_KEYS = ("common", "profiles")
 
@@ -86,13 +91,43 @@ def _type_name(v: Any) -> str:
     return type(v).__name__
 
 
-def _coerce(base: Any, new: Any, where: str, key: str, file: str) -> Any:
+_BOOL_TEXT = {"true": True, "yes": True, "on": True, "1": True,
+              "false": False, "no": False, "off": False, "0": False}
+
+
+def _text(v: Any) -> str:
+    """The text a scalar override stood for (a command-line value YAML read as a number/bool)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _coerce(base: Any, new: Any, where: str, key: str, file: str, peer: str | None = None) -> Any:
     """Check that ``new`` may replace ``base`` (the default in ``common``) and return it.
 
     Rules: ``null`` on either side is accepted; bool only replaces bool; an int replaces a float
     (converted to float); a list replaces a list; a mapping is handled by the caller; a default
     of ``"auto"`` (decided at run time, e.g. AMP on CUDA) also accepts a bool (on / off).
+    Overrides (``where == "overrides"``) keep the type of the default: a scalar replacing a
+    string default becomes its text; a bool default also takes the text or number
+    true/false/yes/no/on/off/1/0; a number default also takes a number written as text; a
+    ``null`` default whose key is a string elsewhere (``peer == "str"``) takes the text, other
+    ``null`` defaults a float written as text (``1e-3``) as the number.
     """
+    if where == "overrides" and new is not None:
+        if (isinstance(base, str) or (base is None and peer == "str")) and isinstance(new, bool | int | float):
+            return _text(new)
+        if isinstance(base, bool) and isinstance(new, str | int) and not isinstance(new, bool):
+            if _text(new).strip().lower() in _BOOL_TEXT:
+                return _BOOL_TEXT[_text(new).strip().lower()]
+        elif isinstance(base, int | float) and not isinstance(base, bool) and isinstance(new, str):
+            parsed = _yaml_load(new) if new.strip() else None
+            if isinstance(parsed, int | float) and not isinstance(parsed, bool):
+                new = parsed
+        elif base is None and peer != "str" and isinstance(new, str) and new.strip():
+            parsed = _yaml_load(new)
+            if isinstance(parsed, float):  # 1e-3 for a null default: the number (0000 stays text)
+                new = parsed
     if base is None or new is None:
         return new
     tb, tn = _type_name(base), _type_name(new)
@@ -109,10 +144,37 @@ def _coerce(base: Any, new: Any, where: str, key: str, file: str) -> Any:
     )
 
 
+def _peer_type(root: Mapping[str, Any] | None, key: str) -> str | None:
+    """The type name a ``null`` default ``key`` has elsewhere in ``root``: its non-null values
+    at the same place under the sibling entries of each enclosing mapping (``datasets.a.data.
+    sha256`` looks at ``datasets.<b>.data.sha256``); None when they are absent or disagree."""
+    if root is None:
+        return None
+    parts = key.split(".")
+    seen: set[str] = set()
+    for i in range(len(parts) - 1):
+        parent: Any = root
+        for p in parts[:i]:
+            parent = parent.get(p) if isinstance(parent, Mapping) else None
+        if not isinstance(parent, Mapping):
+            continue
+        for sibling, node in parent.items():
+            if sibling == parts[i]:
+                continue
+            for p in parts[i + 1:]:
+                node = node.get(p) if isinstance(node, Mapping) else None
+            if node is not None and not isinstance(node, Mapping):
+                seen.add(_type_name(node))
+    return seen.pop() if len(seen) == 1 else None
+
+
 def _merge_checked(
-    base: dict[str, Any], new: Mapping[str, Any], where: str, file: str, prefix: str = ""
+    base: dict[str, Any], new: Mapping[str, Any], where: str, file: str, prefix: str = "",
+    root: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Deep-merge ``new`` into a copy of ``base``; every key of ``new`` must exist in ``base``."""
+    """Deep-merge ``new`` into a copy of ``base``; every key of ``new`` must exist in ``base``.
+    ``root``: the whole config ``base`` is part of (for a ``null`` default's type, overrides)."""
+    root = base if root is None else root
     out = copy.deepcopy(base)
     for k, v in new.items():
         key = f"{prefix}{k}"
@@ -130,14 +192,15 @@ def _merge_checked(
                     f"{file}: {where}: key '{key}' is a section (mapping) in 'common:', "
                     f"got {_type_name(v)} {v!r}. Fix: set its sub-keys, e.g. '{key}.<name>'."
                 )
-            out[k] = _merge_checked(dict(b), v, where, file, key + ".")
+            out[k] = _merge_checked(dict(b), v, where, file, key + ".", root)
         else:
             if isinstance(v, Mapping) and b is not None:
                 raise ConfigError(
                     f"{file}: {where}: key '{key}' is a single value in 'common:', got a mapping. "
                     f"Fix: give it a {_type_name(b)} value."
                 )
-            out[k] = _coerce(b, copy.deepcopy(v), where, key, file)
+            peer = _peer_type(root, key) if b is None and where == "overrides" else None
+            out[k] = _coerce(b, copy.deepcopy(v), where, key, file, peer)
     return out
 
 
@@ -172,7 +235,9 @@ def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
     """Parse command-line ``KEY=VALUE`` items (``train.lr=0.1``, ``model.hidden=[64,32]``).
 
     Values are parsed as YAML (numbers, booleans, null, lists); a value that is not valid YAML is
-    kept as a string.
+    kept as a string, and so is an integer whose text YAML would change (``0000``, ``1_000``,
+    ``0x1f``: the text here; the number where its default is a number, since
+    :func:`load_config` gives every override the type of its default).
     """
     out: dict[str, Any] = {}
     for item in items or []:
@@ -185,8 +250,41 @@ def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
             val = _yaml_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             val = raw
+        if isinstance(val, int) and not isinstance(val, bool) and str(val) != raw.strip():
+            val = raw.strip()  # e.g. a checksum 000...0 or 0x1f: the text, not a number
         out[key.strip()] = val
     return out
+
+
+#: Range checks applied to every resolved config, by the key's last name: (rule, test, text).
+#: ``*batch_size`` matches ``batch_size``, ``test_batch_size``, ...
+RANGE_RULES: tuple[tuple[str, Any, str], ...] = (
+    ("epochs", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+     "an integer >= 1"),
+    ("*batch_size", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+     "an integer >= 1"),
+    ("seeds", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+     "an integer >= 1 (the number of seeds)"),
+    ("lr", lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v > 0,
+     "a number > 0"),
+)
+
+
+def _check_ranges(cfg: Mapping[str, Any], file: str, prefix: str = "") -> None:
+    """One :class:`ConfigError` for the first value outside :data:`RANGE_RULES` (``null`` passes)."""
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            _check_ranges(v, file, key + ".")
+            continue
+        if v is None:
+            continue
+        name = str(k)
+        for rule, ok, text in RANGE_RULES:
+            hit = name.endswith(rule[1:]) if rule.startswith("*") else name == rule
+            if hit and not ok(v):
+                raise ConfigError(f"{file}: key '{key}' must be {text}, got {v!r}. Fix the value "
+                                  f"(e.g. --set {key}=<value>).")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -250,7 +348,8 @@ def load_config(
         The resolved config (a new plain dict; ``common`` keys only).
 
     Raises:
-        ConfigError: one error naming the file, the key and the fix.
+        ConfigError: one error naming the file, the key and the fix (also for a value outside
+            :data:`RANGE_RULES`: epochs, batch sizes, seeds >= 1; learning rates > 0).
     """
     p = Path(path)
     file = str(p)
@@ -265,4 +364,5 @@ def load_config(
     cfg = _merge_checked(dict(data["common"]), profiles[profile] or {}, f"profile '{profile}'", file)
     if overrides:
         cfg = _merge_checked(cfg, _undot(overrides, file), "overrides", file)
+    _check_ranges(cfg, file)
     return cfg

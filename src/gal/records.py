@@ -6,8 +6,10 @@ Layout of a finished run directory ``<run_dir>/``::
     metrics.json      final metrics (floats; empty for a failed run)
     history.csv       one row per epoch/step (may be empty)
     provenance.json   git commit + dirty flag, package versions, python, platform, host, device,
-                      profile, seed, start/end ISO times, wall_time_s, launch (launcher, job
-                      ids, torch thread count; :func:`launch_info`)
+                      the machine (:func:`machine_info`: CPU model, GPU name, torch thread count,
+                      the CPU instruction set torch's kernels use), profile, seed, start/end ISO
+                      times, wall_time_s, launch (launcher, job ids, torch thread count;
+                      :func:`launch_info`)
     status.json       {"status": "complete" | "failed", "reason": str | null}
 
 All work happens in ``<run_dir>.partial/`` (the path string with ".partial" appended); only
@@ -16,6 +18,12 @@ so a killed run never looks complete. A scheduler's claim on the run (``experime
 ``<run_dir>.partial/claim``, owner host and pid) moves with that rename and is deleted right
 after it. A run whose final metrics contain NaN/inf is recorded as
 ``failed`` (never averaged into a table, e.g. Table V of the paper).
+
+Checkpoints hold tensors and plain data only (numbers, strings, lists, tuples, dicts; the history
+as one JSON string) and are read with ``torch.load(..., weights_only=True)``, which never runs
+code from the file. A checkpoint that cannot be read that way (truncated, corrupt, an older
+pickled format or a planted pickle) is moved aside, named on stderr and in the provenance
+(``discarded_checkpoint``), and the run starts afresh.
 
 Usage::
 
@@ -37,7 +45,6 @@ import datetime as _dt
 import json
 import math
 import os
-import pickle
 import platform
 import shutil
 import socket
@@ -53,7 +60,8 @@ import pandas as pd
 import yaml
 
 __all__ = ["RunWriter", "load_runs", "load_history", "flatten", "to_builtin", "launch_info",
-           "RECORD_COLUMNS"]
+           "machine_info", "RECORD_COLUMNS", "SET_ASIDE_SUFFIXES", "IGNORED_SETTINGS",
+           "IMPLICIT_SETTINGS"]
 
 #: Columns load_runs always provides (besides flattened config keys and metric names).
 RECORD_COLUMNS = ["status", "reason", "path", "profile", "seed", "wall_time_s", "git_commit", "device"]
@@ -62,6 +70,25 @@ _HISTORY_KEY = "__gal_records_history__"
 _WALL_KEY = "__gal_records_wall_time_s__"
 _START_KEY = "__gal_records_start_time__"
 _COMMITS_KEY = "__gal_records_git_commits__"
+
+#: Settings that never count as a difference between two runs (a finished run and a request, or
+#: two runs pooled in one table cell): the device (``auto`` resolves per machine; it is recorded
+#: in the provenance, as the CPU model is).
+IGNORED_SETTINGS = ("device",)
+
+#: Settings added to a runner after records were made, with the value every earlier run had
+#: implicitly (the added key's default leaves a run as it was): a record lacking the key counts
+#: as having that value.
+IMPLICIT_SETTINGS: dict[str, Any] = {
+    "train.train_subset": 0,        # classification: 0 = the whole training split
+    "gal.adjuster": "mlp",          # classification: h is the MLP of Sec. III
+    "gal.noise_scaling": "eq4",     # classification: only read by the noise adjuster (Table VI)
+}
+
+#: Directory suffixes :func:`load_runs` never reads: unfinished runs (``.partial``) and finished
+#: records set aside because they were made with other settings (``.stale``, the runners'
+#: ``--rerun-stale``).
+SET_ASIDE_SUFFIXES = (".partial", ".stale")
 
 _VERSION_PACKAGES = {
     "torch": "torch",
@@ -189,6 +216,40 @@ def launch_info() -> dict[str, Any]:
     return info
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``'s ``model name``; else ``platform.processor()``)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name") and ":" in line:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    """What a run's last digits depend on besides the code (see README, cross-machine
+    differences): the CPU model, the GPU's name when CUDA is available, torch's intra-op thread
+    count and the instruction set torch's CPU kernels (oneDNN/BLAS) were dispatched to
+    (``torch.backends.cpu.get_cpu_capability()``, e.g. ``AVX512``)."""
+    info: dict[str, Any] = {"cpu_model": _cpu_model()}
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return info
+    info["torch_num_threads"] = torch.get_num_threads()
+    try:
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        info["cpu_capability"] = "unknown"
+    try:
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name()
+    except RuntimeError:
+        pass
+    return info
+
+
 def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
@@ -236,6 +297,7 @@ class RunWriter:
         self._git: tuple[str, bool | str] | None = None
         self._resumed = False
         self._earlier_commits: list[str] = []  # commits of interrupted earlier sessions
+        self._discarded: str | None = None  # an unreadable checkpoint set aside (load_checkpoint)
         # rows already in <partial>/history.csv and its header (None: rewrite it in full next time)
         self._csv_rows: int | None = None
         self._csv_header: list[str] | None = None
@@ -259,6 +321,12 @@ class RunWriter:
     def load_checkpoint(self) -> dict[str, Any] | None:
         """Return the last state saved by :meth:`save_checkpoint` (in ``<run_dir>.partial``), or None.
 
+        The file is read with ``torch.load(..., weights_only=True)``: tensors and plain data only,
+        never code. A checkpoint that cannot be read that way (truncated, corrupt, an older
+        pickled format, a planted pickle) is moved aside to ``<run_dir>.checkpoint-unreadable-
+        <time>.pt`` beside the run (named on stderr and, once the run finishes, in its
+        provenance as ``discarded_checkpoint``) and None is returned: the run starts afresh.
+
         The history rows logged up to that checkpoint are restored into the writer, so logging
         can simply continue after a resume.
         """
@@ -267,12 +335,19 @@ class RunWriter:
             return None
         import torch
 
-        state = torch.load(p, map_location="cpu", weights_only=False)
-        if not isinstance(state, dict):
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                raise ValueError(f"holds a {type(state).__name__}, not a dict")
+            history = state.pop(_HISTORY_KEY, "[]")
+            if not isinstance(history, str):
+                raise ValueError("its history is not a JSON string (an older checkpoint format)")
+            history = json.loads(history)
+            if not isinstance(history, list):
+                raise ValueError("its history is not a list")
+        except Exception as e:  # noqa: BLE001 - any unreadable file: set aside, start afresh
+            self._set_aside(p, e)
             return None
-        history = state.pop(_HISTORY_KEY, [])
-        if isinstance(history, bytes | bytearray):  # pickled by save_checkpoint (fast path)
-            history = pickle.loads(history)
         self._history = list(history)
         self._csv_rows = self._csv_header = None  # history.csv may be ahead of the checkpoint
         self._wall_before = float(state.pop(_WALL_KEY, 0.0))
@@ -283,12 +358,28 @@ class RunWriter:
         self._resumed = True
         return state
 
+    def _set_aside(self, path: Path, error: BaseException) -> Path:
+        """Move an unreadable checkpoint out of the partial directory (so that it never ends up
+        in the record) and say so on stderr; the run then starts from scratch."""
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        dest = Path(f"{self.run_dir}.checkpoint-unreadable-{stamp}-{os.getpid()}.pt")
+        os.replace(path, dest)
+        why = (str(error).strip().splitlines() or [""])[0][:200]
+        print(f"warning: {self.run_dir}: checkpoint cannot be read safely ({type(error).__name__}: "
+              f"{why}); moved it to {dest} and starting the run afresh", file=sys.stderr, flush=True)
+        self._discarded = str(dest)
+        self._history, self._csv_rows, self._csv_header = [], None, None
+        self._wall_before, self._earlier_commits, self._resumed = 0.0, [], False
+        return dest
+
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         """Atomically save ``state`` (torch.save to a temp file, then ``os.replace``) together with
         the history logged so far (also written to ``history.csv`` in the partial directory).
 
+        ``state`` must hold tensors and plain data only (what ``torch.load(weights_only=True)``
+        reads back; :func:`experiments.common.rng_state` gives the RNG states in that form).
         Cheap enough to call every epoch of a tiny run: the history goes into the checkpoint as
-        one pickled blob (torch's pickler is slow on many small Python objects), and the partial
+        one JSON string (torch's pickler is slow on many small Python objects), and the partial
         ``history.csv`` only gets the rows logged since the last checkpoint appended (it is
         rewritten in full when the columns change; :meth:`finish` always writes it in full).
         """
@@ -296,7 +387,7 @@ class RunWriter:
         import torch
 
         full = dict(state)
-        full[_HISTORY_KEY] = pickle.dumps(self._history, protocol=pickle.HIGHEST_PROTOCOL)
+        full[_HISTORY_KEY] = json.dumps(self._history, allow_nan=True)
         full[_WALL_KEY] = self._elapsed()
         full[_START_KEY] = self._start_iso
         commit = (self._git or git_info())[0]
@@ -435,7 +526,10 @@ class RunWriter:
             "resumed": self._resumed,
             "git_commits_of_all_sessions": list(dict.fromkeys([*self._earlier_commits, commit])),
             "launch": launch_info(),
+            "machine": machine_info(),
         }
+        if self._discarded is not None:
+            provenance["discarded_checkpoint"] = self._discarded
         _write_json(self.partial_dir / "metrics.json", metrics)
         self._write_history()
         _write_json(self.partial_dir / "provenance.json", provenance)
@@ -484,7 +578,7 @@ def load_runs(root: str | os.PathLike[str]) -> pd.DataFrame:
     """Load every finished run record under ``root`` into a DataFrame (one row per run dir).
 
     A run dir is any directory containing ``status.json``; ``*.partial`` directories (unfinished
-    or killed runs) are ignored. Columns: flattened config keys (``a.b`` for nested dicts), the
+    or killed runs) and ``*.stale`` ones (records set aside by ``--rerun-stale``) are ignored. Columns: flattened config keys (``a.b`` for nested dicts), the
     metric names from metrics.json, and ``status, reason, path, profile, seed, wall_time_s,
     git_commit, device`` (plus ``git_dirty``). Failed runs are included (``status == "failed"``);
     aggregation code must exclude them. Returns an empty frame (with those columns) if none.
@@ -493,8 +587,8 @@ def load_runs(root: str | os.PathLike[str]) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     if root.is_dir():
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.endswith(".partial"))
-            if "status.json" in filenames and not dirpath.endswith(".partial"):
+            dirnames[:] = sorted(d for d in dirnames if not d.endswith(SET_ASIDE_SUFFIXES))
+            if "status.json" in filenames and not dirpath.endswith(SET_ASIDE_SUFFIXES):
                 rows.append(_load_one(Path(dirpath)))
                 dirnames[:] = []  # a run dir does not contain other runs
     df = pd.DataFrame(rows)

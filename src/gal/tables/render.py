@@ -23,6 +23,7 @@ alpha=0 control says whether every seed equals the baseline exactly.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -33,8 +34,8 @@ import pandas as pd
 
 from gal import sequential as sq
 from gal import stats as gs
-from gal.records import load_runs
-from gal.tables.spec import NoRunsError, TableSpec
+from gal.records import IGNORED_SETTINGS, IMPLICIT_SETTINGS, load_runs
+from gal.tables.spec import MixedSettingsError, NoRunsError, TableSpec
 
 __all__ = ["DASH", "alpha0_check", "alpha0_text", "failed_note", "ours_note", "select", "grid", "render", "to_markdown", "to_latex"]
 
@@ -133,6 +134,36 @@ def alpha0_check(base: pd.DataFrame, a0: pd.DataFrame, metrics: Sequence[str]) -
 
 
 # --------------------------------------------------------------------------- grid
+def mixed_settings(runs: pd.DataFrame) -> list[str]:
+    """``"key: v1 | v2"`` for each ``settings.*`` column whose value differs between the runs of
+    one cell (they would be averaged together). Not counted: :data:`gal.records.IGNORED_SETTINGS`
+    (the device), a key that follows the seed (Table V's ``split_seed`` = the run's seed), and a
+    key a record lacks where :data:`gal.records.IMPLICIT_SETTINGS` gives its value."""
+    out = []
+    if len(runs) < 2:
+        return out
+    for col in sorted(c for c in runs.columns if c.startswith("settings.")):
+        key = col[len("settings."):]
+        if key.split(".")[0] in IGNORED_SETTINGS:
+            continue
+        vals = runs[col]
+        if key in IMPLICIT_SETTINGS and vals.notna().any():
+            vals = vals.map(lambda v, d=IMPLICIT_SETTINGS[key]: d if _missing(v) else v)
+        texts = vals.map(lambda v: "(absent)" if _missing(v) else json.dumps(v, default=str,
+                                                                              sort_keys=True))
+        if texts.nunique() < 2:
+            continue
+        if "seed" in runs.columns and (texts == runs["seed"].map(lambda s: json.dumps(
+                None if _missing(s) else int(s)))).all():
+            continue
+        out.append(f"{key}: {' | '.join(sorted(set(texts)))}")
+    return out
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
 def select(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     """The records of ``spec``'s table (``record_filter``; records lacking a key pass)."""
     if len(df) == 0:
@@ -344,6 +375,14 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
         for meth in methods:
             sub = grp[grp["method"] == meth]
             ok, nfail = gs.complete_runs(sub)
+            mixed = mixed_settings(ok)
+            if mixed:
+                where = ", ".join(f"{c}={v}" for c, v in group.items())
+                raise MixedSettingsError(
+                    f"{spec.name}: the {len(ok)} {meth} runs of {where} were made with different "
+                    f"settings ({'; '.join(mixed[:4])}) and would be averaged together. Keep one "
+                    f"setting per runs root: move the others to another --runs root (or re-run "
+                    f"them with --rerun-stale).")
             if len(sub) == 0 and meth not in always:
                 continue
             r = {**shown, "Method": labels.get(meth, meth), "check": ""}

@@ -32,6 +32,10 @@ class NoRunsError(FileNotFoundError):
     """No (usable) run records under the given root."""
 
 
+class MixedSettingsError(ValueError):
+    """Runs with different settings would be pooled into one table cell."""
+
+
 @dataclass(frozen=True)
 class GroupKey:
     """One grouping level of a table (a leading column of the grid), e.g. profile or dataset.
