@@ -73,10 +73,14 @@ def test_config_profiles_and_model_overrides(tmp_path):
     with pytest.raises(DataError, match=r"--set datasets\.imagenet\.data\.root=/path/to/imagenet"):
         C.load_data(paper, "imagenet")
     cpu = _cfg("cpu")
-    (c0,) = {s.model for s in C.plan_runs(cpu, 3, "cpu")}
+    assert {s.model for s in C.plan_runs(cpu, 3, "cpu")} == {"resnet50", "efficientnet_b2"}
+    c0 = "resnet50"
     cs = C.run_settings(cpu, C.RunSpec(3, "cpu", "tiny100_64", "rmsproptf", "gal", 0, c0))
     assert cs["model"]["name"] == "resnet10t" and cs["model"]["kwargs"]["stem_width"] == 16
     assert cs["gal"]["arch"] == [256, 64] and cs["num_classes"] == 100 and cs["data"]["image_size"] == 64
+    ce = C.run_settings(cpu, C.RunSpec(3, "cpu", "tiny100_64", "rmsproptf", "gal", 0, "efficientnet_b2"))
+    assert ce["model"]["name"] == "tinynet_e" and ce["gal"]["arch"] == [256, 128]
+    assert (ce["model"]["drop_rate"], ce["model"]["drop_path_rate"]) == (0.0, 0.0)
     assert C.record_config(cpu, C.RunSpec(3, "cpu", "tiny100_64", "rmsproptf", "gal", 0, c0), cs, {}, 1, 2)[
         "dataset_label"] == "Tiny-ImageNet-100 (64 px)"
     smoke = _cfg("smoke", {"models.efficientnet_b2.train": {"image_size": 20}})
