@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from gal import fig_analysis as fa
-from gal.fig5 import BAND, _col, _stats, epoch_ranges
 from gal.fig_ablation import (
     FIG8_CLAIMS,
     GRANULARITY_UNITS,
@@ -35,7 +34,10 @@ from gal.fig_ablation import (
     error_stats,
     sweep_rows,
 )
-from gal.figures import BLUE, RED, _new_figure
+from gal.fig_style import BAND, BLUE, RED, epoch_ranges
+from gal.fig_style import col as _col
+from gal.fig_style import new_figure as _new_figure
+from gal.fig_style import seed_stats as _stats
 
 __all__ = ["fig8_summary", "fig8_markdown", "render_fig8"]
 

@@ -32,8 +32,11 @@ import numpy as np
 import pandas as pd
 
 from gal import fig_analysis as fa
-from gal.fig5 import OPTIMIZER_LABELS, _col, _str
-from gal.figures import RED, _new_figure, _ordered
+from gal.fig_style import OPTIMIZER_LABELS, RED
+from gal.fig_style import col as _col
+from gal.fig_style import new_figure as _new_figure
+from gal.fig_style import ordered as _ordered
+from gal.fig_style import str_or_none as _str
 
 __all__ = ["FIG7_OPTIMIZERS", "FIG7_KEYS", "PAPER_FIXED", "POLICY_LABELS", "sweep_rows",
            "error_stats", "fig7_summary", "fig7_markdown", "render_fig7"]

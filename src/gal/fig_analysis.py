@@ -32,19 +32,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gal.fig5 import (
+from gal.fig_provenance import footer, record_commits, stamp
+from gal.fig_style import (
     BAND,
+    BLUE,
     LOG_Y_RATIO,
     OPTIMIZER_LABELS,
     OPTIMIZER_ORDER,
-    _col,
-    _stats,
-    _str,
-    _val_curve,
+    RED,
     epoch_ranges,
 )
-from gal.fig_provenance import footer, record_commits, stamp
-from gal.figures import BLUE, RED, _new_figure, _ordered
+from gal.fig_style import col as _col
+from gal.fig_style import new_figure as _new_figure
+from gal.fig_style import ordered as _ordered
+from gal.fig_style import seed_stats as _stats
+from gal.fig_style import str_or_none as _str
+from gal.fig_style import val_curve as _val_curve
 from gal.records import load_runs
 
 __all__ = [
