@@ -16,7 +16,7 @@ import pandas as pd
 from gal.records import load_history
 
 __all__ = ["BLUE", "RED", "BAND", "LOG_Y_RATIO", "OPTIMIZER_ORDER", "OPTIMIZER_LABELS",
-           "new_figure", "ordered", "str_or_none", "col", "val_curve", "seed_stats",
+           "ONE_EPOCH", "note", "new_figure", "ordered", "str_or_none", "col", "val_curve", "seed_stats",
            "epoch_ranges"]
 
 BLUE, RED = "tab:blue", "tab:red"
@@ -100,3 +100,15 @@ def epoch_ranges(epochs: Sequence[int]) -> str:
             start = prev = e
     return ", ".join(out)
 
+
+#: What a per-epoch figure says when its runs have a single epoch (nothing evolves).
+ONE_EPOCH = "one epoch: no evolution to show (point: mean over seeds, bar: min-max over seeds)"
+
+
+def note(ax: Any, text: str, loc: str = "upper left", fontsize: float = 6.5) -> None:
+    """A reading written on the axes (a boxed text in one corner, axes coordinates)."""
+    x = 0.02 if "left" in loc else 0.98
+    y = 0.98 if "upper" in loc else 0.02
+    ax.text(x, y, text, transform=ax.transAxes, ha="left" if "left" in loc else "right",
+            va="top" if "upper" in loc else "bottom", fontsize=fontsize, zorder=5,
+            bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.6", "alpha": 0.85})
