@@ -273,7 +273,10 @@ def _draw_fig8(summary: Mapping[str, Any]) -> Any:
         b.set_title(f"(b) fraction with l(z-η̃g) < l(z-η̃∂l/∂z): "
                     f"{ds['g_beats_grad']['unit'].split(' (')[0]}", fontsize=8)
         b.legend(fontsize=6.5, frameon=False, loc="lower right")
-        note(b, _beats_reading(ds), fontsize=6)
+        co_b = "" if not ds["coincide"]["note"] else (
+            "\n" + " and ".join(POLICY_LABELS[q] for q in ds["coincide"]["policies"])
+            + ": one line (they coincide, see (a))")
+        note(b, _beats_reading(ds) + co_b, fontsize=6)
         for ax in (a, pa, b):
             ax.grid(alpha=0.3)
     single = fa.one_epoch(cv for ds in summary["datasets"]

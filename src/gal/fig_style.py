@@ -106,7 +106,17 @@ ONE_EPOCH = "one epoch: no evolution to show (point: mean over seeds, bar: min-m
 
 
 def note(ax: Any, text: str, loc: str = "upper left", fontsize: float = 6.5) -> None:
-    """A reading written on the axes (a boxed text in one corner, axes coordinates)."""
+    """A reading written on the axes (a boxed text in one corner, axes coordinates); call it after
+    the data are drawn: the y-axis is extended on the note's side so the box covers no data."""
+    upper = "upper" in loc
+    height_pt = ax.get_position().height * ax.figure.get_figheight() * 72
+    box = min(0.6, ((text.count("\n") + 1) * fontsize * 1.25 + 8) / max(height_pt, 1.0))
+    lo, hi = ax.get_ylim()
+    log = ax.get_yscale() == "log"
+    a, b = (np.log10(lo), np.log10(hi)) if log else (lo, hi)
+    grow = (b - a) * box / (1 - box)
+    a, b = (a, b + grow) if upper else (a - grow, b)
+    ax.set_ylim(*((10 ** a, 10 ** b) if log else (a, b)))
     x = 0.02 if "left" in loc else 0.98
     y = 0.98 if "upper" in loc else 0.02
     ax.text(x, y, text, transform=ax.transAxes, ha="left" if "left" in loc else "right",
