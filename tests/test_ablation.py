@@ -89,6 +89,37 @@ def test_ablation_profile_settings():
     assert s["gal"]["adjuster"] == "cnn" and s["gal"]["arch"] == [256] and s["gal"]["alpha"] == 0.01
 
 
+def test_analysis_profile_is_its_committed_plan():
+    """The analysis profile: >= 4 epochs, float64 GAL step, channels_last, 5 paired seeds on every
+    row of Table VI and Fig. 8(a); its plan is the one committed with its measured cost."""
+    cfg = load_config(C.CONFIG_PATH, "analysis")
+    cpu = load_config(C.CONFIG_PATH, "cpu")
+    assert cfg["train"]["epochs"] >= 4 and cfg["gal"]["precision"] == "float64"
+    assert cfg["train"]["channels_last"] is True and cfg["num_threads"] == 1
+    assert cfg["model"] == cpu["model"] and cfg["optimizers"] == cpu["optimizers"]
+    # the ablation profile and its committed one-epoch records are kept as they were
+    abl = load_config(C.CONFIG_PATH, "ablation")
+    assert abl["train"]["epochs"] == 1 and abl["run"]["ablation"]["dataset"] == "tiny100_32"
+    plan = C.plan_runs(cfg, "ablation", "analysis")
+    committed = json.loads((C.REPO / "results/benchmarks/analysis_plan.json").read_text())
+    got = {(s.optimizer, s.method): [] for s in plan}
+    for s in plan:
+        got[(s.optimizer, s.method)].append(s.seed)
+    assert {(c["optimizer"], c["method"]): c["seeds"] for c in committed["plan"]} == got
+    assert committed["runs"] == len(plan) == 80 and {s.dataset for s in plan} == {"cifar10_jpeg"}
+    assert committed["total_hours_jobs2_at_B"] <= 8
+    assert committed["total_hours_jobs2_at_B"] == pytest.approx(
+        len(plan) * committed["per_run_estimate_s"] / 2 / 3600, abs=0.01)
+    five = list(range(5))
+    for m in ("baseline", "gal", "gal+adjuster=uniform", "gal+adjuster=uniform+noise_scaling=unit",
+              "gal+adjuster=normal", "gal+adjuster=normal+noise_scaling=unit", "gal+policy=lt",
+              "gal+policy=always", "gal+policy=never"):
+        assert got[("sgd", m)] == five, m
+    s = C.run_settings(cfg, next(p for p in plan if p.method == "gal"))
+    assert s["gal"]["arch"] == [256, 64, 32] and (s["gal"]["alpha"], s["gal"]["beta"]) == (0.01, 1.0)
+    assert s["gal"]["precision"] == "float64"
+
+
 # --------------------------------------------------------------------------- parameter counts
 def _mlp_by_hand(d: int, widths: list[int]) -> int:
     w = [d, *widths, d]

@@ -28,11 +28,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from gal.fig_provenance import footer, record_commits, stamp
-from gal.figures import BLUE, RED, _new_figure
-from gal.records import load_history, load_runs
+from gal.fig_style import (
+    BAND,
+    BLUE,
+    LOG_Y_RATIO,
+    OPTIMIZER_LABELS,
+    OPTIMIZER_ORDER,
+    RED,
+    epoch_ranges,
+)
+from gal.fig_style import col as _col
+from gal.fig_style import new_figure as _new_figure
+from gal.fig_style import seed_stats as _stats
+from gal.fig_style import str_or_none as _str
+from gal.fig_style import val_curve as _val_curve
+from gal.records import load_runs
 
 __all__ = [
     "FIG5_METHODS",
@@ -47,14 +59,6 @@ __all__ = [
 FIG5_METHODS = ("baseline", "gal")
 FIG5_CLASSIFICATION_TABLES = (1, 2)
 FIG5_REGRESSION_TABLE = 5
-OPTIMIZER_ORDER = ("sgd", "lookahead_sgd", "adabound")
-OPTIMIZER_LABELS = {
-    "sgd": "SGD",
-    "lookahead_sgd": "Lookahead(SGD)",
-    "adabound": "AdaBound",
-    "adam": "Adam",
-    "rmsproptf": "RMSprop (TF style)",
-}
 REGRESSION_ORDER = ("boston", "diabetes", "california")
 REGRESSION_LABELS = {
     "boston": "Boston housing",
@@ -62,32 +66,6 @@ REGRESSION_LABELS = {
     "california": "California housing",
 }
 ROMAN = {1: "I", 2: "II", 5: "V"}
-#: The band drawn around each mean curve (also stated in the caption and in fig5.json).
-BAND = "min-max over seeds"
-#: A panel uses a log y-axis when its curves span more than this factor (all values > 0).
-LOG_Y_RATIO = 10.0
-
-
-def _str(v: Any) -> str | None:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
-    return str(v)
-
-
-def _col(df: pd.DataFrame, name: str) -> pd.Series:
-    return df[name] if name in df.columns else pd.Series([None] * len(df), index=df.index, dtype=object)
-
-
-def _val_curve(path: str, column: str = "val_loss") -> pd.Series:
-    """``column`` (default ``val_loss``) by epoch of one run (rows without a finite value are
-    dropped; also used by :mod:`gal.fig_analysis` for the GAL diagnostics of Figs. 6 and 8b)."""
-    h = load_history(path)
-    if h.empty or column not in h.columns or "epoch" not in h.columns:
-        return pd.Series(dtype=float)
-    h = h[["epoch", column]].apply(pd.to_numeric, errors="coerce")
-    h = h[np.isfinite(h[column]) & np.isfinite(h["epoch"])]
-    s = pd.Series(h[column].to_numpy(float), index=h["epoch"].astype(int).to_numpy())
-    return s[~s.index.duplicated(keep="last")].sort_index()
 
 
 def fig5_panels(
@@ -192,33 +170,6 @@ def _panel_name(g: Mapping[str, Any]) -> str:
     if g["task"] == "classification":
         parts.append(str(g["optimizer"]))
     return "/".join(parts)
-
-
-def epoch_ranges(epochs: Sequence[int]) -> str:
-    """``[1, 2, 3, 7, 9, 10] -> "1-3, 7, 9-10"`` (consecutive integers collapsed); "none" if empty."""
-    es = sorted(int(e) for e in epochs)
-    if not es:
-        return "none"
-    out: list[str] = []
-    start = prev = es[0]
-    for e in [*es[1:], None]:
-        if e is not None and e == prev + 1:
-            prev = e
-            continue
-        out.append(f"{start}" if start == prev else f"{start}-{prev}")
-        if e is not None:
-            start = prev = e
-    return ", ".join(out)
-
-
-def _stats(mat: np.ndarray) -> dict[str, Any]:
-    n = mat.shape[0]
-    return {
-        "mean": mat.mean(axis=0).tolist(),
-        "min": mat.min(axis=0).tolist(),
-        "max": mat.max(axis=0).tolist(),
-        "std": mat.std(axis=0, ddof=1).tolist() if n > 1 else None,
-    }
 
 
 def _title(g: Mapping[str, Any], profile: str) -> str:

@@ -9,6 +9,7 @@ l(z - eta~ dl/dz)) per policy, mean with min-max band. Record selection and shar
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from gal import fig_analysis as fa
-from gal.fig5 import BAND, _col, _stats, epoch_ranges
 from gal.fig_ablation import (
     FIG8_CLAIMS,
     GRANULARITY_UNITS,
@@ -28,16 +28,54 @@ from gal.fig_ablation import (
     _close,
     _ds_head,
     _ms,
+    _pd,
     _points,
     _usable,
     _x_order,
     _yes,
+    draw_paired,
     error_stats,
+    paired_vs_baseline,
     sweep_rows,
 )
-from gal.figures import BLUE, RED, _new_figure
+from gal.fig_style import BAND, BLUE, ONE_EPOCH, RED, epoch_ranges, note
+from gal.fig_style import col as _col
+from gal.fig_style import new_figure as _new_figure
+from gal.fig_style import seed_stats as _stats
 
-__all__ = ["fig8_summary", "fig8_markdown", "render_fig8"]
+__all__ = ["fig8_summary", "fig8_markdown", "render_fig8", "acceptance", "coincidence"]
+
+#: Policies that use g whenever it is accepted; with every step accepted they train one model.
+_USES_G = ("leq", "lt", "always")
+
+
+def acceptance(runs: Mapping[int, str]) -> dict[str, Any] | None:
+    """The acceptance rate of g (history column ``accept_rate``: per epoch, the fraction of steps
+    whose update used g) of one policy's runs: mean over all (seed, epoch) values, min, max, and
+    ``all_one`` (g accepted on every step of every run); None without the column."""
+    epochs, mats = fa.seed_curves(runs, ["accept_rate"]) if runs else ([], {})
+    if not epochs:
+        return None
+    m = mats["accept_rate"]
+    return {"mean": float(m.mean()), "min": float(m.min()), "max": float(m.max()),
+            "all_one": bool(np.all(m == 1.0)), "seeds": list(runs), "epochs": epochs}
+
+
+def coincidence(policies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Which of line 7 (≤), line 7 (<) and line 8 trained the same models because no step was
+    rejected (acceptance rate 1 in every epoch of every run), whether their errors are then
+    equal seed by seed, and the note written on Fig. 8(a)."""
+    same = [p for p in policies if p["policy"] in _USES_G and p.get("accept_rate")
+            and p["accept_rate"]["all_one"]]
+    if len(same) < 2:
+        return {"policies": [p["policy"] for p in same], "same_errors": None, "note": None}
+    seeds = set.intersection(*(set(p["per_seed"]) for p in same))
+    equal = all(len({p["per_seed"][s] for p in same}) == 1 for s in seeds) if seeds else None
+    labels = ", ".join(p["label"] for p in same)
+    text = (f"{labels} coincide: no step was rejected (acceptance rate 1 in every epoch of "
+            f"every run), so they trained the same models"
+            + ("" if equal is None else f"; errors equal seed by seed: {_yes(equal)}"))
+    return {"policies": [p["policy"] for p in same], "same_errors": equal, "note": text}
 
 
 def _line10(policies: Sequence[Mapping[str, Any]], base: Mapping[str, Any] | None) -> dict:
@@ -109,9 +147,13 @@ def fig8_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
                      **{k: v for k, v in q.items() if k not in ("x", "label")}} for q in pts]
         base_rows = _usable(sub[_col(sub, "method").astype(str) == "baseline"], excluded)
         base = error_stats(base_rows, f"{what} baseline") if len(base_rows) else None
+        for p in policies:
+            p["paired"] = paired_vs_baseline(base, p)
+            p["accept_rate"] = acceptance({int(s): q for s, q in p["runs"].items()})
         datasets.append({**_ds_head(sub), "optimizer": "sgd", "baseline": base,
                          "policies": policies, "line10_vs_baseline": _line10(policies, base),
                          "checks": _fig8_checks(policies, base),
+                         "coincide": coincidence(policies),
                          "g_beats_grad": _fig8_beats(rows, what, excluded)})
     if not datasets:
         raise fa.no_runs(8, "complete SGD `gal` / `gal+policy=...` ablation runs",
@@ -124,6 +166,10 @@ def fig8_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
                 "always = line 8, never = line 10 (Algorithm 1)",
                 "line10_vs_baseline": "line 10 sends dl/dz to the model at every step, so its "
                 "model trajectory is the baseline's: error_top1 compared seed by seed (exact)",
+                "paired": "per policy: its error minus the baseline's of the same seed; "
+                "mean_diff and its paired 95% CI (t, n-1 df; gal.stats.ci_paired_diff)",
+                "accept_rate": "history column accept_rate (per epoch, the fraction of steps "
+                "whose update used g): mean, min, max over every (seed, epoch)",
                 "g_beats_grad": "per epoch, the fraction of training steps' decisions where "
                 "l(z - eta~ g) < l(z - eta~ dl/dz); mean over seeds, band min-max"},
             "paper": FIG8_CLAIMS, "datasets": datasets, "excluded": _close(excluded)}
@@ -138,11 +184,15 @@ def fig8_markdown(summary: Mapping[str, Any]) -> str:
     for ds in summary["datasets"]:
         c, t, b = ds["checks"], ds["line10_vs_baseline"], ds["g_beats_grad"]
         lines += [f"## {ds['dataset_label']} ({ds['model']})", "", "### (a) update policy", "",
-                  "| policy | error (%) | seeds |", "|---|---|---|",
-                  f"| baseline | {_ms(ds['baseline'])} | "
+                  "| policy | error (%) | − baseline, paired: mean [95% CI] | acceptance rate "
+                  "of g | seeds |", "|---|---|---|---|---|",
+                  f"| baseline | {_ms(ds['baseline'])} | | | "
                   f"{', '.join(map(str, (ds['baseline'] or {}).get('seeds', [])))} |"]
-        lines += [f"| {p['label']} (`{p['policy']}`) | {_ms(p)} | "
-                  f"{', '.join(map(str, p['seeds']))} |" for p in ds["policies"]]
+        lines += [f"| {p['label']} (`{p['policy']}`) | {_ms(p)} | {_pd(p['paired'])} | "
+                  f"{_acc(p['accept_rate'])} | {', '.join(map(str, p['seeds']))} |"
+                  for p in ds["policies"]]
+        if ds["coincide"]["note"]:
+            lines += ["", f"- {ds['coincide']['note']}"]
         eq = ", ".join(f"seed {s}: line 10 {v['line10']:g}, baseline {v['baseline']:g} "
                        f"({'equal' if v['equal'] else 'differ'})" for s, v in t["per_seed"].items())
         lines += ["", f"- paper: {c['paper']}",
@@ -164,31 +214,75 @@ def fig8_markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines + fa.excluded_lines(summary["excluded"], "fig8"))
 
 
+def _acc(a: Mapping[str, Any] | None) -> str:
+    if not a:
+        return "n/a"
+    return f"{a['mean']:.3f}" + ("" if a["min"] == a["max"] else f" ({a['min']:.3f}-{a['max']:.3f})")
+
+
+def _beats_reading(ds: Mapping[str, Any]) -> str:
+    """The paper's reading of Fig. 8(b) and ours, written on the panel."""
+    curves = list(ds["g_beats_grad"]["curves"].values())
+    head = f"paper: {FIG8_CLAIMS['b']}"
+    if not curves:
+        return head
+    if fa.one_epoch(curves):
+        return f"{head}\nhere: {ONE_EPOCH.split(' (')[0]}"
+    here = [f"{cv['label']}: {cv['mean'][0]:.2f} at epoch {cv['epochs'][0]} → "
+            f"{cv['mean'][-1]:.2f} at epoch {cv['epochs'][-1]}" for cv in curves]
+    return "\n".join([head, "here (mean over seeds):", *here])
+
+
 def _draw_fig8(summary: Mapping[str, Any]) -> Any:
     n = len(summary["datasets"])
-    fig = _new_figure((11.0, 3.6 * n + 0.7))
-    axes = fig.subplots(n, 2, squeeze=False)
-    for (a, b), ds in zip(axes, summary["datasets"], strict=True):
+    fig = _new_figure((15.0, 4.4 * n + 0.9))
+    axes = fig.subplots(n, 3, squeeze=False)
+    for (a, pa, b), ds in zip(axes, summary["datasets"], strict=True):
         bars = ([("baseline", ds["baseline"], BLUE)] if ds["baseline"] else []) + [
             (p["label"], p, POLICY_COLORS.get(p["policy"], RED)) for p in ds["policies"]]
         for i, (_, st, color) in enumerate(bars):
             a.errorbar([i], [st["mean"]], [st["std"] or 0.0], color=color, marker="o", ms=7,
                        capsize=4)
+            acc = st.get("accept_rate")
+            if acc:
+                a.annotate(f"accept {_acc(acc)}", (i, st["mean"]), xytext=(0, -16),
+                           textcoords="offset points", ha="center", fontsize=6.5, color=color)
         a.set_xticks(range(len(bars)), [lb for lb, _, _ in bars], fontsize=8)
+        a.set_xlim(-0.6, len(bars) - 0.4)
+        a.margins(y=0.25)
         a.set_ylabel("test error top-1 (%)")
-        a.set_title(f"(a) {ds['dataset_label']}, SGD: update policy (mean ± std)", fontsize=8.5)
+        a.set_title(f"(a) {ds['dataset_label']}, SGD: update policy\n(mean ± std over seeds; "
+                    "acceptance rate of g under each point)", fontsize=8)
+        co = ds["coincide"]["note"]
+        note(a, textwrap.fill(f"paper: {FIG8_CLAIMS['a']}", 60)
+             + ("" if not co else "\n" + textwrap.fill(co, 60)), fontsize=6)
+        pols = ds["policies"]
+        for i, p in enumerate(pols):
+            draw_paired(pa, [i], [p], POLICY_COLORS.get(p["policy"], RED), "_nolegend_")
+        pa.set_xticks(range(len(pols)), [p["label"] for p in pols], fontsize=8)
+        pa.set_xlim(-0.6, len(pols) - 0.4)
+        npair = sorted({p["paired"]["n"] for p in pols})
+        pa.set_ylabel("policy − baseline, paired (points)")
+        pa.set_title(f"(a) paired by seed: error − baseline's error\nmean and paired 95% CI "
+                     f"(pairs: {', '.join(map(str, npair))})", fontsize=8)
         for pol, cv in ds["g_beats_grad"]["curves"].items():
             fa.draw_band(b, cv["epochs"], cv, POLICY_COLORS.get(pol, RED),
-                      f"{cv['label']} (n={len(cv['seeds'])})")
+                         f"{cv['label']} (seeds {epoch_ranges(cv['seeds'])})")
+        fa.epoch_axis(b, [e for cv in ds["g_beats_grad"]["curves"].values() for e in cv["epochs"]])
         b.set_ylabel(f"g beats dl/dz ({ds['g_beats_grad']['granularity']})")
-        b.set_xlabel("epoch")
         b.set_title(f"(b) fraction with l(z-η̃g) < l(z-η̃∂l/∂z): "
-                    f"{ds['g_beats_grad']['unit'].split(' (')[0]}", fontsize=8.5)
-        b.legend(fontsize=7, frameon=False)
-        for ax in (a, b):
+                    f"{ds['g_beats_grad']['unit'].split(' (')[0]}", fontsize=8)
+        b.legend(fontsize=6.5, frameon=False, loc="lower right")
+        co_b = "" if not ds["coincide"]["note"] else (
+            "\n" + " and ".join(POLICY_LABELS[q] for q in ds["coincide"]["policies"])
+            + ": one line (they coincide, see (a))")
+        note(b, _beats_reading(ds) + co_b, fontsize=6)
+        for ax in (a, pa, b):
             ax.grid(alpha=0.3)
+    single = fa.one_epoch(cv for ds in summary["datasets"]
+                          for cv in ds["g_beats_grad"]["curves"].values())
     fig.suptitle(f"Fig. 8 (Sec. VI-E/F), profile {summary['profile']}; (b) lines: mean over "
-                 f"seeds, bands: {BAND}", fontsize=9.5)
+                 f"seeds, bands: {BAND}" + (f"; {ONE_EPOCH}" if single else ""), fontsize=9.5)
     return fig
 
 

@@ -32,11 +32,15 @@ import numpy as np
 import pandas as pd
 
 from gal import fig_analysis as fa
-from gal.fig5 import OPTIMIZER_LABELS, _col, _str
-from gal.figures import RED, _new_figure, _ordered
+from gal.fig_style import OPTIMIZER_LABELS, RED, epoch_ranges, note
+from gal.fig_style import col as _col
+from gal.fig_style import new_figure as _new_figure
+from gal.fig_style import ordered as _ordered
+from gal.fig_style import str_or_none as _str
+from gal.stats import ci_paired_diff, paired_diffs
 
 __all__ = ["FIG7_OPTIMIZERS", "FIG7_KEYS", "PAPER_FIXED", "POLICY_LABELS", "sweep_rows",
-           "error_stats", "fig7_summary", "fig7_markdown", "render_fig7"]
+           "error_stats", "paired_vs_baseline", "draw_paired", "fig7_summary", "fig7_markdown", "render_fig7"]
 
 FIG7_OPTIMIZERS = ("sgd", "lookahead_sgd")
 FIG7_KEYS = ("alpha", "beta", "arch")
@@ -113,6 +117,41 @@ def error_stats(rows: pd.DataFrame, what: str) -> dict[str, Any]:
             "methods": sorted(set(rows["method"].astype(str)))}
 
 
+def paired_vs_baseline(base: Mapping[str, Any] | None, point: Mapping[str, Any]) -> dict[str, Any]:
+    """What the paired design measures (Figs. 7, 8a): the configuration's error minus the
+    baseline's, seed by seed, with the paired 95% CI of its mean
+    (:func:`gal.stats.ci_paired_diff`; null with fewer than 2 pairs)."""
+    a = {} if not base else base["per_seed"]
+    b = point["per_seed"]
+    seeds = sorted((s for s in set(a) & set(b)), key=int)
+    d = paired_diffs(a, b)
+    lo, hi = ci_paired_diff(a, b)
+    ok = bool(np.isfinite(lo) and np.isfinite(hi))
+    return {"n": len(seeds), "seeds": [int(s) for s in seeds],
+            "diff_per_seed": {s: float(b[s]) - float(a[s]) for s in seeds},
+            "mean_diff": float(d.mean()) if len(d) else None,
+            "ci95": [float(lo), float(hi)] if ok else None,
+            "ci_excludes_zero": bool(lo > 0 or hi < 0) if ok else None}
+
+
+def draw_paired(ax: Any, xs: Sequence[float], points: Sequence[Mapping[str, Any]], color: str,
+                label: str) -> None:
+    """Mean paired difference (configuration − baseline) per point with its 95% CI as error bar
+    (a point without a CI, fewer than 2 pairs, is drawn hollow without a bar)."""
+    for x, q in zip(xs, points, strict=True):
+        pr = q["paired"]
+        if pr["mean_diff"] is None:
+            continue
+        if pr["ci95"] is None:
+            ax.plot([x], [pr["mean_diff"]], "o", mfc="none", color=color)
+            continue
+        lo, hi = pr["ci95"]
+        ax.errorbar([x], [pr["mean_diff"]], [[pr["mean_diff"] - lo], [hi - pr["mean_diff"]]],
+                    color=color, marker="o", capsize=3, label=label)
+        label = "_nolegend_"
+    ax.axhline(0.0, color="k", lw=0.7)
+
+
 def _x_order(key: str, xs: Sequence[Any]) -> list[Any]:
     if key == "arch":
         return _ordered(sorted(xs, key=lambda a: (a.count("-"), a)), PAPER_ARCHS)
@@ -182,10 +221,14 @@ def fig7_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
                 panels[key] = {"points": pts, "best": _best(pts)}
             if not any(p["points"] for p in panels.values()):
                 continue
+            bstats = error_stats(base, f"{what} baseline") if len(base) else None
+            for p in panels.values():
+                for q in p["points"]:
+                    q["paired"] = paired_vs_baseline(bstats, q)
             gal = _usable(o[_col(o, "method").astype(str) == "gal"], excluded)
             fixed = {k: fa.gal_setting(gal.iloc[0], k) for k in FIG7_KEYS} if len(gal) else None
             opts[opt] = {"label": OPTIMIZER_LABELS.get(opt, opt),
-                         "baseline": error_stats(base, f"{what} baseline") if len(base) else None,
+                         "baseline": bstats,
                          "fixed": fixed, "paper_fixed": PAPER_FIXED[opt],
                          "fixed_matches_paper": fixed == PAPER_FIXED[opt] if fixed else None,
                          "panels": panels, "checks": _fig7_checks(opt, panels)}
@@ -201,6 +244,8 @@ def fig7_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
                 "x": "the run's gal_alpha / gal_beta / gal_arch column (the `gal` run is the "
                 "default point)", "mean/std": "over seeds; std with ddof=1 (null for one seed)",
                 "baseline": "band mean ± std of the optimizer's baseline runs",
+                "paired": "per point: error minus the baseline's error of the same seed; "
+                "mean_diff and its paired 95% CI (t, n-1 df; gal.stats.ci_paired_diff)",
                 "best": "x with the lowest mean error"},
             "paper": {"fixed": PAPER_FIXED, "claims": FIG7_CLAIMS},
             "datasets": datasets, "excluded": _close(excluded)}
@@ -211,6 +256,14 @@ def _ms(st: Mapping[str, Any] | None) -> str:
         return "n/a"
     sd = "" if st["std"] is None else f" ± {st['std']:.3g}"
     return f"{st['mean']:.4g}{sd} (n={st['n']})"
+
+
+def _pd(pr: Mapping[str, Any]) -> str:
+    """``GAL − baseline`` paired by seed: mean [95% CI] (n pairs)."""
+    if pr["mean_diff"] is None:
+        return "n/a (no paired seed)"
+    ci = "no CI" if pr["ci95"] is None else f"[{pr['ci95'][0]:+.3g}, {pr['ci95'][1]:+.3g}]"
+    return f"{pr['mean_diff']:+.3g} {ci} (n={pr['n']})"
 
 
 def _setting(g: Mapping[str, Any] | None) -> str:
@@ -241,8 +294,8 @@ def fig7_markdown(summary: Mapping[str, Any]) -> str:
                 p, c = o["panels"][key], o["checks"][key]
                 if not p["points"]:
                     continue
-                row = "; ".join(f"{q['label']}{'*' if q['default'] else ''}: {_ms(q)}"
-                                for q in p["points"])
+                row = "; ".join(f"{q['label']}{'*' if q['default'] else ''}: {_ms(q)}, "
+                                f"paired {_pd(q['paired'])}" for q in p["points"])
                 if key == "alpha":
                     ours = f"best alpha {c['best']:g}, in [1e-4, 1e-2]: " \
                            f"{_yes(c['best_in_paper_range'])}"
@@ -265,12 +318,13 @@ def _baseline_band(ax: Any, st: Mapping[str, Any] | None, color: str, label: str
 
 def _draw_fig7(summary: Mapping[str, Any]) -> Any:
     n = len(summary["datasets"])
-    fig = _new_figure((13.0, 3.6 * n + 0.7))
-    axes = fig.subplots(n, 3, squeeze=False)
-    for row, ds in zip(axes, summary["datasets"], strict=True):
-        for ax, key in zip(row, FIG7_KEYS, strict=True):
-            archs = _x_order("arch", list({q["x"] for o in ds["optimizers"].values()
-                                          for q in o["panels"]["arch"]["points"]}))
+    fig = _new_figure((13.0, 6.6 * n + 0.9))
+    axes = fig.subplots(2 * n, 3, squeeze=False)
+    for i_ds, ds in enumerate(summary["datasets"]):
+        raw, paired = axes[2 * i_ds], axes[2 * i_ds + 1]
+        archs = _x_order("arch", list({q["x"] for o in ds["optimizers"].values()
+                                      for q in o["panels"]["arch"]["points"]}))
+        for ax, pax, key in zip(raw, paired, FIG7_KEYS, strict=True):
             for i, (opt, o) in enumerate(ds["optimizers"].items()):
                 color, pts = fa.OPT_COLORS.get(opt, "tab:purple"), o["panels"][key]["points"]
                 _baseline_band(ax, o["baseline"], color, f"{o['label']} baseline (mean ± std)")
@@ -283,21 +337,32 @@ def _draw_fig7(summary: Mapping[str, Any]) -> Any:
                 for x, q in zip(xs, pts, strict=True):
                     if q["default"]:
                         ax.plot([x], [q["mean"]], "*", color=color, ms=11)
-            if key == "alpha":
-                ax.set_xscale("log")
-            if key == "arch":
-                ax.set_xticks(range(len(archs)), [f"({a})" for a in archs], fontsize=7)
-            ax.set_xlabel({"alpha": "alpha (log)", "beta": "beta", "arch": "MLP of h"}[key])
+                npair = sorted({q["paired"]["n"] for q in pts})
+                draw_paired(pax, xs, pts, color,
+                            f"{o['label']} (pairs per point: {', '.join(map(str, npair))})")
+            for a in (ax, pax):
+                if key == "alpha":
+                    a.set_xscale("log")
+                if key == "arch":
+                    a.set_xticks(range(len(archs)), [f"({x})" for x in archs], fontsize=7)
+                a.set_xlabel({"alpha": "alpha (log)", "beta": "beta", "arch": "MLP of h"}[key])
+                a.grid(alpha=0.3)
             ax.set_ylabel("test error top-1 (%)")
+            pax.set_ylabel("GAL − baseline, paired (points)")
             claim = textwrap.fill(f"paper: {summary['paper']['claims'][key]}", 62)
             ax.set_title(f"{ds['dataset_label']}: effect of {key}\n{claim}", fontsize=7.5)
-            ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7, frameon=False)
+            pax.set_title(f"effect of {key}: error − baseline's, paired by seed, mean and 95% CI",
+                          fontsize=7.5)
+            pax.legend(fontsize=6.5, frameon=False, loc="upper left")
+            note(pax, "below 0: lower error than the baseline;\n"
+                 "a CI clear of 0 is resolved by the paired runs", loc="lower right", fontsize=6)
+        raw[0].legend(fontsize=7, frameon=False)
     seeds = sorted({int(s) for ds in summary["datasets"] for o in ds["optimizers"].values()
                     for p in o["panels"].values() for q in p["points"] for s in q["seeds"]})
     fig.suptitle(f"Fig. 7 (Sec. VI-D), profile {summary['profile']}, seeds "
-                 f"{', '.join(map(str, seeds))}: mean ± std over seeds; star: the `gal` run "
-                 "(default setting); dashed + band: baseline mean ± std", fontsize=9.5)
+                 f"{epoch_ranges(seeds)}\ntop: mean ± std over seeds, star: the `gal` run "
+                 "(default setting), dashed + band: baseline mean ± std; bottom: the paired "
+                 "design, GAL − baseline per seed, mean and paired 95% CI", fontsize=9)
     return fig
 
 

@@ -32,19 +32,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gal.fig5 import (
+from gal.fig_provenance import footer, record_commits, stamp
+from gal.fig_style import (
     BAND,
+    BLUE,
     LOG_Y_RATIO,
+    ONE_EPOCH,
     OPTIMIZER_LABELS,
     OPTIMIZER_ORDER,
-    _col,
-    _stats,
-    _str,
-    _val_curve,
+    RED,
     epoch_ranges,
+    note,
 )
-from gal.fig_provenance import footer, record_commits, stamp
-from gal.figures import BLUE, RED, _new_figure, _ordered
+from gal.fig_style import col as _col
+from gal.fig_style import new_figure as _new_figure
+from gal.fig_style import ordered as _ordered
+from gal.fig_style import seed_stats as _stats
+from gal.fig_style import str_or_none as _str
+from gal.fig_style import val_curve as _val_curve
 from gal.records import load_runs
 
 __all__ = [
@@ -63,6 +68,9 @@ __all__ = [
     "runs_by_seed",
     "excluded_lines",
     "draw_band",
+    "epoch_axis",
+    "one_epoch",
+    "fig6_readings",
     "no_runs",
 ]
 
@@ -73,6 +81,9 @@ TASK_LABELS = {"table1": "Table I", "table2": "Table II", "table3": "Table III",
 #: history.csv columns of Fig. 6: |r| (left panel), signed r (json/md) and cosine (right panel).
 FIG6_COLUMNS = ("abs_remainder", "remainder", "cosine")
 OPT_COLORS = {"sgd": RED, "lookahead_sgd": BLUE, "adabound": "tab:green"}
+#: The paper's reading of each panel of Fig. 6, written on the axes.
+FIG6_READING = {"remainder": "the remainder goes down (warm-up fluctuations early)",
+                "cosine": "the cosine is positive (v~ within 90° of dl/dz)"}
 FIG6_PAPER = ("ImageNet with EfficientNet-B2 (Fig. 6): the cosine similarity is positive (the "
               "adjustment is within 90 degrees of the vanilla gradient) and the remainder goes "
               "down; a warm-up causes fluctuations in the early epochs, stable after epoch 20.")
@@ -229,9 +240,10 @@ def fig6_summary(panels: Sequence[Mapping[str, Any]], runs_root: Path, profile: 
                                                if v > 0],
                 },
             }
-        out.append({"panel": p["panel"], "title": _title(p, profile), "task": p["task"],
-                    "task_label": TASK_LABELS.get(p["task"], p["task"]), "dataset": p["dataset"],
-                    "dataset_label": p["dataset_label"], "model": p["model"], "lines": lines})
+        panel = {"panel": p["panel"], "title": _title(p, profile), "task": p["task"],
+                 "task_label": TASK_LABELS.get(p["task"], p["task"]), "dataset": p["dataset"],
+                 "dataset_label": p["dataset_label"], "model": p["model"], "lines": lines}
+        out.append({**panel, "reading": fig6_readings(panel)})
     return {
         "figure": 6, "paper_section": "VI-A", "profile": profile, "source": str(Path(runs_root)),
         "band": BAND, "paper": FIG6_PAPER,
@@ -289,49 +301,93 @@ def fig6_markdown(summary: Mapping[str, Any]) -> str:
                 f"({'down' if t['abs_remainder_decreased'] else 'not down'}) "
                 f"| {ln['remainder']['mean'][-1]:.4g} | {t['cosine_mean']:.4g} | "
                 f"{len(pos)}/{len(ln['epochs'])} ({epoch_ranges(pos)}) |")
-        lines.append("")
+        lines += ["", *(f"- written on the {side} panel: {p['reading'][k]}".replace("\n", "; ")
+                        for side, k in (("left", "remainder"), ("right", "cosine"))), ""]
     return "\n".join(lines + excluded_lines(summary["excluded"], "fig6"))
 
 
 def draw_band(ax: Any, epochs: Sequence[int], stats: Mapping[str, Any], color: str,
               label: str) -> None:
-    """The ``mean`` over seeds (line) with the ``min``-``max`` band over seeds (Figs. 6, 8b)."""
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    """The ``mean`` over seeds (line) with the ``min``-``max`` band over seeds (Figs. 6, 8b); a
+    run of one epoch has no band to draw: its point carries a min-max bar instead."""
     ep = np.asarray(epochs)
-    ax.fill_between(ep, stats["min"], stats["max"], color=color, alpha=0.2, lw=0)
-    ax.plot(ep, stats["mean"], color=color, lw=1.5, marker="o" if len(ep) <= 3 else None,
-            label=label)
+    mean, lo, hi = (np.asarray(stats[k], float) for k in ("mean", "min", "max"))
+    if len(ep) == 1:
+        ax.errorbar(ep, mean, np.vstack([mean - lo, hi - mean]), color=color, marker="o",
+                    capsize=4, lw=1.5, label=label)
+        return
+    ax.fill_between(ep, lo, hi, color=color, alpha=0.2, lw=0)
+    ax.plot(ep, mean, color=color, lw=1.5, marker="o" if len(ep) <= 12 else None, label=label)
 
 
-def _draw_fig6(panels: Sequence[Mapping[str, Any]], profile: str) -> Any:
+def epoch_axis(ax: Any, epochs: Iterable[int]) -> None:
+    """Integer epochs on the x-axis: every epoch a tick when there are few, one epoch centred."""
     from matplotlib.ticker import MaxNLocator
 
-    fig = _new_figure((10.5, 3.3 * len(panels) + 0.8))
+    es = sorted({int(e) for e in epochs})
+    if es and len(es) <= 15:
+        ax.set_xticks(es)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(es) == 1:
+        ax.set_xlim(es[0] - 1, es[0] + 1)
+    ax.set_xlabel("epoch")
+
+
+def one_epoch(lines: Iterable[Mapping[str, Any]]) -> bool:
+    """True when every line has at most one epoch (nothing evolves to show)."""
+    return all(len(ln["epochs"]) <= 1 for ln in lines)
+
+
+def fig6_readings(p: Mapping[str, Any]) -> dict[str, str]:
+    """The paper's reading of Fig. 6 and ours, per panel (drawn on the axes, kept in the json):
+    ``remainder`` (left panel) and ``cosine`` (right)."""
+    lines = list(p["lines"].values())
+    if one_epoch(lines):
+        here = "here: " + ONE_EPOCH.split(" (")[0]
+        return {"remainder": f"paper: {FIG6_READING['remainder']}\n{here}",
+                "cosine": f"paper: {FIG6_READING['cosine']}\n{here}"}
+    rem, cos = [], []
+    for ln in lines:
+        t, name, ep = ln["trend"], ln["label"], ln["epochs"]
+        rem.append(f"{name}: mean |r| {t['abs_remainder_first']:.2g} (epoch {ep[0]}) → "
+                   f"{t['abs_remainder_last']:.2g} (epoch {ep[-1]}): "
+                   f"{'down' if t['abs_remainder_decreased'] else 'not down'}")
+        cos.append(f"{name}: mean cos > 0 on {len(t['epochs_cosine_positive'])}/{len(ep)} "
+                   f"epochs (mean {t['cosine_mean']:.2g})")
+    return {"remainder": "\n".join([f"paper: {FIG6_READING['remainder']}", "here:", *rem]),
+            "cosine": "\n".join([f"paper: {FIG6_READING['cosine']}", "here:", *cos])}
+
+
+def _draw_fig6(summary: Mapping[str, Any]) -> Any:
+    panels = summary["panels"]
+    profile = summary["profile"]
+    fig = _new_figure((10.5, 3.6 * len(panels) + 0.9))
     axes = fig.subplots(len(panels), 2, squeeze=False)
     for (left, right), p in zip(axes, panels, strict=True):
         for opt, ln in p["lines"].items():
-            n = len(ln["seeds"])
-            label = f"{OPTIMIZER_LABELS.get(opt, opt)} (n={n})"
+            label = f"{ln['label']} (seeds {epoch_ranges(ln['seeds'])})"
             color = OPT_COLORS.get(opt, "tab:purple")
-            draw_band(left, ln["epochs"], _stats(ln["curves"]["abs_remainder"]), color, label)
-            draw_band(right, ln["epochs"], _stats(ln["curves"]["cosine"]), color, label)
-        allr = np.concatenate([ln["curves"]["abs_remainder"].ravel() for ln in p["lines"].values()])
+            draw_band(left, ln["epochs"], ln["abs_remainder"], color, label)
+            draw_band(right, ln["epochs"], ln["cosine"], color, label)
+        allr = np.concatenate([np.asarray(ln["abs_remainder"][k], float)
+                               for ln in p["lines"].values() for k in ("min", "max")])
         if allr.min() > 0 and allr.max() / allr.min() > LOG_Y_RATIO:
             left.set_yscale("log")
         right.axhline(0.0, color="k", lw=0.6)
         left.set_ylabel("mean |r| (Eq. 7)")
         right.set_ylabel("cos(v~, dl/dz)")
-        for ax, what in ((left, "remainder"), (right, "cosine similarity")):
-            ax.set_title(f"{_title(p, profile)}: {what}", fontsize=8)
-            ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # also for one-epoch runs
+        epochs = [e for ln in p["lines"].values() for e in ln["epochs"]]
+        for ax, what in ((left, "remainder"), (right, "cosine")):
+            ax.set_title(f"{p['title']}: {what}", fontsize=8)
+            epoch_axis(ax, epochs)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, frameon=False)
+            ax.legend(fontsize=6.5, frameon=False, loc="lower right")
+            note(ax, p["reading"][what])
+    single = one_epoch(ln for p in panels for ln in p["lines"].values())
     fig.suptitle(f"Fig. 6 (Sec. VI-A): remainder |r| of Eq. 7 (left) and cos(v~, dl/dz) (right) "
-                 f"of GAL runs, profile {profile}\nlines: mean over seeds, bands: {BAND}",
-                 fontsize=9.5)
+                 f"of GAL runs, profile {profile}\nlines: mean over seeds, bands: {BAND}"
+                 + (f"; {ONE_EPOCH}" if single else ""), fontsize=9.5)
     return fig
 
 
@@ -387,5 +443,5 @@ def render_fig6(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Pa
                       f"`make table1 PROFILE={profile}` / `make table2 PROFILE={profile}` "
                       f"(Tables I/II) or the ablation runs (`make fig7 PROFILE={profile}`)")
     summary = fig6_summary(panels, runs_root, profile, excluded)
-    return write_figure(_draw_fig6(panels, profile), summary, fig6_markdown(summary), out_dir,
+    return write_figure(_draw_fig6(summary), summary, fig6_markdown(summary), out_dir,
                         "fig6" if profile == "cpu" else f"fig6-{profile}")

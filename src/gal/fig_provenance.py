@@ -18,8 +18,16 @@ def _run_paths(obj: Any, out: set[str]) -> None:
     elif isinstance(obj, list | tuple):
         for v in obj:
             _run_paths(v, out)
-    elif isinstance(obj, str) and len(obj) < 4096 and (Path(obj) / "provenance.json").is_file():
+    elif isinstance(obj, str) and len(obj) < 4096 and "\n" not in obj and _is_run(obj):
         out.add(obj)
+
+
+def _is_run(path: str) -> bool:
+    """True for a run directory; a string that is no path (a caption, too long a name) is not."""
+    try:
+        return (Path(path) / "provenance.json").is_file()
+    except OSError:
+        return False
 
 
 def record_commits(summary: Mapping[str, Any], extra_paths: Iterable[str] = ()) -> dict[str, Any]:

@@ -29,6 +29,9 @@ import numpy as np
 import pandas as pd
 
 from gal.fig_provenance import footer, record_commits, stamp
+from gal.fig_style import BLUE, RED
+from gal.fig_style import new_figure as _new_figure
+from gal.fig_style import ordered as _ordered
 from gal.records import load_history, load_runs
 
 __all__ = [
@@ -45,7 +48,6 @@ __all__ = [
 FIG4_TOL = 1e-3
 FIG4_OPTIMIZER_ORDER = ("sgd", "lookahead_sgd", "rmsprop", "adam", "adabound")
 FIG4_CONVENTION_ORDER = ("paper", "authors")
-BLUE, RED = "tab:blue", "tab:red"
 
 
 def render_figure(
@@ -191,10 +193,6 @@ def _load_fig4(runs_root: Path) -> dict[str, dict[str, dict[str, Any]]]:
     return out
 
 
-def _ordered(keys: Sequence[str], order: Sequence[str]) -> list[str]:
-    return [k for k in order if k in keys] + sorted(k for k in keys if k not in order)
-
-
 def fig4_summary(
     runs_root: Path, tol: float = FIG4_TOL, data: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -297,15 +295,6 @@ def fig4_markdown(summary: Mapping[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- Fig. 4 drawing
-def _new_figure(figsize: tuple[float, float]) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def _contour(ax: Any, levels: int = 30) -> None:
     g = np.linspace(-1.5, 1.5, 301)
     xx, yy = np.meshgrid(g, g)

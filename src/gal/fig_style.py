@@ -1,0 +1,124 @@
+"""Style and record helpers shared by the figure modules (:mod:`gal.figures`, :mod:`gal.fig5`,
+:mod:`gal.fig_analysis`, :mod:`gal.fig_ablation`, :mod:`gal.fig8`): colours, labels, the band
+rule, the figure factory and the small record readers. It imports none of them, so the figure
+modules import each other in one direction only (the dispatcher :func:`gal.figures.render_figure`
+at the top)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gal.records import load_history
+
+__all__ = ["BLUE", "RED", "BAND", "LOG_Y_RATIO", "OPTIMIZER_ORDER", "OPTIMIZER_LABELS",
+           "ONE_EPOCH", "note", "new_figure", "ordered", "str_or_none", "col", "val_curve", "seed_stats",
+           "epoch_ranges"]
+
+BLUE, RED = "tab:blue", "tab:red"
+#: The band drawn around each mean curve (also stated in the captions and the figures' json).
+BAND = "min-max over seeds"
+#: A panel uses a log y-axis when its curves span more than this factor (all values > 0).
+LOG_Y_RATIO = 10.0
+OPTIMIZER_ORDER = ("sgd", "lookahead_sgd", "adabound")
+OPTIMIZER_LABELS = {
+    "sgd": "SGD",
+    "lookahead_sgd": "Lookahead(SGD)",
+    "adabound": "AdaBound",
+    "adam": "Adam",
+    "rmsproptf": "RMSprop (TF style)",
+}
+
+
+def new_figure(figsize: tuple[float, float]) -> Any:
+    """A matplotlib Figure on the Agg canvas (no pyplot state), constrained layout."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def ordered(keys: Sequence[str], order: Sequence[str]) -> list[str]:
+    """``keys`` in ``order`` first, the others after, sorted."""
+    return [k for k in order if k in keys] + sorted(k for k in keys if k not in order)
+
+
+def str_or_none(v: Any) -> str | None:
+    """``str(v)``, or None for None / NaN (a missing record column)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return str(v)
+
+
+def col(df: pd.DataFrame, name: str) -> pd.Series:
+    """Column ``name`` of ``df``, or a column of None where the records lack it."""
+    return df[name] if name in df.columns else pd.Series([None] * len(df), index=df.index, dtype=object)
+
+
+def val_curve(path: str, column: str = "val_loss") -> pd.Series:
+    """``column`` (default ``val_loss``) by epoch of one run (rows without a finite value are
+    dropped; also used for the GAL diagnostics of Figs. 6 and 8b)."""
+    h = load_history(path)
+    if h.empty or column not in h.columns or "epoch" not in h.columns:
+        return pd.Series(dtype=float)
+    h = h[["epoch", column]].apply(pd.to_numeric, errors="coerce")
+    h = h[np.isfinite(h[column]) & np.isfinite(h["epoch"])]
+    s = pd.Series(h[column].to_numpy(float), index=h["epoch"].astype(int).to_numpy())
+    return s[~s.index.duplicated(keep="last")].sort_index()
+
+
+def seed_stats(mat: np.ndarray) -> dict[str, Any]:
+    """Per column of ``mat`` (seeds x epochs): mean, min, max and std (ddof=1; None for one seed)."""
+    n = mat.shape[0]
+    return {
+        "mean": mat.mean(axis=0).tolist(),
+        "min": mat.min(axis=0).tolist(),
+        "max": mat.max(axis=0).tolist(),
+        "std": mat.std(axis=0, ddof=1).tolist() if n > 1 else None,
+    }
+
+
+def epoch_ranges(epochs: Sequence[int]) -> str:
+    """``[1, 2, 3, 7, 9, 10] -> "1-3, 7, 9-10"`` (consecutive integers collapsed); "none" if empty."""
+    es = sorted(int(e) for e in epochs)
+    if not es:
+        return "none"
+    out: list[str] = []
+    start = prev = es[0]
+    for e in [*es[1:], None]:
+        if e is not None and e == prev + 1:
+            prev = e
+            continue
+        out.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if e is not None:
+            start = prev = e
+    return ", ".join(out)
+
+
+#: What a per-epoch figure says when its runs have a single epoch (nothing evolves).
+ONE_EPOCH = "one epoch: no evolution to show (point: mean over seeds, bar: min-max over seeds)"
+
+
+def note(ax: Any, text: str, loc: str = "upper left", fontsize: float = 6.5) -> None:
+    """A reading written on the axes (a boxed text in one corner, axes coordinates); call it after
+    the data are drawn: the y-axis is extended on the note's side so the box covers no data."""
+    upper = "upper" in loc
+    height_pt = ax.get_position().height * ax.figure.get_figheight() * 72
+    box = min(0.6, ((text.count("\n") + 1) * fontsize * 1.25 + 8) / max(height_pt, 1.0))
+    lo, hi = ax.get_ylim()
+    log = ax.get_yscale() == "log"
+    a, b = (np.log10(lo), np.log10(hi)) if log else (lo, hi)
+    grow = (b - a) * box / (1 - box)
+    a, b = (a, b + grow) if upper else (a - grow, b)
+    ax.set_ylim(*((10 ** a, 10 ** b) if log else (a, b)))
+    x = 0.02 if "left" in loc else 0.98
+    y = 0.98 if "upper" in loc else 0.02
+    ax.text(x, y, text, transform=ax.transAxes, ha="left" if "left" in loc else "right",
+            va="top" if "upper" in loc else "bottom", fontsize=fontsize, zorder=5,
+            bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.6", "alpha": 0.85})
