@@ -26,6 +26,7 @@ from gal import stats as gs
 from gal.config import ConfigError, load_config
 from gal.records import load_runs
 from gal.tables.classification import DESIGN_FILE, classification_spec
+from gal.tables.render import paper_effects
 
 __all__ = ["row_decision", "run_until_decided"]
 
@@ -34,11 +35,7 @@ METRIC = "error_top1"
 
 
 def _paper_rel(table: int, optimizer: str) -> float | None:
-    spec = classification_spec(table)
-    group = {"optimizer": optimizer}
-    base = spec.paper_value(group, "baseline", METRIC)
-    gal = spec.paper_value(group, "gal", METRIC)
-    return None if base is None or gal is None else gs.relative_paper_diff(base["mean"], gal["mean"])
+    return paper_effects(classification_spec(table), {"optimizer": optimizer}, METRIC)[1]
 
 
 def row_decision(row_dir: str | os.PathLike[str], table: int, optimizer: str,

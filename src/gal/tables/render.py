@@ -37,7 +37,7 @@ from gal import stats as gs
 from gal.records import IGNORED_SETTINGS, IMPLICIT_SETTINGS, load_runs
 from gal.tables.spec import MixedSettingsError, NoRunsError, TableSpec
 
-__all__ = ["DASH", "alpha0_check", "alpha0_text", "failed_note", "ours_note", "select", "grid", "render", "to_markdown", "to_latex"]
+__all__ = ["DASH", "paper_effects", "alpha0_check", "alpha0_text", "failed_note", "ours_note", "select", "grid", "render", "to_markdown", "to_latex"]
 
 DASH = "—"
 
@@ -209,27 +209,21 @@ def _paper_cell(spec: TableSpec, group: Mapping[str, Any], method: str, metric: 
     return f"{v['mean']:.{d}f} ± {v['std']:.{d}f}"
 
 
-def _paper_diff(spec: TableSpec, group: Mapping[str, Any], metric: str,
-                method: str | None = None) -> float | None:
-    """The paper's effect, paper mean of ``method`` (default GAL) − paper baseline mean."""
+def paper_effects(spec: TableSpec, group: Mapping[str, Any], metric: str,
+                  method: str | None = None) -> tuple[float | None, float | None]:
+    """The paper's effect of ``method`` (default GAL) on ``metric``: (paper mean − paper baseline
+    mean, paper mean / paper baseline mean − 1), each None where the paper gives no number."""
     base = spec.paper_value(group, spec.baseline, metric)
     gal = spec.paper_value(group, spec.gal if method is None else method, metric)
-    return None if base is None or gal is None else gal["mean"] - base["mean"]
-
-
-def _paper_rel(spec: TableSpec, group: Mapping[str, Any], metric: str,
-               method: str | None = None) -> float | None:
-    """The paper's effect on the relative scale, paper GAL / paper baseline − 1."""
-    base = spec.paper_value(group, spec.baseline, metric)
-    gal = spec.paper_value(group, spec.gal if method is None else method, metric)
-    return None if base is None or gal is None else gs.relative_paper_diff(base["mean"], gal["mean"])
+    if base is None or gal is None:
+        return None, None
+    return gal["mean"] - base["mean"], gs.relative_paper_diff(base["mean"], gal["mean"])
 
 
 def _row_compare(spec: TableSpec, base: pd.DataFrame, row: pd.DataFrame, group: Mapping[str, Any],
                  metric: str, hib: bool, method: str) -> tuple[str, str, dict[str, Any]]:
     """(Δ cell, verdict, statistics) of one method row against the baseline (``compare_rows``)."""
-    c = _compare(spec, base, row, metric, hib, _paper_diff(spec, group, metric, method),
-                 _paper_rel(spec, group, metric, method))
+    c = _compare(spec, base, row, metric, hib, *paper_effects(spec, group, metric, method))
     diffs = gs.paired_diffs(gs.by_seed(base, metric), gs.by_seed(row, metric))
     c["paired_mean_diff"] = float(diffs.mean()) if len(diffs) else float("nan")
     if not len(diffs):
@@ -425,9 +419,9 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
         stat_rows = {k: {**shown, "Method": lab, "n": "", "check": ""} for k, lab in spec.stat_rows}
         design = spec.sequential(grp) if spec.sequential is not None else None
         for i, m in enumerate(spec.metrics):
-            pdiff = _paper_diff(spec, group, m.key)
-            c = _compare(spec, base, gal, m.key, m.higher_is_better, pdiff,
-                         _paper_rel(spec, group, m.key), design if i == 0 else None)
+            pdiff, prel = paper_effects(spec, group, m.key)
+            c = _compare(spec, base, gal, m.key, m.higher_is_better, pdiff, prel,
+                         design if i == 0 else None)
             for k in stat_rows:
                 ours, paper = _stat_cells(k, spec, c, group, m.key, pdiff)
                 if k == "sequential":
