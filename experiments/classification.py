@@ -83,6 +83,7 @@ from experiments.launch import (
     launch_kwargs,
 )
 from experiments.models import count_parameters
+from experiments.until_decided import run_until_decided
 from gal.config import ConfigError, load_config, parse_overrides
 from gal.records import RunWriter
 
@@ -387,14 +388,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.monotonic()
     if args.until_decided:
-        from experiments.until_decided import run_until_decided
-
         try:
-            reasons = run_until_decided(args.table, args.profile, args.max_seeds, args.decide_batch,
-                                        csv_list(args.optimizers), args.dataset, args.runs_root,
-                                        parse_overrides(args.overrides), args.config,
-                                        progress=not args.no_progress, retry_failed=args.retry_failed,
-                                        **launch_kwargs(args))
+            overrides = parse_overrides(args.overrides)
+            cfg = load_config(config_for(args.table) if args.config is None else args.config,
+                              args.profile, overrides)
+            plan = plan_runs(cfg, args.table, args.profile, 1, csv_list(args.optimizers),
+                             ["baseline", "gal"], args.dataset) if args.table in ("1", "2") else []
+            reasons = run_until_decided(args.table, run_table, plan, args.profile, args.max_seeds,
+                                        args.decide_batch, args.dataset, args.runs_root, overrides,
+                                        args.config, progress=not args.no_progress,
+                                        retry_failed=args.retry_failed, **launch_kwargs(args))
         except (ConfigError, DataError, ResumeMismatch, FileNotFoundError, LaunchError,
                 RuntimeError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)

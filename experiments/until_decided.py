@@ -8,22 +8,23 @@ folders), so the table renders that row with the design's repeated CIs and names
 stopping reason; a row keeps the design it started with (a different ``--max-seeds`` or batch
 for a row that has one is an error). At every look the decision is recomputed from the run
 records alone (the first ``n`` seeds in seed order), so an interrupted batch resumes where it
-stopped, and finished runs are never repeated. The runs themselves go through
-:func:`experiments.classification.run_table` (``--jobs``, ``--launcher slurm``, resume).
+stopped, and finished runs are never repeated. The runs themselves go through the table
+runner's ``run_table`` (:func:`experiments.classification.run_table`: ``--jobs``, ``--launcher
+slurm``, resume), which the runner passes in together with its planner, so this module imports
+no runner (``python -m experiments.classification --until-decided`` calls it).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.classification import config_for, plan_runs, run_table
 from gal import sequential as sq
 from gal import stats as gs
-from gal.config import ConfigError, load_config
+from gal.config import ConfigError
 from gal.records import load_runs
 from gal.tables.classification import DESIGN_FILE, classification_spec
 from gal.tables.render import paper_effects
@@ -64,20 +65,24 @@ def _write_design(row_dir: Path, design: sq.SequentialDesign) -> None:
     tmp.replace(f)
 
 
-def run_until_decided(table: int | str, profile: str = "cpu", max_seeds: int = 60, batch: int = 5,
-                      optimizers: Sequence[str] | None = None, dataset: str | None = None,
+def run_until_decided(table: int | str, run_table: Callable[..., Mapping[str, int]],
+                      plan: Sequence[Any], profile: str = "cpu", max_seeds: int = 60,
+                      batch: int = 5, dataset: str | None = None,
                       runs_root: str | os.PathLike[str] = "results/runs",
                       overrides: Mapping[str, Any] | None = None,
                       config_path: str | os.PathLike[str] | None = None,
                       progress: bool = True, **launch: Any) -> dict[str, str]:
     """Add paired seeds to each row of Table ``table`` (1 or 2) until its verdict is decided or
-    ``max_seeds`` pairs are reached; returns ``{optimizer: stopping reason}``."""
+    ``max_seeds`` pairs are reached; returns ``{optimizer: stopping reason}``.
+
+    ``plan``: the runner's plan of one seed of the rows (its specs give each row's directory,
+    ``spec.run_dir(runs_root)``); ``run_table(table, profile, n, optimizers, methods, dataset,
+    runs_root, overrides, config_path, progress=..., **launch)`` runs the missing runs of seeds
+    0..n-1."""
     if str(table) not in ("1", "2"):
         raise ConfigError(f"--until-decided is for Tables 1 and 2, not {table}")
     t = int(table)
     design = sq.SequentialDesign(batch=batch, max_pairs=max_seeds)
-    cfg = load_config(config_for(t) if config_path is None else config_path, profile, overrides)
-    plan = plan_runs(cfg, t, profile, 1, optimizers, ["baseline", "gal"], dataset)
     rows = {s.optimizer: s.run_dir(runs_root).parents[1] for s in plan}
     for row in rows.values():
         _write_design(row, design)

@@ -10,7 +10,8 @@ import pytest
 
 import gal.records as records
 from experiments import until_decided as U
-from gal.config import ConfigError
+from experiments.classification import config_for, plan_runs
+from gal.config import ConfigError, load_config
 from gal.records import RunWriter, load_runs
 from gal.tables import TABLE1
 from gal.tables.render import grid
@@ -18,6 +19,11 @@ from gal.tables.render import grid
 
 def _paper_rel(opt):
     return U._paper_rel(1, opt)
+
+
+def _plan(profile, optimizers, overrides=None):
+    cfg = load_config(config_for(1), profile, overrides or {})
+    return plan_runs(cfg, 1, profile, 1, optimizers, ["baseline", "gal"])
 
 
 def _fake_runs(root, calls, effects):
@@ -54,8 +60,9 @@ def test_rows_stop_on_their_own(tmp_path, monkeypatch):
     # SGD: GAL exactly the paper's relative effect, tiny noise -> decided at the first look;
     # AdaBound: no effect -> 'not reproduced' needs more pairs or runs to the cap
     effects = {"sgd": _paper_rel("sgd"), "adabound": 0.0}
-    monkeypatch.setattr(U, "run_table", _fake_runs(tmp_path / "runs", calls, effects))
-    reasons = U.run_until_decided(1, "cpu", max_seeds=20, batch=5, optimizers=["sgd", "adabound"],
+    fake = _fake_runs(tmp_path / "runs", calls, effects)
+    plan = _plan("cpu", ["sgd", "adabound"])
+    reasons = U.run_until_decided(1, fake, plan, "cpu", max_seeds=20, batch=5,
                                   runs_root=tmp_path / "runs", progress=False)
     assert reasons["sgd"] == "decided at look 1 (n = 5 pairs)"
     assert calls[0] == (5, ("sgd", "adabound"))
@@ -75,18 +82,18 @@ def test_rows_stop_on_their_own(tmp_path, monkeypatch):
     assert verdict["Top-1 error %↓ verdict rel."].iloc[0].startswith("reproduced")
     # resuming is free: every row is already stopped, nothing runs
     n_calls = len(calls)
-    U.run_until_decided(1, "cpu", max_seeds=20, batch=5, optimizers=["sgd", "adabound"],
-                        runs_root=tmp_path / "runs", progress=False)
+    U.run_until_decided(1, fake, plan, "cpu", max_seeds=20, batch=5, runs_root=tmp_path / "runs",
+                        progress=False)
     assert len(calls) == n_calls
     # a row keeps its design
     with pytest.raises(ConfigError, match="keeps its design"):
-        U.run_until_decided(1, "cpu", max_seeds=30, batch=5, optimizers=["sgd"],
+        U.run_until_decided(1, fake, _plan("cpu", ["sgd"]), "cpu", max_seeds=30, batch=5,
                             runs_root=tmp_path / "runs", progress=False)
 
 
 def test_only_tables_one_and_two(tmp_path):
     with pytest.raises(ConfigError):
-        U.run_until_decided(3, "cpu", runs_root=tmp_path)
+        U.run_until_decided(3, lambda *a, **k: {}, [], "cpu", runs_root=tmp_path)
 
 
 def test_smoke_look_end_to_end(tmp_path, monkeypatch):
@@ -95,8 +102,14 @@ def test_smoke_look_end_to_end(tmp_path, monkeypatch):
     root = make_imagefolder(tmp_path / "smokedata")
     over = {"datasets.smoke.data.root": str(root)}
     runs = tmp_path / "runs"
-    reasons = U.run_until_decided(1, "smoke", max_seeds=2, batch=2, optimizers=["sgd"],
-                                  runs_root=runs, overrides=over, progress=False)
+    from experiments import classification as C
+
+    assert C.main(["--table", "1", "--profile", "smoke", "--until-decided", "--max-seeds", "2",
+                   "--decide-batch", "2", "--optimizers", "sgd", "--runs-root", str(runs),
+                   "--no-progress", *[f"--set={k}={v}" for k, v in over.items()]]) == 0
+    reasons = U.run_until_decided(1, C.run_table, _plan("smoke", ["sgd"], over), "smoke",
+                                  max_seeds=2, batch=2, runs_root=runs, overrides=over,
+                                  progress=False)
     assert reasons["sgd"].startswith(("decided at look 1", "cap reached (n = 2 pairs)"))
     row = runs / "table1" / "smoke" / "smoke" / "sgd"
     for m in ("baseline", "gal"):
