@@ -63,6 +63,7 @@ from experiments.common import (
     run_specs,
     seed_everything,
 )
+from experiments.gal_settings import gal_from_settings
 from experiments.launch import (
     LaunchError,
     check_launch,
@@ -149,13 +150,8 @@ def _run_torch(
     adj: GradientAdjuster | None = None
     model_params = list(model.parameters())
     if spec.method != "baseline":
-        adj = GradientAdjuster(
-            dim=1, arch=tuple(settings.get("adjuster_arch", ())), alpha=settings["alpha"],
-            beta=settings["beta"], policy=settings["policy"], granularity=settings["granularity"],
-            first_order=settings["first_order"], adjuster=settings["adjuster"],
-            activation=settings.get("activation", "relu"),
-            noise_scaling=settings.get("noise_scaling", "eq4"), seed=spec.seed,
-        ).to(device=device, dtype=dtype)
+        adj = gal_from_settings(settings, dim=1, seed=spec.seed,
+                                arch=settings.get("adjuster_arch", ())).to(device=device, dtype=dtype)
         # h_optimizer "shared" (h in the model's optimizer) and "separate" (h's own optimizer
         # of the same type, lr and decay) give the same numbers bit for bit: the optimizers'
         # state and update are per parameter. So h joins the model's group either way: one
