@@ -252,22 +252,24 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-@contextlib.contextmanager
-def env_vars(values: Mapping[str, str | None]) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
+def _set_env(values: Mapping[str, str | None]) -> None:
+    """Set each variable of ``values``; None unsets it."""
     for k, v in values.items():
         if v is None:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@contextlib.contextmanager
+def env_vars(values: Mapping[str, str | None]) -> Iterator[None]:
+    """The environment with ``values`` set (None: unset) for the block, restored after it."""
+    old = {k: os.environ.get(k) for k in values}
+    _set_env(values)
     try:
         yield
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set_env(old)
 
 
 def _job_id(launcher: str) -> str | None:
