@@ -116,7 +116,8 @@ sweep: venv
 # by two targets runs once): Table VI (noise instead of h), Table VIII (MLP vs CNN h), Fig. 7
 # (alpha, beta, arch; SGD and Lookahead), Fig. 8 (update policies; g beats dl/dz).
 table6 table8: venv
-	$(PY) -m experiments.classification --table $(subst table,,$@) --profile $(APROFILE) $(SEEDS_ARG) 		$(LAUNCH_ARGS)
+	$(PY) -m experiments.classification --table $(subst table,,$@) --profile $(APROFILE) $(SEEDS_ARG) \
+		$(LAUNCH_ARGS)
 	$(VENV)/bin/gal table $(subst table,,$@)
 
 fig7 fig8: venv
@@ -125,7 +126,8 @@ fig7 fig8: venv
 
 # All four in one plan (seed-major order: an interrupted batch leaves complete seeds), then Fig. 6
 ablation: venv
-	$(PY) -m experiments.classification --table ablation --profile $(APROFILE) $(SEEDS_ARG) 		$(LAUNCH_ARGS)
+	$(PY) -m experiments.classification --table ablation --profile $(APROFILE) $(SEEDS_ARG) \
+		$(LAUNCH_ARGS)
 	$(VENV)/bin/gal table 6
 	$(VENV)/bin/gal table 8
 	$(VENV)/bin/gal figure 7 --profile $(APROFILE)

@@ -46,370 +46,66 @@ for the classification models (with whether the measurement's spread resolves th
 A/A comparison, and GAL's extra work alone against the same limit); GAL step <= 1.5x the baseline
 step for the regression MLPs.
 The JSON report (machine, threads, torch, git commit, command, load average) is what
-``gal table 7`` reads.
+``gal table 7`` reads. The cases and arms are in ``benchmarks/gal_cost_cases.py``, the counters,
+the interleaved timing and the checkpoint measurement in ``benchmarks/gal_cost_instruments.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
-import math
 import os
 import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python benchmarks/gal_cost.py` without PYTHONPATH=.
     sys.path.insert(0, str(REPO))
 
-from experiments.common import DIAGNOSTICS, EpochAverager  # noqa: E402
-from experiments.engine import optimizer_step  # noqa: E402
-from gal import GradientAdjuster  # noqa: E402
-from gal.config import load_config  # noqa: E402
-from gal.optim import build_optimizer  # noqa: E402
+from benchmarks.gal_cost_cases import (  # noqa: E402
+    IMAGENET_ARCH,
+    REGRESSION_CASES,
+    Case,
+    cifar_case,
+    compile_setting,
+    make_adjuster,
+    make_arm,
+    regression_case,
+    timm_case,
+)
+from benchmarks.gal_cost_instruments import (  # noqa: E402
+    checkpoint_cost,
+    count_flops,
+    count_ops,
+    interleave,
+    profiler_ops,
+    quantiles,
+)
 from gal.records import git_info  # noqa: E402
 
-REGRESSION_CASES = ("boston", "diabetes", "california")
 CPU_CASES = (*REGRESSION_CASES, "cifar_cpu_profile", "resnet50", "efficientnet_b2")
 CUDA_CASES = ("resnet50", "efficientnet_b2")
-#: Table III (Sec. V-B): GAL arch per ImageNet model; alpha = beta = 0.001
-IMAGENET_ARCH = {"resnet50": (512, 128), "efficientnet_b2": (512, 256)}
 REGRESSION_RATIO_TARGET = 1.5
 CLASSIFICATION_MIN_OVERHEAD = 0.01
-
-LossFn = Callable[..., torch.Tensor]
-
-
-# --------------------------------------------------------------------------- counting
-class OpCounter(TorchDispatchMode):
-    """Counts the aten operators dispatched while active (views and in-place ops included)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-        self.names: dict[str, int] = {}
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        self.count += 1
-        key = str(func)
-        self.names[key] = self.names.get(key, 0) + 1
-        return func(*args, **(kwargs or {}))
-
-
-def count_ops(fn: Callable[[], Any]) -> int:
-    """Number of aten operators ``fn()`` dispatches (deterministic; no timing involved)."""
-    counter = OpCounter()
-    with counter:
-        fn()
-    return counter.count
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence file descriptor 2 (the profiler's C++ start/stop lines) for the block."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def profiler_ops(fn: Callable[[], Any]) -> int:
-    """Number of ``aten::`` op events ``torch.profiler`` records for ``fn()`` (nested included)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn()
-    return sum(1 for e in prof.events() if e.name.startswith("aten::"))
-
-
-def count_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs of ``fn()`` by :class:`FlopCounterMode` (matmul / convolution / attention ops)."""
-    mode = FlopCounterMode(display=False)
-    with mode:
-        fn()
-    return int(mode.get_total_flops())
-
-
-# --------------------------------------------------------------------------- cases
-@dataclass
-class Case:
-    """One benchmark case: a model, its loss, batch, GAL settings and optimizer factory."""
-
-    name: str
-    kind: str  # "regression" | "classification"
-    description: str
-    model: nn.Module
-    x: torch.Tensor
-    y: torch.Tensor
-    loss_fn: LossFn
-    dim: int
-    arch: tuple[int, ...]
-    alpha: float
-    beta: float
-    lr: float
-    optimizer: str
-    optimizer_kwargs: dict[str, Any]
-    h_optimizer: str  # "shared" (h in the model's optimizer) | "separate" (its own, Alg. 1 l. 14)
-    paper_setting: str  # which Table VII row it stands for ("ImageNet", "CIFAR-10", "-")
-    amp: bool = False
-    index_batches: bool = False  # regression: index the batch out of the training tensor
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def batch(self) -> int:
-        """Images (rows) per step: the batch size, also when batches are indexed out of x."""
-        return int(self.extra.get("batch_size", self.y.shape[0]))
-
-
-def _regression_case(name: str, device: torch.device) -> Case:
-    from experiments.regression import CONFIG_PATH, build_regressor, mse_loss
-
-    cfg = load_config(CONFIG_PATH, "cpu")
-    ds = cfg["datasets"][name]
-    in_dim = {"boston": 13, "diabetes": 10, "california": 8}[name]
-    bs = int(ds["batch_size"])
-    g = torch.Generator().manual_seed(0)
-    n_train = 4 * bs
-    X = torch.randn(n_train, in_dim, generator=g).to(device)
-    Y = torch.randn(n_train, 1, generator=g).to(device)
-    torch.manual_seed(0)
-    model = build_regressor(in_dim, ds["hidden"]).to(device)
-    return Case(
-        name=name, kind="regression",
-        description=f"Table V {name}: MLP {tuple(ds['hidden'])}, h {tuple(ds['adjuster_arch'])}, "
-                    f"batch {bs}, {cfg['train']['optimizer']} (h: {cfg['gal']['h_optimizer']})",
-        model=model, x=X, y=Y, loss_fn=mse_loss, dim=1, arch=tuple(ds["adjuster_arch"]),
-        alpha=float(cfg["gal"]["alpha"]), beta=float(cfg["gal"]["beta"]),
-        lr=float(cfg["train"]["lr"]), optimizer=str(cfg["train"]["optimizer"]),
-        optimizer_kwargs={"weight_decay": float(cfg["train"]["weight_decay"])},
-        h_optimizer=str(cfg["gal"]["h_optimizer"]), paper_setting="-", index_batches=True,
-        extra={"batch_size": bs, "hidden": list(ds["hidden"])},
-    )
-
-
-def _cifar_case(device: torch.device) -> Case:
-    from experiments.classification import CONFIG_PATH
-    from experiments.engine import make_criterion
-    from experiments.models import build_model
-
-    cfg = load_config(CONFIG_PATH, "cpu")
-    ds_key = cfg["run"]["table1"]["dataset"]
-    ds = cfg["datasets"][ds_key]
-    name = cfg["model"]["name"]
-    bs, size = int(cfg["train"]["batch_size"]), int(cfg["train"]["image_size"])
-    ncls = int(ds["num_classes"])
-    g = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    model = build_model(name, ncls).to(device)
-    opt = dict(cfg["optimizers"]["sgd"])
-    lr = float(opt.pop("lr"))
-    return Case(
-        name="cifar_cpu_profile", kind="classification",
-        description=f"Table I cpu profile: {name}, GAL {tuple(ds['gal_arch'])}, batch {bs} at "
-                    f"{size} px, SGD, label smoothing {cfg['train']['label_smoothing']}",
-        model=model, x=torch.randn(bs, 3, size, size, generator=g).to(device),
-        y=torch.randint(0, ncls, (bs,), generator=g).to(device),
-        loss_fn=make_criterion(float(cfg["train"]["label_smoothing"])), dim=ncls,
-        arch=tuple(ds["gal_arch"]), alpha=float(ds["gal"]["sgd"]["alpha"]),
-        beta=float(ds["gal"]["sgd"]["beta"]), lr=lr, optimizer="sgd", optimizer_kwargs=opt,
-        h_optimizer=str(cfg["gal"]["h_optimizer"]), paper_setting="CIFAR-10",
-        extra={"model": name, "batch_size": bs, "image_size": size, "dataset": ds_key},
-    )
-
-
-def _timm_case(name: str, device: torch.device, batch: int, size: int, amp: bool) -> Case:
-    import torch.nn.functional as F
-
-    from experiments.models import build_model
-
-    g = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    model = build_model(name, 1000).to(device)
-    x = torch.randn(batch, 3, size, size, generator=g).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-
-    def ce(z: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        return F.cross_entropy(z.float(), y, reduction=reduction)
-
-    return Case(
-        name=name, kind="classification",
-        description=f"timm {name} (Table III model), GAL {IMAGENET_ARCH[name]}, batch {batch} at "
-                    f"{size} px, 1000 classes, RMSpropTF" + (", AMP fp16" if amp else ""),
-        model=model, x=x, y=torch.randint(0, 1000, (batch,), generator=g).to(device), loss_fn=ce,
-        dim=1000, arch=IMAGENET_ARCH[name], alpha=1e-3, beta=1e-3, lr=0.016 * batch / 256,
-        optimizer="rmsproptf", optimizer_kwargs={"alpha": 0.9, "eps": 1e-3, "momentum": 0.9,
-                                                 "weight_decay": 1e-5},
-        h_optimizer="shared", paper_setting="ImageNet", amp=amp,
-        extra={"model": name, "batch_size": batch, "image_size": size},
-    )
 
 
 def build_case(name: str, device: torch.device, *, timm_batch: int, timm_size: int) -> Case:
     """The named case on ``device`` (random data of the real shapes; timing only)."""
     if name in REGRESSION_CASES:
-        return _regression_case(name, device)
+        return regression_case(name, device)
     if name == "cifar_cpu_profile":
-        return _cifar_case(device)
+        return cifar_case(device)
     if name in IMAGENET_ARCH:
-        return _timm_case(name, device, timm_batch, timm_size, amp=device.type == "cuda")
+        return timm_case(name, device, timm_batch, timm_size, amp=device.type == "cuda")
     raise ValueError(f"unknown case {name!r}; known: {', '.join(CPU_CASES)}")
-
-
-# --------------------------------------------------------------------------- arms
-@dataclass
-class Arm:
-    """One arm's own model copy, adjuster, optimizers and step function."""
-
-    name: str
-    model: nn.Module
-    adjuster: GradientAdjuster | None
-    optimizers: list[torch.optim.Optimizer]
-    step: Callable[[], None]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def compile_setting(device: torch.device) -> bool | dict[str, Any]:
-    """``compile_step`` of the ``gal_compiled`` arm: inductor, with its C++ wrapper on CPU.
-
-    Through TorchDynamo the wrapper halved the compiled call's fixed cost (175 vs 290 us per
-    Table V boston step); for the graph :class:`gal.compiled_step.TracedStep` hands to inductor
-    directly the two cost the same (1.92 vs 1.96 ms per boston step, interleaved), and the
-    wrapper compiles faster here (3.5 vs 7.9 s)."""
-    return {"options": {"cpp_wrapper": True}} if device.type == "cpu" else True
-
-
-def make_adjuster(case: Case, device: torch.device, **kw: Any) -> GradientAdjuster:
-    return GradientAdjuster(case.dim, arch=case.arch, alpha=case.alpha, beta=case.beta, seed=0,
-                            **kw).to(device)
-
-
-def make_arm(case: Case, arm: str, device: torch.device) -> Arm:
-    """Build one arm: ``baseline``, ``baseline_repeat`` (a second, independent baseline: the
-    A/A comparison that shows the measurement's own noise), ``gal``, ``gal_no_compare`` or
-    ``gal_compiled``."""
-    model = copy.deepcopy(case.model)
-    adj = None
-    if not arm.startswith("baseline"):
-        kw: dict[str, Any] = {}
-        if arm == "gal_no_compare":
-            kw["compare_vanilla"] = False
-        elif arm == "gal_compiled":
-            kw["compile_step"] = compile_setting(device)
-        adj = make_adjuster(case, device, **kw)
-    params = list(model.parameters())
-    h_params = [] if adj is None else [p for p in adj.parameters() if p.requires_grad]
-    # as the tasks do: h in the model's param group ("shared"; "separate" in Table V, where h's
-    # own optimizer has the model's settings, is the same numbers in one group) or in a group
-    # of its own ("group", ImageNet: h's own lr)
-    groups = [{"params": params + h_params}] if case.h_optimizer != "group" or not h_params else [
-        {"params": params}, {"params": h_params}]
-    opts = [build_optimizer(case.optimizer, groups, case.lr, **case.optimizer_kwargs)]
-    scaler = torch.amp.GradScaler(device.type) if case.amp else None
-    avg = EpochAverager(("train_loss", *DIAGNOSTICS))
-    n, bs = case.x.shape[0], case.batch
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0)).to(device)
-    state = {"i": 0}
-    loss_fn = case.loss_fn
-
-    def batch() -> tuple[torch.Tensor, torch.Tensor]:
-        if not case.index_batches:
-            return case.x, case.y
-        i = state["i"]
-        state["i"] = (i + bs) % n
-        idx = perm[i:i + bs]
-        return case.x[idx], case.y[idx]
-
-    def step() -> None:
-        xb, yb = batch()
-        with torch.autocast(device_type=device.type, enabled=case.amp):
-            z = model(xb)
-        if adj is None:
-            loss = loss_fn(z, yb)
-            (scaler.scale(loss) if scaler is not None else loss).backward()
-            avg.add({"train_loss": loss})
-        else:
-            stats = adj.backward(z, yb, loss_fn, lr=opts[0].param_groups[0]["lr"], scaler=scaler)
-            d = stats.as_dict()
-            d["train_loss"] = d.pop("loss")
-            avg.add(d)
-        optimizer_step(model, opts[0], scaler=scaler)  # the engines' own step tail
-
-    return Arm(arm, model, adj, opts, step)
-
-
-# --------------------------------------------------------------------------- timing
-def _quantiles(v: Sequence[float]) -> dict[str, float]:
-    s = sorted(v)
-    if len(s) >= 2:
-        q1, _, q3 = statistics.quantiles(s, n=4, method="inclusive")
-    else:
-        q1 = q3 = s[0]
-    return {"median": statistics.median(s), "q25": q1, "q75": q3, "min": s[0], "max": s[-1],
-            "n": len(s)}
-
-
-def _block(fn: Callable[[], None], inner: int, device: torch.device) -> float:
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    _sync(device)
-    return time.perf_counter() - t0
-
-
-def interleave(fns: dict[str, Callable[[], None]], device: torch.device, *, seconds: float,
-               warmup: int = 3, min_rounds: int = 5, max_rounds: int = 60,
-               min_block_s: float = 0.05) -> dict[str, Any]:
-    """Time the callables interleaved after warm-up (order rotated every round).
-
-    Each round runs every callable for one block of ``inner`` calls (``inner`` chosen so a block
-    of the first callable takes >= ``min_block_s``); returns per-callable block times per call
-    (lists, one per round), ``inner`` and ``rounds``. ``rounds`` fits ``seconds`` in total,
-    within ``[min_rounds, max_rounds]``.
-    """
-    names = list(fns)
-    for f in fns.values():
-        f()
-    t_one = {k: _block(f, 1, device) for k, f in fns.items()}
-    if max(t_one.values()) < 0.5:  # cheap steps: more warm-up (slow ones are warm by now)
-        for _ in range(max(0, warmup - 2)):
-            for f in fns.values():
-                f()
-        t_one = {k: _block(f, 1, device) for k, f in fns.items()}
-    first = max(t_one[names[0]], 1e-7)
-    inner = max(1, min(1000, math.ceil(min_block_s / first)))
-    per_round = sum(t_one.values()) * inner
-    rounds = int(max(min_rounds, min(max_rounds, seconds // max(per_round, 1e-9))))
-    times: dict[str, list[float]] = {k: [] for k in names}
-    for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for k in order:
-            times[k].append(_block(fns[k], inner, device) / inner)
-    return {"times": times, "inner": inner, "rounds": rounds}
 
 
 def measure_case(case: Case, device: torch.device, *, seconds: float, compile_arm: bool) -> dict[str, Any]:
@@ -428,12 +124,12 @@ def measure_case(case: Case, device: torch.device, *, seconds: float, compile_ar
     res = interleave({a: arm.step for a, arm in arms.items()}, device, seconds=seconds)
     bs = case.batch
     per_image = {a: [t / bs for t in ts] for a, ts in res["times"].items()}
-    summary = {a: _quantiles(v) for a, v in per_image.items()}
+    summary = {a: quantiles(v) for a, v in per_image.items()}
     base = summary["baseline"]["median"]
     step: dict[str, Any] = {"rounds": res["rounds"], "inner": res["inner"], "s_per_image": summary}
     for a in arm_names[1:]:  # headline ratio: median of the per-round paired ratios (robust
         # to a drifting machine load); the ratio of the per-arm medians is kept beside it
-        paired = _quantiles([g / b for g, b in zip(per_image[a], per_image["baseline"], strict=True)])
+        paired = quantiles([g / b for g, b in zip(per_image[a], per_image["baseline"], strict=True)])
         step[a] = {"ratio": paired["median"], "overhead_pct": 100.0 * (paired["median"] - 1.0),
                    "paired_ratio": paired, "ratio_of_medians": summary[a]["median"] / base}
     if compile_arm:
@@ -541,63 +237,6 @@ def classification_target(gal_paired: dict[str, float], aa_paired: dict[str, flo
                          and abs(aa_pct) <= limit_pct / 2),
         "extra_work_pct": extra_pct, "extra_work_met": bool(extra_pct <= limit_pct),
     }
-
-
-# --------------------------------------------------------------------------- checkpoints
-#: training rows of Table V's splits (80% of 506, 442 and 20,640 samples)
-REGRESSION_TRAIN_ROWS = {"boston": 404, "diabetes": 353, "california": 16512}
-
-
-def checkpoint_cost(case: Case, device: torch.device, step_s: float, *, rows: int = 100,
-                    repeats: int = 15) -> dict[str, Any]:
-    """Cost of one per-epoch checkpoint of a Table V GAL run (:meth:`RunWriter.save_checkpoint`,
-    history of ``rows`` epochs) against the same checkpoint written the former way (history as
-    a list inside ``torch.save`` and ``history.csv`` rewritten in full by pandas), interleaved;
-    and the epoch time it is paid once per (steps per epoch x the measured GAL step)."""
-    import pickle
-    import tempfile
-
-    import pandas as pd
-
-    from experiments.common import rng_state
-    from gal.records import RunWriter
-
-    arm = make_arm(case, "gal", device)
-    for _ in range(3):
-        arm.step()
-    state = {"model": arm.model.state_dict(), "opt": arm.optimizers[0].state_dict(),
-             "adjuster": arm.adjuster.state_dict() if arm.adjuster is not None else {},
-             "h_opt": arm.optimizers[-1].state_dict()}
-    row = {"epoch": 0, "train_loss": 0.5, **{k: 1e-6 for k in DIAGNOSTICS}, "val_loss": 0.6}
-    with tempfile.TemporaryDirectory() as tmp:
-        w = RunWriter(Path(tmp) / "run", device=str(device))
-        w.start({"task": "benchmark"}, profile="cpu", seed=0)
-        for e in range(rows):
-            w.log({**row, "epoch": e})
-        w.save_checkpoint({"task": state})
-        old_dir = Path(tmp) / "old"
-        old_dir.mkdir()
-
-        def new() -> None:
-            w.log(row)
-            w.save_checkpoint({"task": state, "rng": rng_state(), "epoch": 1, "config_hash": "x"})
-
-        def former() -> None:
-            hist = pickle.loads(pickle.dumps(w.history))  # a list of dicts, as before
-            torch.save({"task": state, "rng": rng_state(), "epoch": 1, "config_hash": "x",
-                        "history": hist}, old_dir / "checkpoint.pt")
-            pd.DataFrame(hist).to_csv(old_dir / "history.csv", index=False)
-
-        res = interleave({"new": new, "former": former}, device, seconds=2.0, warmup=1,
-                         min_rounds=repeats, max_rounds=repeats, min_block_s=0.0)
-    med = {k: statistics.median(v) for k, v in res["times"].items()}
-    steps = math.ceil(REGRESSION_TRAIN_ROWS.get(case.name, 400) / case.batch)
-    epoch_s = steps * step_s
-    return {"what": f"one checkpoint of a Table V GAL run with {rows} history rows",
-            "save_checkpoint_s": med["new"], "former_s": med["former"],
-            "epoch_train_s": epoch_s, "steps_per_epoch": steps,
-            "fraction_of_epoch": med["new"] / (epoch_s + med["new"]),
-            "former_fraction_of_epoch": med["former"] / (epoch_s + med["former"])}
 
 
 # --------------------------------------------------------------------------- report

@@ -20,26 +20,24 @@ not decode a JPEG. All of a split is held in memory: meant for COCO subsets and 
 
 :class:`DetectionLoader` batches a :class:`CocoSet` (ImageNet normalisation, optional
 horizontal flip) with every random draw taken from one seeded generator, so that the baseline
-and the GAL arm of one seed see the same batches.
+and the GAL arm of one seed see the same batches. Reading the json and decoding the JPEGs is in
+:mod:`detr_gal.coco_decode`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import io
 import json
-import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from experiments.image_data import DataError, _unpack, cache_dir, sha256_file
+from detr_gal.coco_decode import check_ids, decode_all, detr_boxes, pixel_masks, read_coco
+from experiments.image_files import DataError, cache_dir, sha256_file, unpack
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CocoSet", "DetectionLoader", "check_splits",
            "load_coco", "load_coco_split"]
@@ -68,138 +66,6 @@ class CocoSet:
 
     def __len__(self) -> int:
         return len(self.image_ids)
-
-
-# --------------------------------------------------------------------------- json
-def _read_coco(ann: Path) -> Any:
-    """The annotation file as a pycocotools ``COCO`` index, its structure checked first."""
-    from pycocotools.coco import COCO
-
-    try:
-        with open(ann, encoding="utf-8") as f:
-            d = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DataError(f"annotation file {ann} is not valid JSON ({type(e).__name__}: {e}); "
-                        f"fetch it again or point the config at the right file.") from None
-    missing = ([k for k in ("images", "annotations", "categories")
-                if not isinstance(d.get(k), list)] if isinstance(d, dict) else ["all"])
-    if missing:
-        raise DataError(f"annotation file {ann} is not in COCO detection format (no list "
-                        f"{', '.join(missing)}; expected the keys images, annotations and "
-                        f"categories, as in instances_val2017.json).")
-    need = {"images": ("id", "file_name", "width", "height"),
-            "annotations": ("id", "image_id", "category_id", "bbox"),
-            "categories": ("id", "name")}
-    for key, fields in need.items():
-        for entry in d[key]:
-            lacking = [k for k in fields if not isinstance(entry, dict) or k not in entry]
-            if lacking:
-                raise DataError(f"annotation file {ann}: an entry of '{key}' lacks "
-                                f"{', '.join(lacking)} ({str(entry)[:120]}); the file is not in "
-                                f"COCO detection format.")
-    for key in ("images", "annotations", "categories"):
-        ids = [e["id"] for e in d[key]]
-        if len(set(map(repr, ids))) != len(ids):
-            seen: set[str] = set()
-            dup = sorted({repr(i) for i in ids if repr(i) in seen or seen.add(repr(i))})
-            raise DataError(f"annotation file {ann}: {len(dup)} duplicate id(s) in '{key}': "
-                            f"{', '.join(dup[:10])}. Ids must be unique (COCOeval matches by id); "
-                            f"fix the file.")
-    coco = COCO()
-    coco.dataset = d
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco
-
-
-def _check_ids(coco: Any, ann: Path) -> None:
-    """Every annotation names a listed category and a listed image."""
-    bad_cat = sorted({a["category_id"] for a in coco.dataset["annotations"]} - set(coco.cats))
-    if bad_cat:
-        raise DataError(f"annotation file {ann}: {len(bad_cat)} category id(s) used by "
-                        f"annotations are not in its categories list: {bad_cat[:10]}. The file "
-                        f"is malformed; fix it (or fetch it again) rather than train on wrong "
-                        f"labels.")
-    bad_img = sorted({a["image_id"] for a in coco.dataset["annotations"]} - set(coco.imgs))
-    if bad_img:
-        raise DataError(f"annotation file {ann}: annotations refer to {len(bad_img)} image id(s) "
-                        f"not in its images list: {bad_img[:10]}. The file is malformed.")
-
-
-def _boxes(anns: list[dict[str, Any]], width: int, height: int, label_of: Mapping[int, int],
-           skipped: dict[str, int], ann: Path) -> dict[str, torch.Tensor]:
-    """DETR targets of one image: crowd/degenerate/empty boxes dropped, the rest clipped."""
-    labels, boxes = [], []
-    for a in sorted(anns, key=lambda a: a["id"]):
-        if a.get("iscrowd", 0):
-            skipped["crowd"] += 1
-            continue
-        b = a["bbox"]
-        if (not isinstance(b, (list, tuple)) or len(b) != 4
-                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in b)):
-            raise DataError(f"annotation file {ann}: annotation {a['id']} has bbox {b!r}; "
-                            f"expected [x, y, width, height] of 4 finite numbers.")
-        x, y, w, h = (float(v) for v in b)
-        if w <= 0 or h <= 0:
-            skipped["degenerate_box"] += 1
-            continue
-        x0, y0 = min(max(x, 0.0), width), min(max(y, 0.0), height)
-        x1, y1 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
-        if x1 <= x0 or y1 <= y0:
-            skipped["empty_after_clip"] += 1
-            continue
-        labels.append(label_of[a["category_id"]])
-        boxes.append(((x0 + x1) / 2 / width, (y0 + y1) / 2 / height,
-                      (x1 - x0) / width, (y1 - y0) / height))
-    return {"class_labels": torch.tensor(labels, dtype=torch.int64),
-            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)}
-
-
-# --------------------------------------------------------------------------- pixels
-def _resized(width: int, height: int, size: int) -> tuple[int, int]:
-    """(w, h) with the longer side ``size``, aspect kept."""
-    scale = size / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def _decode_image(path: Path, width: int, height: int, size: int) -> np.ndarray:
-    """RGB uint8 HxWx3 of one JPEG, resized to the longer side ``size``; checks its size."""
-    from PIL import Image, UnidentifiedImageError
-
-    new = _resized(width, height, size)
-    try:
-        with Image.open(path) as im:
-            if im.size != (width, height):
-                raise DataError(f"image {path} is {im.size[0]}x{im.size[1]} but the annotation "
-                                f"file says {width}x{height}; the boxes would not match. Use the "
-                                f"images the annotation file was made for.")
-            im.draft("RGB", new)  # JPEG: decode at a reduced DCT scale >= the target size
-            arr = np.array(im.convert("RGB").resize(new, Image.BILINEAR), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"image {path} does not decode ({type(e).__name__}: {e}); replace it "
-                        f"with a good copy (or remove it from the annotation file).") from None
-    return arr
-
-
-def _decode_all(coco: Any, ids: list[int], img_dir: Path, size: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images [N, 3, S, S] (top-left, zero padded) and the resized sizes [N, 2] (h, w)."""
-    images = torch.zeros((len(ids), 3, size, size), dtype=torch.uint8)
-    sizes = torch.zeros((len(ids), 2), dtype=torch.int64)
-    for i, image_id in enumerate(ids):
-        info = coco.imgs[image_id]
-        arr = _decode_image(img_dir / info["file_name"], int(info["width"]), int(info["height"]),
-                            size)
-        h, w = arr.shape[:2]
-        images[i, :, :h, :w] = torch.from_numpy(arr).permute(2, 0, 1)
-        sizes[i] = torch.tensor((h, w))
-    return images, sizes
-
-
-def _masks(sizes: torch.Tensor, size: int) -> torch.Tensor:
-    ar = torch.arange(size)
-    return ((ar.view(1, -1, 1) < sizes[:, 0].view(-1, 1, 1))
-            & (ar.view(1, 1, -1) < sizes[:, 1].view(-1, 1, 1)))
 
 
 # --------------------------------------------------------------------------- cache
@@ -249,7 +115,7 @@ def _from_blob(blob: dict[str, Any], ann: Path, source: str) -> CocoSet:
     labels, boxes = blob["labels"].split(counts), blob["boxes"].split(counts)
     targets = [{"class_labels": c.clone(), "boxes": b.clone()}
                for c, b in zip(labels, boxes, strict=True)]
-    return _check_kept(CocoSet(blob["images"], _masks(blob["sizes"], blob["images"].shape[-1]),
+    return _check_kept(CocoSet(blob["images"], pixel_masks(blob["sizes"], blob["images"].shape[-1]),
                                targets, list(blob["image_ids"]), blob["orig_sizes"],
                                list(blob["cat_ids"]), list(blob["cat_names"]), str(ann),
                                dict(blob["skipped"]), source), ann)
@@ -285,8 +151,8 @@ def load_coco(img_dir: str | os.PathLike[str], ann_file: str | os.PathLike[str],
             cache.unlink(missing_ok=True)
         else:
             return _from_blob(blob, ann, str(cache))
-    coco = _read_coco(ann)
-    _check_ids(coco, ann)
+    coco = read_coco(ann)
+    check_ids(coco, ann)
     cats = sorted(coco.cats.values(), key=lambda c: c["id"])
     label_of = {c["id"]: i for i, c in enumerate(cats)}
     ids = sorted(coco.imgs)[:max_images]
@@ -300,9 +166,9 @@ def load_coco(img_dir: str | os.PathLike[str], ann_file: str | os.PathLike[str],
                         f"from {img_dir}, e.g. {', '.join(missing[:5])}. Fix: point the image "
                         f"folder at the split this annotation file describes, or unpack it "
                         f"completely.")
-    images, sizes = _decode_all(coco, ids, img_dir, size)
+    images, sizes = decode_all(coco, ids, img_dir, size)
     skipped = dict.fromkeys(_SKIP_REASONS, 0)
-    targets = [_boxes(coco.imgToAnns.get(i, []), int(coco.imgs[i]["width"]),
+    targets = [detr_boxes(coco.imgToAnns.get(i, []), int(coco.imgs[i]["width"]),
                       int(coco.imgs[i]["height"]), label_of, skipped, ann) for i in ids]
     orig = torch.tensor([[int(coco.imgs[i]["height"]), int(coco.imgs[i]["width"])] for i in ids],
                         dtype=torch.int64).reshape(-1, 2)
@@ -369,7 +235,7 @@ def load_coco_split(data: Mapping[str, Any], split: str) -> CocoSet:
                             f"the COCO layout, or set data.root: null and data.archive to a "
                             f".tar.gz of one.")
     elif data.get("archive"):
-        root, _ = _unpack(_expand(data["archive"], "archive"), data.get("sha256"))
+        root, _ = unpack(_expand(data["archive"], "archive"), data.get("sha256"))
     else:
         raise DataError("neither data.root nor data.archive is set; set data.root to a COCO "
                         "folder (train2017/, val2017/, annotations/) or data.archive to a "

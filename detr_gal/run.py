@@ -48,9 +48,9 @@ from experiments.common import (
     set_threads,
 )
 from experiments.engine import unwrap
+from experiments.gal_settings import gal_from_settings
 from experiments.image_data import DataError, cache_dir
 from experiments.launch import LaunchError, check_launch, launch_kwargs
-from gal import GradientAdjuster
 from gal.config import ConfigError, load_config, parse_overrides
 from gal.records import RunWriter
 
@@ -191,11 +191,7 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
     adjuster = None
     if "gal" in settings:
         g = settings["gal"]
-        adjuster = GradientAdjuster(dim=4, arch=tuple(g["arch"]), alpha=g["alpha"], beta=g["beta"],
-                                    policy=g["policy"], granularity=g["granularity"],
-                                    first_order=g["first_order"], activation=g["activation"],
-                                    precision=getattr(torch, g["precision"]) if g.get("precision") else None,
-                                    seed=spec.seed).to(device)
+        adjuster = gal_from_settings(g, dim=4, seed=spec.seed).to(device)
     optimizer = torch.optim.AdamW(param_groups(model, float(tr["lr"]), float(tr["lr_backbone"]),
                                                float(tr["weight_decay"]), None if adjuster is None else adjuster.h))
     n_params = count_parameters(model)

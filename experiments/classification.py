@@ -52,6 +52,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from experiments.classification_plan import METHODS, OPTIMIZERS, TABLES, plan_name, plan_runs
 from experiments.classification_setup import build_run, check_world, lr_lambda
 from experiments.classification_spec import (
     RunSpec,
@@ -65,7 +66,6 @@ from experiments.common import (
     RankWriter,
     ResumeMismatch,
     add_run_arguments,
-    check_choice,
     config_hash,
     csv_list,
     init_distributed,
@@ -75,7 +75,6 @@ from experiments.common import (
     set_threads,
 )
 from experiments.engine import evaluate, make_criterion, train_one_epoch, unwrap
-from experiments.gal_variants import canonical_method
 from experiments.image_data import DataError, ImageSet, check_pair, load_split
 from experiments.launch import (
     LaunchError,
@@ -92,12 +91,6 @@ CONFIG_PATH = REPO / "experiments" / "configs" / "cifar.yaml"
 #: Table III's config (picked by ``--table 3`` unless ``--config`` is given)
 IMAGENET_CONFIG_PATH = REPO / "experiments" / "configs" / "imagenet.yaml"
 DEFAULT_RUNS_ROOT = Path("results/runs")
-OPTIMIZERS = ("sgd", "lookahead_sgd", "adabound")
-METHODS = ("baseline", "gal", "gal_alpha0")
-#: the analyses of Sec. VI run as parts of one plan (``run.ablation`` in the config); their runs
-#: share one directory, so a configuration used by two of them runs once
-ABLATION_PARTS = ("table6", "table8", "fig7", "fig8")
-TABLES = ("1", "2", "3", "6", "8", "fig7", "fig8", "ablation")
 
 __all__ = ["RunSpec", "build_run", "config_for", "default_gal", "gal_columns", "lr_lambda", "main",
            "model_config", "plan_runs", "record_config", "run_one", "run_settings", "run_table"]
@@ -235,69 +228,6 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
     return writer.finish(metrics, keep_checkpoint=bool(tr.get("keep_checkpoint", False)))
 
 
-def _table_key(table: int | str) -> tuple[int | str, list[str]]:
-    """(RunSpec.table, plan parts) of a ``--table`` value: 1 / 2 / 3 -> Tables I / II / III; 6, 8,
-    ``fig7``, ``fig8`` -> that part of the analyses' plan; ``ablation`` -> all of its parts."""
-    t = str(table)
-    if t in ("1", "2", "3"):
-        return int(t), []
-    part = f"table{t}" if t in ("6", "8") else t
-    if part == "ablation":
-        return "ablation", list(ABLATION_PARTS)
-    if part not in ABLATION_PARTS:
-        raise ConfigError(f"--table {table!r}: choose from {', '.join(TABLES)}")
-    return "ablation", [part]
-
-
-def _plan_name(table: int | str) -> str:
-    return f"table{table}" if str(table) in ("1", "2", "3", "6", "8") else str(table)
-
-
-def plan_runs(cfg: Mapping[str, Any], table: int | str, profile: str,
-              seeds: int | Sequence[int] | None = None, optimizers: Sequence[str] | None = None,
-              methods: Sequence[str] | None = None, dataset: str | None = None,
-              models: Sequence[str] | None = None) -> list[RunSpec]:
-    """All runs of a table in a stable order ([model,] optimizer, seed, method): the arms of one
-    seed run back to back, so a partial batch still yields complete pairs.
-
-    ``table`` 1, 2 or 3: ``run.table<N>`` of the config (Table III's plan also lists ``models``,
-    entries of the config's ``models:``). 6, 8, ``fig7``, ``fig8`` or ``ablation``: the parts of
-    ``run.ablation`` (Sec. VI), whose method names are made canonical per optimizer
-    (:func:`experiments.gal_variants.canonical_method`) and deduplicated across parts.
-    """
-    key, parts = _table_key(table)
-    plan = cfg["run"]["ablation" if parts else f"table{key}"]
-    ds = dataset or plan["dataset"]
-    if ds not in cfg["datasets"]:
-        raise ConfigError(f"unknown dataset {ds!r}; choose from {', '.join(cfg['datasets'])}")
-    seeds = int(cfg["seeds"]) if seeds is None else seeds
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    known_opts = list(cfg["optimizers"])
-    if not parts:
-        opts = check_choice("optimizers", optimizers or plan["optimizers"], known_opts)
-        meths = check_choice("methods", methods or plan["methods"], METHODS)
-        if "models" not in plan:
-            if models:
-                raise ConfigError(f"--models: Table {key} does not vary the model (Table III does)")
-            return [RunSpec(key, profile, ds, o, m, s) for o in opts for s in seed_list for m in meths]
-        mods = check_choice("models", models or plan["models"], list(cfg.get("models") or {}))
-        return [RunSpec(key, profile, ds, o, m, s, model=md)
-                for md in mods for o in opts for s in seed_list for m in meths]
-    by_opt: dict[str, list[str]] = {}
-    for part in parts:
-        for o in plan[part]["optimizers"]:
-            by_opt.setdefault(o, []).extend(plan[part]["methods"])
-    if optimizers:
-        by_opt = {o: by_opt.get(o, list(methods or ["baseline", "gal"]))
-                  for o in check_choice("optimizers", optimizers, known_opts)}
-    out = []
-    for o in check_choice("optimizers", list(by_opt), known_opts):
-        defaults = default_gal(cfg, ds, o)
-        names = list(dict.fromkeys(canonical_method(m, defaults) for m in (methods or by_opt[o])))
-        out += [RunSpec(key, profile, ds, o, m, s) for s in seed_list for m in names]
-    return out
-
-
 def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int] | None = None,
               optimizers: Sequence[str] | None = None, methods: Sequence[str] | None = None,
               dataset: str | None = None, runs_root: str | os.PathLike[str] = DEFAULT_RUNS_ROOT,
@@ -340,7 +270,7 @@ def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int]
         from tqdm.auto import tqdm
 
         rank0 = int(os.environ.get("RANK", 0)) == 0
-        bar = tqdm(todo, desc=f"{_plan_name(table)} runs", unit="run",
+        bar = tqdm(todo, desc=f"{plan_name(table)} runs", unit="run",
                    disable=not (progress and rank0 and todo), dynamic_ncols=True)
         for spec in bar:
             outcome = run_one(spec, cfg, runs_root, overrides, retry_failed, progress=progress)
@@ -352,7 +282,7 @@ def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int]
                      {"overrides": dict(overrides or {}), "retry_failed": retry_failed,
                       "progress": progress and inline}, counts, retry_failed=retry_failed,
                      jobs=jobs, launcher=launcher, threads=threads, slurm=slurm,
-                     progress=progress, desc=f"{_plan_name(table)} runs")
+                     progress=progress, desc=f"{plan_name(table)} runs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -403,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         for opt, why in reasons.items():
-            print(f"{_plan_name(args.table)} {opt}: {why}")
+            print(f"{plan_name(args.table)} {opt}: {why}")
         return 0
     try:
         counts = run_table(args.table, args.profile, args.seeds, csv_list(args.optimizers),
@@ -418,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
         return 2
     dt = time.monotonic() - t0
-    print(f"{_plan_name(args.table)} runs: {counts['complete']} complete, {counts['failed']} failed, "
+    print(f"{plan_name(args.table)} runs: {counts['complete']} complete, {counts['failed']} failed, "
           f"{counts['skipped']} skipped (already done); {dt:.1f}s ({math.ceil(dt / 60)} min) "
           f"-> {args.runs_root}")
     return 0

@@ -20,6 +20,7 @@ import torch
 
 from experiments.augment import augment_from_settings
 from experiments.common import seed_everything
+from experiments.gal_settings import gal_from_settings
 from experiments.image_data import ImageSet, TensorLoader
 from experiments.models import build_model
 from gal import GradientAdjuster
@@ -192,13 +193,7 @@ def build_run(settings: Mapping[str, Any], train: ImageSet, test: ImageSet, seed
     adjuster = None
     g = settings.get("gal")
     if g is not None:
-        adjuster = GradientAdjuster(
-            dim=settings["num_classes"], arch=tuple(g["arch"]), alpha=g["alpha"], beta=g["beta"],
-            policy=g["policy"], granularity=g["granularity"], first_order=g["first_order"],
-            activation=g["activation"], adjuster=g.get("adjuster", "mlp"),
-            noise_scaling=g.get("noise_scaling", "eq4"), seed=seed,
-            precision=getattr(torch, g["precision"]) if g.get("precision") else None,
-        ).to(device)
+        adjuster = gal_from_settings(g, dim=settings["num_classes"], seed=seed).to(device)
     tr = settings["train"]
     ema = None
     if float(tr.get("ema_decay", 0.0) or 0.0) > 0:

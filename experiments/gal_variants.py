@@ -29,7 +29,6 @@ __all__ = ["ADJUSTERS", "VARIANT_KEYS", "apply_method", "canonical_method", "par
 ADJUSTERS = ("mlp", "cnn", "uniform", "normal")
 #: variant keys in the order they appear in a canonical name
 VARIANT_KEYS = ("adjuster", "noise_scaling", "arch", "alpha", "beta", "policy")
-FIXED_METHODS = ("baseline", "gal", "gal_alpha0")
 
 
 def _bad(method: str, why: str) -> ConfigError:

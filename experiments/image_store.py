@@ -33,7 +33,7 @@ __all__ = ["memmap_split"]
 def _listing(folder: Path) -> tuple[list[str], list[int], list[str]]:
     from torchvision.datasets import ImageFolder
 
-    from experiments.image_data import DataError
+    from experiments.image_files import DataError
 
     try:
         ds = ImageFolder(str(folder), loader=lambda p: p)
@@ -52,7 +52,7 @@ def _key(folder: Path, paths: Sequence[str], size: int) -> str:
 def _decode_chunk(args: tuple[str, int, int, Sequence[str], int]) -> None:
     """Decode ``paths`` into rows ``start..`` of the uint8 file ``dest`` of ``n`` images."""
     dest, n, start, paths, size = args
-    from experiments.image_data import decode_image
+    from experiments.image_files import decode_image
 
     out = np.memmap(dest, dtype=np.uint8, mode="r+", shape=(n, 3, size, size))
     for i, p in enumerate(paths):
@@ -64,7 +64,7 @@ def memmap_split(folder: Path, size: int | None, workers: int | None = None):  #
     """The ImageFolder split ``folder`` resized to ``size`` x ``size``, decoded once into a
     memory-mapped file (see the module docstring); ``workers`` decoding processes (default: the
     CPUs of this process)."""
-    from experiments.image_data import DataError, ImageSet, cache_dir
+    from experiments.image_files import DataError, ImageSet, cache_dir
 
     if not size:
         raise DataError("data.storage: memmap needs data.image_size (every image is resized to one "

@@ -36,8 +36,6 @@ checkpoint); a run whose loss becomes NaN/inf is recorded as failed and never av
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import functools
 import os
 import sys
 import time
@@ -65,20 +63,28 @@ from experiments.common import (
     run_specs,
     seed_everything,
 )
+from experiments.gal_settings import gal_from_settings
 from experiments.launch import (
     LaunchError,
     check_launch,
     launch_kwargs,
 )
+from experiments.regression_data import (
+    DATASETS,
+    VARIANTS,
+    DatasetUnavailable,
+    Split,
+    load_dataset,
+    make_split,
+    regression_metrics,
+)
+from experiments.regression_spec import CONFIG_PATH, RunSpec, record_config, run_settings
 from gal import GradientAdjuster
 from gal.config import ConfigError, load_config, parse_overrides
 from gal.optim import build_optimizer
 from gal.records import RunWriter
 
-CONFIG_PATH = Path(__file__).resolve().parent / "configs" / "regression.yaml"
 DEFAULT_RUNS_ROOT = Path("results/runs/table5")
-DATASETS = ("boston", "diabetes", "california")
-VARIANTS = ("paper", "standardized")
 TORCH_METHODS = ("baseline", "gal", "gal_alpha0", "noise_normal")
 SKLEARN_METHODS = ("ols", "mlp_sklearn")
 METHODS = TORCH_METHODS + SKLEARN_METHODS
@@ -103,183 +109,7 @@ __all__ = [
 ]
 
 
-class DatasetUnavailable(RuntimeError):
-    """A dataset cannot be loaded (e.g. California housing neither cached nor downloadable)."""
-
-
-# --------------------------------------------------------------------------- data
-@functools.cache
-def load_dataset(name: str, allow_download: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """``(X, y)`` as float64 arrays for one of :data:`DATASETS` (Sec. V-A, Table V).
-
-    California housing uses ``fetch_california_housing`` (cache in ``SCIKIT_LEARN_DATA`` or
-    ``~/scikit_learn_data``; downloads there if ``allow_download`` and the machine is online).
-    """
-    if name == "boston":
-        from mlxtend.data import boston_housing_data
-
-        X, y = boston_housing_data()
-    elif name == "diabetes":
-        from sklearn.datasets import load_diabetes
-
-        X, y = load_diabetes(return_X_y=True)  # sklearn's default (mean-centred, scaled features)
-    elif name == "california":
-        from sklearn.datasets import fetch_california_housing, get_data_home
-
-        home = get_data_home()
-        try:
-            X, y = fetch_california_housing(return_X_y=True, download_if_missing=allow_download)
-        except Exception as e:  # any failure here means "not available"
-            raise DatasetUnavailable(
-                f"California housing is not available: not cached in {home} "
-                f"({'download failed: ' + type(e).__name__ + ': ' + str(e) if allow_download else 'download disabled by data.allow_download=false'}). "
-                f"Fix: set SCIKIT_LEARN_DATA=<folder holding cal_housing_py3.pkz> "
-                f"(e.g. SCIKIT_LEARN_DATA=../shared/data/scikit_learn_data), or run once on a "
-                f"machine with internet so scikit-learn can download it."
-            ) from None
-    else:
-        raise ConfigError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
-    return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64).reshape(-1)
-
-
-@dataclasses.dataclass
-class Split:
-    """One seed's split, in training units (standardised or not) plus the inverse transform."""
-
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_test: np.ndarray
-    y_test_raw: np.ndarray  # held-out target in original units (metrics)
-    y_test: np.ndarray  # held-out target in training units (val_loss)
-    y_mean: float = 0.0
-    y_scale: float = 1.0
-
-    def to_original(self, pred: np.ndarray) -> np.ndarray:
-        return np.asarray(pred, dtype=np.float64).reshape(-1) * self.y_scale + self.y_mean
-
-
-def make_split(
-    X: np.ndarray, y: np.ndarray, *, test_size: float, seed: int, variant: str
-) -> Split:
-    """Train / held-out split (``train_test_split``, ``random_state=seed``) and the variant's
-    scaling: ``paper`` leaves inputs and target unscaled; ``standardized`` fits
-    ``StandardScaler`` on the training split for the features and the target."""
-    from sklearn.model_selection import train_test_split
-
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, random_state=seed)
-    if variant == "paper":
-        return Split(X_tr, y_tr, X_te, y_te, y_te.copy())
-    if variant == "standardized":
-        mu, sd = X_tr.mean(axis=0), X_tr.std(axis=0)
-        sd = np.where(sd > 0, sd, 1.0)
-        ym, ys = float(y_tr.mean()), float(y_tr.std()) or 1.0
-        return Split((X_tr - mu) / sd, (y_tr - ym) / ys, (X_te - mu) / sd, y_te,
-                     (y_te - ym) / ys, ym, ys)
-    raise ConfigError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-
-
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """MAE, MSE and R2 of Table V (NaN when the predictions are not finite)."""
-    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
-    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
-    if not np.all(np.isfinite(y_pred)):
-        return {"mae": float("nan"), "mse": float("nan"), "r2": float("nan")}
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-
-    return {
-        "mae": float(mean_absolute_error(y_true, y_pred)),
-        "mse": float(mean_squared_error(y_true, y_pred)),
-        "r2": float(r2_score(y_true, y_pred)),
-    }
-
-
 # --------------------------------------------------------------------------- runs
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-    """One run of Table V."""
-
-    profile: str
-    variant: str
-    dataset: str
-    method: str
-    seed: int
-
-    def run_dir(self, root: str | os.PathLike[str]) -> Path:
-        return Path(root) / self.profile / self.variant / self.dataset / self.method / f"seed-{self.seed}"
-
-    @property
-    def label(self) -> str:
-        return f"{self.profile}/{self.variant}/{self.dataset}/{self.method}/seed-{self.seed}"
-
-
-def run_settings(cfg: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:
-    """The effective settings of one run (what its result depends on; hashed for resume)."""
-    ds = cfg["datasets"][spec.dataset]
-    split_seed = cfg["data"]["split_seed"]
-    s: dict[str, Any] = {
-        "test_size": cfg["data"]["test_size"],
-        "split_seed": spec.seed if split_seed is None else int(split_seed),
-        "hidden": list(ds["hidden"]),
-        "epochs": int(ds["epochs"]),
-        "batch_size": int(ds["batch_size"]),
-        "optimizer": cfg["train"]["optimizer"],
-        "lr": float(cfg["train"]["lr"]),
-        "weight_decay": float(cfg["train"]["weight_decay"]),
-        "dtype": cfg["dtype"],
-        "device": cfg["device"],
-    }
-    if spec.method in ("gal", "gal_alpha0", "noise_normal"):
-        g = cfg["gal"]
-        s.update({
-            "alpha": 0.0 if spec.method == "gal_alpha0" else float(g["alpha"]),
-            "beta": float(g["beta"]),
-            "policy": g["policy"],
-            "granularity": g["granularity"],
-            "first_order": g["first_order"],
-            "h_optimizer": g["h_optimizer"],
-        })
-        if spec.method == "noise_normal":
-            s.update({"adjuster": cfg["noise"]["adjuster"], "noise_scaling": cfg["noise"]["noise_scaling"]})
-        else:
-            s.update({"adjuster": "mlp", "adjuster_arch": list(ds["adjuster_arch"]),
-                      "activation": g["activation"]})
-    if spec.method == "mlp_sklearn":
-        s.update({f"sklearn_{k}": v for k, v in cfg["mlp_sklearn"].items()})
-    if spec.method == "ols":
-        s = {"test_size": s["test_size"], "split_seed": s["split_seed"]}
-    return s
-
-
-def record_config(
-    cfg: Mapping[str, Any], spec: RunSpec, settings: Mapping[str, Any],
-    overrides: Mapping[str, Any] | None, config_path: str | os.PathLike[str] = CONFIG_PATH,
-) -> dict[str, Any]:
-    """config.yaml of a run: identifiers, effective settings and the full resolved config."""
-    return {
-        "task": "regression",
-        "table": 5,
-        "dataset": spec.dataset,
-        "method": spec.method,
-        "variant": spec.variant,
-        "seed": spec.seed,
-        "profile": spec.profile,
-        "config_hash": config_hash(settings),
-        "settings": dict(settings),
-        "config_file": _display_path(config_path),
-        "overrides": dict(overrides or {}),
-        "config": dict(cfg),
-    }
-
-
-def _display_path(path: str | os.PathLike[str]) -> str:
-    """``path`` relative to the repository root when it lies inside it, else absolute."""
-    p = Path(path).resolve()
-    try:
-        return str(p.relative_to(CONFIG_PATH.parents[2]))
-    except ValueError:
-        return str(p)
-
-
 def build_regressor(in_dim: int, hidden: Sequence[int]) -> nn.Sequential:
     """ReLU MLP ``in -> hidden[0] -> ... -> 1`` (Sec. V-B notation ``(100-50)``)."""
     layers: list[nn.Module] = []
@@ -320,13 +150,8 @@ def _run_torch(
     adj: GradientAdjuster | None = None
     model_params = list(model.parameters())
     if spec.method != "baseline":
-        adj = GradientAdjuster(
-            dim=1, arch=tuple(settings.get("adjuster_arch", ())), alpha=settings["alpha"],
-            beta=settings["beta"], policy=settings["policy"], granularity=settings["granularity"],
-            first_order=settings["first_order"], adjuster=settings["adjuster"],
-            activation=settings.get("activation", "relu"),
-            noise_scaling=settings.get("noise_scaling", "eq4"), seed=spec.seed,
-        ).to(device=device, dtype=dtype)
+        adj = gal_from_settings(settings, dim=1, seed=spec.seed,
+                                arch=settings.get("adjuster_arch", ())).to(device=device, dtype=dtype)
         # h_optimizer "shared" (h in the model's optimizer) and "separate" (h's own optimizer
         # of the same type, lr and decay) give the same numbers bit for bit: the optimizers'
         # state and update are per parameter. So h joins the model's group either way: one

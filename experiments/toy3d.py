@@ -158,21 +158,9 @@ def simulate(rc: Mapping[str, Any], log: Callable[[dict[str, Any]], None]) -> di
     if gal_cfg is None:
         optimizers.append(build_optimizer(name, [p], lr, **kw))
     else:
-        from gal import GradientAdjuster
+        from experiments.gal_settings import gal_from_settings
 
-        adj = GradientAdjuster(
-            dim=2,
-            arch=tuple(gal_cfg["arch"]),
-            alpha=gal_cfg["alpha"],
-            beta=gal_cfg["beta"],
-            policy=gal_cfg["policy"],
-            granularity=gal_cfg["granularity"],
-            first_order=gal_cfg["first_order"],
-            adjuster=gal_cfg["adjuster"],
-            activation=gal_cfg["activation"],
-            noise_scaling=gal_cfg["noise_scaling"],
-            seed=int(rc["seed"]),
-        )
+        adj = gal_from_settings(gal_cfg, dim=2, seed=int(rc["seed"]))
         adj.h.to(dtype)
         h_params = list(adj.h.parameters())
         if gal_cfg["h_optimizer"] == "shared":  # the authors' code: one optimizer for (x, y) and h

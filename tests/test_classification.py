@@ -332,11 +332,11 @@ def test_archive_members_outside_or_special_are_refused_with_why(tmp_path, monke
 
 
 def test_a_link_inside_the_archive_is_fine() -> None:
-    from experiments.image_data import _refused_member
+    from experiments.image_files import refused_member
 
     m = tarfile.TarInfo("mydata/train/a/link.png")
     m.type, m.linkname = tarfile.SYMTYPE, "../b/img.png"
-    assert _refused_member(m) is None
+    assert refused_member(m) is None
 
 
 def test_16_bit_png_is_scaled_not_clipped(tmp_path) -> None:

@@ -186,7 +186,7 @@ def test_load_coco_caches_decoded_tensors(gal_cache, tmp_path, monkeypatch):
     def no_decode(*a, **k):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(coco_data, "_decode_all", no_decode)
+    monkeypatch.setattr(coco_data, "decode_all", no_decode)
     second = load_coco(img_dir, ann, 16)
     assert torch.equal(first.images, second.images) and torch.equal(first.masks, second.masks)
     assert all(torch.equal(a["boxes"], b["boxes"]) for a, b in zip(first.targets, second.targets,

@@ -302,7 +302,7 @@ def test_benchmark_classification_target_fields(tmp_path: Path, monkeypatch: pyt
             loss_fn=F.cross_entropy, dim=10, arch=(16,), alpha=1e-3, beta=1.0, lr=0.1,
             optimizer="sgd", optimizer_kwargs={"momentum": 0.9}, h_optimizer="shared")
 
-    monkeypatch.setattr(gal_cost, "_cifar_case", tiny)
+    monkeypatch.setattr(gal_cost, "cifar_case", tiny)
     out = tmp_path / "g.json"
     assert gal_cost.main(["--cases", "cifar_cpu_profile", "--seconds", "0.2", "--out", str(out)]) == 0
     (case,) = json.loads(out.read_text())["cases"]

@@ -144,7 +144,8 @@ def test_slurm_array_gets_the_profile_and_command_line_resources(
     pytest.importorskip("submitit")
     import launch_helpers as h
 
-    from experiments.launch import _Submitit, slurm_options
+    from experiments.launch import slurm_options
+    from experiments.launch_backends import Submitit
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -157,7 +158,7 @@ def test_slurm_array_gets_the_profile_and_command_line_resources(
     opts = slurm_options(cfg, {"partition": "gpuq", "account": "acc", "time_min": 90})
     assert opts["gpus_per_node"] == 0 and opts["time_min"] == 90
     opts["gpus_per_node"] = 1
-    backend = _Submitit("slurm", 3, 2, opts, tmp_path / "submitit")
+    backend = Submitit("slurm", 3, 2, opts, tmp_path / "submitit")
     handles = backend.submit(h.marker_jobs(tmp_path / "runs", tmp_path / "m", 2))
     assert [j.job_id for j in handles] == ["4242_0", "4242_1"]
     script = (tmp_path / "submitit" / "4242_submission.sh").read_text()

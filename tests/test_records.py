@@ -1,4 +1,4 @@
-"""Run records (docs/design.md "Run records"; issue 3 part 1): layout, atomicity, NaN -> failed."""
+"""Run records (docs/design.md "Run records"): layout, atomicity, NaN -> failed."""
 
 from __future__ import annotations
 

@@ -228,7 +228,10 @@ def test_cli_figure_dispatch(monkeypatch, tmp_path, capsys):
 
 def test_alpha0_check_flags_missing_alpha0_seeds():
     """A baseline seed whose alpha=0 run is missing (or failed) must not pass the control."""
-    from gal.tables import _alpha0_check
+    from gal.tables import TABLE5_METRICS, alpha0_check
+
+    def _alpha0_check(base, a0):  # Table V's control check on MAE, MSE and R²
+        return alpha0_check(base, a0, list(TABLE5_METRICS))
 
     base = pd.DataFrame({"seed": [0, 1, 2], "mae": [1.0, 2.0, 3.0], "mse": [1.0, 4.0, 9.0],
                          "r2": [0.1, 0.2, 0.3]})

@@ -1,8 +1,10 @@
 """Gradient Adjustment Learning (GAL), Luo, Wong, Kankanhalli and Zhao,
 "Learning to Minimize the Remainder in Supervised Learning".
 
-The core is three modules: :mod:`gal.adjuster` (h, Eq. 3), :mod:`gal.step` (Algorithm 1,
-Eqs. 4-7) and :mod:`gal.optim` (the paper's optimizers). Everything else in the package
+The core is :mod:`gal.adjuster` (h, Eq. 3), :mod:`gal.algorithm` (Eqs. 3-7 and lines 7-10 of
+Algorithm 1 as functions of tensors), :mod:`gal.eager_step` and :mod:`gal.compiled_step` (the
+paths that compose them), :mod:`gal.step` (:class:`GradientAdjuster`, Algorithm 1) and
+:mod:`gal.optim` (the paper's optimizers). Everything else in the package
 (records, stats, tables, figures, cli, config) is the experiment suite built on top.
 """
 

@@ -3,10 +3,11 @@
 Algorithm 1 lines 4-10 and the gradient of objective (6) w.r.t. h's parameters written as one
 function of tensors with :mod:`torch.func` (``grad_and_value`` for ``dl/dz`` and for
 ``d|r|/dtheta``, ``functional_call`` for ``h``): :func:`functional_batch_step`. The eager step
-(:meth:`GradientAdjuster._batch_core`) back-propagates ``|r|`` through h inside the model's
+(:func:`gal.eager_step.batch_core`) back-propagates ``|r|`` through h inside the model's
 backward pass instead; both compute the same quantities (Eqs. 3-7), in the same order, with the
-adjuster's own helpers (Eq. 4 in ``_adjusted_gradient``, Eq. 7 in ``_remainder``, lines 7-10 and
-the diagnostics in ``_decide``), so the two paths cannot drift apart.
+same functions of :mod:`gal.algorithm` (Eqs. 4-5 in ``adjusted_gradient``, Eq. 7 in
+``batch_remainder``, lines 7-10 and the diagnostics in ``batch_decide``), so the two paths
+cannot drift apart.
 
 :class:`TracedStep` compiles that function once per input signature: it traces it to one aten
 graph (:func:`~torch.fx.experimental.proxy_tensor.make_fx` on fake tensors) and hands the graph
@@ -20,14 +21,22 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Hashable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.utils._pytree as pytree
 from torch.func import functional_call, grad_and_value
 
-if TYPE_CHECKING:
-    from gal.step import GradientAdjuster, LossFn
+from gal.algorithm import (
+    LossFn,
+    StepSettings,
+    adjusted_gradient,
+    batch_decide,
+    batch_remainder,
+    h_forward,
+    mean_loss,
+    unit_noise,
+)
 
 #: ``torch.compile`` keyword arguments that ``compile_step`` accepts as a dict. ``fullgraph``
 #: and ``dynamic`` are accepted and have no effect: the traced graph is always whole and
@@ -36,14 +45,14 @@ COMPILE_KWARGS = ("backend", "mode", "options", "fullgraph", "dynamic")
 
 
 def functional_batch_step(
-    adj: GradientAdjuster, params: dict[str, torch.Tensor], zd: torch.Tensor, y: Any,
+    adj: StepSettings, params: dict[str, torch.Tensor], zd: torch.Tensor, y: Any,
     loss_fn: LossFn, eta: torch.Tensor,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], tuple[torch.Tensor, ...]]:
     """One single-process ``batch`` GAL step as a pure function.
 
     Args:
-        adj: the adjuster (its settings and its module ``h``; h's parameters come from
-            ``params``).
+        adj: the adjuster (:class:`gal.step.GradientAdjuster`: its settings and its module
+            ``h``; h's parameters come from ``params``).
         params: ``{name: tensor}`` of h's parameters (``h.named_parameters()``).
         zd: detached features ``[..., d]`` in the step's dtype.
         y: targets for ``loss_fn``.
@@ -54,16 +63,18 @@ def functional_batch_step(
         ``(chosen, h_grads, stats)``: the gradient to send into the model through z (lines
         7-10), ``{name: d|r|/dtheta}`` (objective 6) and the seven fields of ``GALStats``.
     """
-    grad, loss = grad_and_value(lambda z: adj._mean_loss(loss_fn, z, y))(zd)  # line 4
+    grad, loss = grad_and_value(lambda z: mean_loss(loss_fn, z, y))(zd)  # line 4
 
     def objective(p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         h: Callable[[torch.Tensor], torch.Tensor] = lambda x: functional_call(adj.h, p, (x,))  # noqa: E731
-        direction, grad_norm, _, g = adj._adjusted_gradient(zd, grad, adj._h_forward(zd, h))
-        loss_t, r = adj._remainder(zd, grad, g, loss, y, loss_fn, eta)
+        v = h_forward(adj.h, zd, h)  # Eq. 3
+        direction, grad_norm, _, g = adjusted_gradient(v, grad, adj.alpha, adj.eps, unit_noise(adj))
+        loss_t, r = batch_remainder(adj, zd, grad, g, loss, y, loss_fn, eta)
         return r.abs(), (direction, grad_norm, g, loss_t, r)
 
     h_grads, (_, (direction, grad_norm, g, loss_t, r)) = grad_and_value(objective, has_aux=True)(params)
-    chosen, stats = adj._decide(zd, grad, g, direction, grad_norm, loss, loss_t, r, y, loss_fn, eta)
+    chosen, stats = batch_decide(adj, zd, grad, g, direction, grad_norm, loss, loss_t, r, y,
+                                 loss_fn, eta)
     return chosen, h_grads, stats
 
 
@@ -121,7 +132,7 @@ class TracedStep:
     where it must and makes changing shapes dynamic), with a warning.
     """
 
-    def __init__(self, adj: GradientAdjuster, setting: bool | str | Mapping[str, Any]) -> None:
+    def __init__(self, adj: StepSettings, setting: bool | str | Mapping[str, Any]) -> None:
         self.adj = adj
         self.kwargs = compile_kwargs(setting)
         self.entries: dict[Hashable, Callable[..., Any]] = {}

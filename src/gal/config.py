@@ -1,4 +1,4 @@
-"""Experiment configuration shared by every task of the suite (issue 3, part 2).
+"""Experiment configuration shared by every task of the suite.
 
 One YAML file per experiment family (e.g. ``experiments/configs/regression.yaml`` for Table V,
 Sec. V-B of the paper) with this shape::

@@ -14,10 +14,9 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-import pandas as pd
 import yaml
 
-__all__ = ["load_paper_values", "table", "row", "arm_row", "value", "as_frame", "table5_value", "table5_ttest"]
+__all__ = ["table", "row", "arm_row", "value", "table5_value", "table5_ttest"]
 
 
 @lru_cache(maxsize=1)
@@ -30,13 +29,6 @@ def _table_key(t: int | str) -> str:
     if isinstance(t, int):
         return f"table{t}"
     return t if t.startswith("table") else f"table{t}"
-
-
-def load_paper_values() -> dict[str, Any]:
-    """All paper tables as a nested dict (a deep copy, safe to modify)."""
-    import copy
-
-    return copy.deepcopy(_load())
 
 
 def table(t: int | str) -> dict[str, Any]:
@@ -91,20 +83,3 @@ def table5_ttest(dataset: str, metric: str) -> dict[str, float] | None:
         return value(5, f"{dataset}/ttest", metric)
     except KeyError:
         return None
-
-
-def as_frame(t: int | str) -> pd.DataFrame:
-    """Long-format frame of one paper table: columns table, row, label, column, value, mean, std, t, p."""
-    key = _table_key(t)
-    recs = []
-    for r in table(t)["rows"]:
-        for col, v in r["values"].items():
-            rec: dict[str, Any] = {"table": key, "row": r["key"], "label": r.get("label"), "column": col,
-                                   "value": None, "mean": None, "std": None, "t": None, "p": None}
-            if isinstance(v, dict):
-                rec.update({k: v.get(k) for k in ("mean", "std", "t", "p")})
-                rec["value"] = v.get("mean", v.get("t"))
-            else:
-                rec["value"] = v
-            recs.append(rec)
-    return pd.DataFrame(recs)

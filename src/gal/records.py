@@ -25,6 +25,9 @@ code from the file. A checkpoint that cannot be read that way (truncated, corrup
 pickled format or a planted pickle) is moved aside, named on stderr and in the provenance
 (``discarded_checkpoint``), and the run starts afresh.
 
+:class:`RunWriter` is here; the files' readers (:func:`load_runs`, :func:`load_history`) are in
+:mod:`gal.record_io` and the provenance fields in :mod:`gal.provenance`, both re-exported here.
+
 Usage::
 
     w = RunWriter(run_dir)
@@ -48,23 +51,38 @@ import os
 import platform
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
-__all__ = ["RunWriter", "load_runs", "load_history", "flatten", "to_builtin", "launch_info",
-           "machine_info", "RECORD_COLUMNS", "SET_ASIDE_SUFFIXES", "IGNORED_SETTINGS",
-           "IMPLICIT_SETTINGS"]
+from gal.provenance import (
+    git_info,
+    infer_device,
+    launch_info,
+    machine_info,
+    now_iso,
+    package_versions,
+)
+from gal.record_io import (
+    RECORD_COLUMNS,
+    SET_ASIDE_SUFFIXES,
+    flatten,
+    load_history,
+    load_runs,
+    read_status,
+    scalar,
+    to_builtin,
+    write_json,
+)
 
-#: Columns load_runs always provides (besides flattened config keys and metric names).
-RECORD_COLUMNS = ["status", "reason", "path", "profile", "seed", "wall_time_s", "git_commit", "device"]
+__all__ = ["RunWriter", "load_runs", "load_history", "flatten", "to_builtin", "git_info",
+           "launch_info", "machine_info", "RECORD_COLUMNS", "SET_ASIDE_SUFFIXES", "IGNORED_SETTINGS",
+           "IMPLICIT_SETTINGS"]
 
 _HISTORY_KEY = "__gal_records_history__"
 _WALL_KEY = "__gal_records_wall_time_s__"
@@ -84,194 +102,6 @@ IMPLICIT_SETTINGS: dict[str, Any] = {
     "gal.adjuster": "mlp",          # classification: h is the MLP of Sec. III
     "gal.noise_scaling": "eq4",     # classification: only read by the noise adjuster (Table VI)
 }
-
-#: Directory suffixes :func:`load_runs` never reads: unfinished runs (``.partial``) and finished
-#: records set aside because they were made with other settings (``.stale``, the runners'
-#: ``--rerun-stale``).
-SET_ASIDE_SUFFIXES = (".partial", ".stale")
-
-_VERSION_PACKAGES = {
-    "torch": "torch",
-    "torchvision": "torchvision",
-    "numpy": "numpy",
-    "scipy": "scipy",
-    "pandas": "pandas",
-    "sklearn": "scikit-learn",
-    "timm": "timm",
-}
-
-
-# --------------------------------------------------------------------------- helpers
-def _scalar(v: Any) -> Any:
-    """Convert a python/numpy/0-dim torch scalar to a python int/float/bool; other values unchanged."""
-    if isinstance(v, bool | int | float | str) or v is None:
-        return v
-    if hasattr(v, "detach") and hasattr(v, "cpu"):  # torch tensor (import-free check)
-        t = v.detach().cpu()
-        if t.numel() != 1:
-            raise TypeError(f"expected a scalar tensor, got shape {tuple(t.shape)}")
-        return t.item()
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        if v.size != 1:
-            raise TypeError(f"expected a scalar array, got shape {v.shape}")
-        return v.reshape(()).item()
-    return v
-
-
-def to_builtin(obj: Any) -> Any:
-    """Recursively convert config/metric values to YAML/JSON-safe builtins (tuples -> lists,
-    numpy/torch scalars -> python numbers, Paths -> str)."""
-    if isinstance(obj, Mapping):
-        return {str(k): to_builtin(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [to_builtin(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.ndarray) and obj.size != 1:
-        return obj.tolist()
-    return _scalar(obj)
-
-
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten a nested mapping: ``{"a": {"b": 1}} -> {"a.b": 1}``. Lists are kept as values."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
-
-
-def git_info() -> tuple[str, bool | str]:
-    """(commit, dirty) of the git repository containing the cwd; ("unknown", "unknown") without git.
-
-    ``dirty`` ignores ``results/`` (what runs write), so a reproduction that rewrites records is
-    not flagged as running modified code.
-    """
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=60,
-                              check=True).stdout.strip()
-
-    try:
-        top = git("rev-parse", "--show-toplevel")
-        commit = git("-C", top, "rev-parse", "HEAD")
-        porcelain = git("-C", top, "status", "--porcelain", "--", ".", ":(exclude)results")
-        return commit or "unknown", bool(porcelain)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", "unknown"
-
-
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out: dict[str, str] = {}
-    for key, dist in _VERSION_PACKAGES.items():
-        try:
-            out[key] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[key] = "not installed"
-    out["python"] = platform.python_version()
-    return out
-
-
-def _infer_device() -> str:
-    if "torch" not in sys.modules:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            return "cpu"
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})"
-    return "cpu"
-
-
-def launch_info() -> dict[str, Any]:
-    """How the run was launched, for provenance: the launcher (``GAL_LAUNCHER``, set by
-    ``experiments.launch``; ``"direct"`` otherwise), its job id (``GAL_JOB_ID``), Slurm's job and
-    array ids when present, the pool worker (``GAL_WORKER``), ``CUDA_VISIBLE_DEVICES``, torchrun's
-    world size (``WORLD_SIZE``, DDP processes) and torch's intra-op thread count (a run's result
-    depends on it)."""
-    env = os.environ
-    info: dict[str, Any] = {"launcher": env.get("GAL_LAUNCHER", "direct")}
-    for key, var in (("job_id", "GAL_JOB_ID"), ("slurm_job_id", "SLURM_JOB_ID"),
-                     ("slurm_array_job_id", "SLURM_ARRAY_JOB_ID"),
-                     ("slurm_array_task_id", "SLURM_ARRAY_TASK_ID"), ("worker", "GAL_WORKER"),
-                     ("cuda_visible_devices", "CUDA_VISIBLE_DEVICES")):
-        if env.get(var):
-            info[key] = env[var]
-    if env.get("WORLD_SIZE"):
-        info["world_size"] = int(env["WORLD_SIZE"])
-    if "torch" in sys.modules:
-        info["num_threads"] = sys.modules["torch"].get_num_threads()
-    return info
-
-
-def _cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``'s ``model name``; else ``platform.processor()``)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name") and ":" in line:
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def machine_info() -> dict[str, Any]:
-    """What a run's last digits depend on besides the code (see README, cross-machine
-    differences): the CPU model, the GPU's name when CUDA is available, torch's intra-op thread
-    count and the instruction set torch's CPU kernels (oneDNN/BLAS) were dispatched to
-    (``torch.backends.cpu.get_cpu_capability()``, e.g. ``AVX512``)."""
-    info: dict[str, Any] = {"cpu_model": _cpu_model()}
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return info
-    info["torch_num_threads"] = torch.get_num_threads()
-    try:
-        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
-    except (AttributeError, RuntimeError):
-        info["cpu_capability"] = "unknown"
-    try:
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name()
-    except RuntimeError:
-        pass
-    return info
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(to_builtin(obj), f, indent=2, sort_keys=True, allow_nan=True)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
-
-
-def _read_status(run_dir: Path) -> dict[str, Any] | None:
-    p = run_dir / "status.json"
-    if not p.is_file():
-        return None
-    try:
-        return _read_json(p)
-    except (OSError, ValueError):
-        return None
-
 
 # --------------------------------------------------------------------------- writer
 class RunWriter:
@@ -305,12 +135,12 @@ class RunWriter:
     # -- state ------------------------------------------------------------------
     def is_complete(self) -> bool:
         """True only if the final directory exists with ``status.json`` saying ``complete``."""
-        st = _read_status(self.run_dir)
+        st = read_status(self.run_dir)
         return st is not None and st.get("status") == "complete"
 
     def status(self) -> str | None:
         """``"complete"``, ``"failed"`` or ``None`` (no finished record)."""
-        st = _read_status(self.run_dir)
+        st = read_status(self.run_dir)
         return None if st is None else st.get("status")
 
     # -- checkpoint ---------------------------------------------------------------
@@ -420,7 +250,7 @@ class RunWriter:
         if device is not None:
             self.device = device
         if self._start_iso is None:
-            self._start_iso = _now_iso()
+            self._start_iso = now_iso()
         self._t0 = time.monotonic()
         self._git = git_info()
         with open(self.partial_dir / "config.yaml", "w") as f:
@@ -428,7 +258,7 @@ class RunWriter:
 
     def log(self, row: Mapping[str, Any]) -> None:
         """Buffer one history row (epoch or step); flushed on checkpoint/finish/fail."""
-        self._history.append({str(k): _scalar(v) for k, v in row.items()})
+        self._history.append({str(k): scalar(v) for k, v in row.items()})
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -444,7 +274,7 @@ class RunWriter:
         clean: dict[str, Any] = {}
         bad: list[str] = []
         for k, v in metrics.items():
-            val = _scalar(v)
+            val = scalar(v)
             if isinstance(val, bool):
                 val = int(val)
             if isinstance(val, int | float) and not math.isfinite(val):
@@ -458,7 +288,7 @@ class RunWriter:
 
     def fail(self, reason: str, metrics: Mapping[str, Any] | None = None) -> str:
         """Finalize the directory as a ``failed`` record (never averaged). Returns ``"failed"``."""
-        clean = {str(k): _scalar(v) for k, v in (metrics or {}).items()}
+        clean = {str(k): scalar(v) for k, v in (metrics or {}).items()}
         self._finalize("failed", str(reason), clean, keep_checkpoint=False)
         return "failed"
 
@@ -509,11 +339,11 @@ class RunWriter:
             )
         self.partial_dir.mkdir(parents=True, exist_ok=True)
         commit, dirty = self._git if self._git is not None else git_info()
-        device = self.device if self.device is not None else _infer_device()
+        device = self.device if self.device is not None else infer_device()
         provenance = {
             "git_commit": commit,
             "git_dirty": dirty,
-            "versions": _versions(),
+            "versions": package_versions(),
             "python": platform.python_version(),
             "platform": platform.platform(),
             "hostname": socket.gethostname(),
@@ -521,7 +351,7 @@ class RunWriter:
             "profile": self._profile,
             "seed": self._seed,
             "start_time": self._start_iso,
-            "end_time": _now_iso(),
+            "end_time": now_iso(),
             "wall_time_s": round(self._elapsed(), 3),
             "resumed": self._resumed,
             "git_commits_of_all_sessions": list(dict.fromkeys([*self._earlier_commits, commit])),
@@ -530,82 +360,16 @@ class RunWriter:
         }
         if self._discarded is not None:
             provenance["discarded_checkpoint"] = self._discarded
-        _write_json(self.partial_dir / "metrics.json", metrics)
+        write_json(self.partial_dir / "metrics.json", metrics)
         self._write_history()
-        _write_json(self.partial_dir / "provenance.json", provenance)
+        write_json(self.partial_dir / "provenance.json", provenance)
         if not keep_checkpoint:
             for name in ("checkpoint.pt", "checkpoint.pt.tmp"):
                 p = self.partial_dir / name
                 if p.exists():
                     p.unlink()
-        _write_json(self.partial_dir / "status.json", {"status": status, "reason": reason})
+        write_json(self.partial_dir / "status.json", {"status": status, "reason": reason})
         if self.run_dir.exists():
             shutil.rmtree(self.run_dir)  # an incomplete/failed older record (complete ones raise above)
         self.run_dir.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.partial_dir, self.run_dir)
-
-
-# --------------------------------------------------------------------------- readers
-def _load_one(run_dir: Path) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    cfg_path = run_dir / "config.yaml"
-    if cfg_path.is_file():
-        with open(cfg_path) as f:
-            cfg = yaml.safe_load(f) or {}
-        row.update(flatten(cfg))
-    prov: dict[str, Any] = {}
-    if (run_dir / "provenance.json").is_file():
-        prov = _read_json(run_dir / "provenance.json")
-    metrics: dict[str, Any] = {}
-    if (run_dir / "metrics.json").is_file():
-        metrics = _read_json(run_dir / "metrics.json")
-    row.update(metrics)
-    st = _read_status(run_dir) or {}
-    row["status"] = st.get("status", "unknown")
-    row["reason"] = st.get("reason")
-    row["path"] = str(run_dir)
-    row.setdefault("profile", prov.get("profile"))
-    row.setdefault("seed", prov.get("seed"))
-    row["wall_time_s"] = prov.get("wall_time_s")
-    row["git_commit"] = prov.get("git_commit", "unknown")
-    row["git_dirty"] = prov.get("git_dirty", "unknown")
-    row["device"] = prov.get("device")
-    row["resumed"] = bool(prov.get("resumed", False))
-    return row
-
-
-def load_runs(root: str | os.PathLike[str]) -> pd.DataFrame:
-    """Load every finished run record under ``root`` into a DataFrame (one row per run dir).
-
-    A run dir is any directory containing ``status.json``; ``*.partial`` directories (unfinished
-    or killed runs) and ``*.stale`` ones (records set aside by ``--rerun-stale``) are ignored. Columns: flattened config keys (``a.b`` for nested dicts), the
-    metric names from metrics.json, and ``status, reason, path, profile, seed, wall_time_s,
-    git_commit, device`` (plus ``git_dirty``). Failed runs are included (``status == "failed"``);
-    aggregation code must exclude them. Returns an empty frame (with those columns) if none.
-    """
-    root = Path(root)
-    rows: list[dict[str, Any]] = []
-    if root.is_dir():
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.endswith(SET_ASIDE_SUFFIXES))
-            if "status.json" in filenames and not dirpath.endswith(SET_ASIDE_SUFFIXES):
-                rows.append(_load_one(Path(dirpath)))
-                dirnames[:] = []  # a run dir does not contain other runs
-    df = pd.DataFrame(rows)
-    for c in [*RECORD_COLUMNS, "git_dirty"]:
-        if c not in df.columns:
-            df[c] = pd.Series(dtype=object)
-    if len(df):
-        df = df.sort_values("path", kind="stable").reset_index(drop=True)
-    return df
-
-
-def load_history(run_path: str | os.PathLike[str]) -> pd.DataFrame:
-    """The per-epoch/step history (``history.csv``) of one run directory; empty frame if none."""
-    p = Path(run_path) / "history.csv"
-    if not p.is_file():
-        return pd.DataFrame()
-    try:
-        return pd.read_csv(p)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()

@@ -12,69 +12,35 @@ position is one "sample" row) and a mean-reduced loss ``l``:
 * remainder ``r = l(z - eta~ g) - l(z) + eta~ <grad, g>``  (Eq. 7); h is trained on ``|r|`` (obj. 6)
 * the model receives ``g`` or ``grad`` through z by the update policy (lines 7-10).
 
+The arithmetic is written once, in :mod:`gal.algorithm`; :mod:`gal.eager_step` (single process,
+DDP, one decision per row) and :mod:`gal.compiled_step` compose it. This module holds the
+:class:`GradientAdjuster` that picks the path and back-propagates its result.
+
 Everything stays on the device: decisions use :func:`torch.where`, and no ``.item()``,
 ``bool(tensor)`` or ``.cpu()`` is called inside the step.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
-from gal.adjuster import NoiseAdjuster, build_adjuster
+from gal.adjuster import build_adjuster
+from gal.algorithm import GALStats, LossFn
 from gal.compiled_step import TracedStep, compile_kwargs, functional_params
+from gal.eager_step import batch_step, sample_step
+
+__all__ = ["FIRST_ORDER", "GRANULARITIES", "NOISE_SCALING", "POLICIES", "GALStats", "GradientAdjuster",
+           "LossFn"]
 
 POLICIES = ("leq", "lt", "always", "never")
 GRANULARITIES = ("batch", "sample")
 FIRST_ORDER = ("sum", "sample_mean", "element_mean")
 NOISE_SCALING = ("eq4", "unit")
-
-LossFn = Callable[..., torch.Tensor]
-
-
-@dataclasses.dataclass(frozen=True)
-class GALStats:
-    """Per-step diagnostics, all detached 0-dim tensors on the feature's device (no host sync).
-
-    Attributes:
-        loss: the reduced loss ``l(z)`` (what a plain loop would log).
-        tentative_loss: ``l(z - eta~ g)`` (line 7); in ``sample`` granularity the mean over rows.
-        remainder: ``r`` of Eq. 7 (``sample``: mean of the per-row ``r_i``).
-        abs_remainder: ``|r|``, the objective (6) h is trained on (``sample``: mean ``|r_i|``).
-        accept_rate: fraction of adjusted updates accepted by the policy (lines 7-10).
-        cosine: mean cosine similarity between ``v~`` and ``dl/dz`` (Fig. 6, right).
-        g_beats_grad: fraction for which ``l(z - eta~ g) < l(z - eta~ dl/dz)`` (Fig. 8b);
-            NaN when ``compare_vanilla=False``.
-    """
-
-    loss: torch.Tensor
-    tentative_loss: torch.Tensor
-    remainder: torch.Tensor
-    abs_remainder: torch.Tensor
-    accept_rate: torch.Tensor
-    cosine: torch.Tensor
-    g_beats_grad: torch.Tensor
-
-    def as_dict(self) -> dict[str, torch.Tensor]:
-        """``{name: tensor}`` for loggers; reduce (e.g. ``float()``) when you choose to sync."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-
-def _accept(policy: str, tentative: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
-    """Update policy of Alg. 1 lines 7-10 (Fig. 8a) as a boolean tensor."""
-    if policy == "leq":
-        return tentative <= loss
-    if policy == "lt":
-        return tentative < loss
-    if policy == "always":
-        return torch.ones_like(loss, dtype=torch.bool)
-    return torch.zeros_like(loss, dtype=torch.bool)
 
 
 def _scaled(t: torch.Tensor, scaler: Any, weight: float) -> torch.Tensor:
@@ -82,25 +48,6 @@ def _scaled(t: torch.Tensor, scaler: Any, weight: float) -> torch.Tensor:
     if scaler is not None:
         t = scaler.scale(t)
     return t * weight if weight != 1.0 else t
-
-
-def _per_row(values: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Per-row losses from ``loss_fn(..., reduction="none")`` as a flat ``[N]`` vector.
-
-    Accepted shapes: ``z.shape[:-1]`` (one value per row), anything with N elements (e.g. a
-    trailing singleton as ``mse_loss`` gives on ``[B, 1]``), or ``z.shape`` (element-wise losses,
-    averaged over the last dimension so that their mean equals the mean-reduced loss).
-    """
-    n = z.numel() // z.shape[-1]
-    if values.shape == z.shape and z.shape[-1] != 1:
-        values = values.mean(dim=-1)
-    if values.numel() != n:
-        raise ValueError(
-            f"loss_fn(z, y, reduction='none') returned shape {tuple(values.shape)}; granularity="
-            f"'sample' needs one loss per row of z, i.e. shape {tuple(z.shape[:-1])} "
-            f"(or {tuple(z.shape)} for element-wise losses)"
-        )
-    return values.reshape(n)
 
 
 class GradientAdjuster(nn.Module):
@@ -316,8 +263,9 @@ class GradientAdjuster(nn.Module):
                     chosen, grads, fields = self._compiled(params, zs, y, loss_fn, self._eta(lr, zs))
                 h_grads, stats = list(zip(params.values(), grads, strict=True)), GALStats(*fields)
             else:
-                step = self._sample_step if self.granularity == "sample" else self._batch_step
-                chosen, h_objective, stats = step(zs.requires_grad_(True), y, loss_fn, lr, world)
+                step = sample_step if self.granularity == "sample" else batch_step
+                chosen, h_objective, stats = step(self, zs.requires_grad_(True), y, loss_fn, lr,
+                                                  world, self._all_reduce)
             if world > 1:  # back to this rank's loss scale (DDP averages model grads over ranks)
                 chosen = chosen * world
             chosen = _scaled(chosen, scaler, weight)
@@ -327,193 +275,12 @@ class GradientAdjuster(nn.Module):
                 h_grads = [(p, _scaled(gr, scaler, weight)) for p, gr in h_grads]
         return chosen.to(z.dtype), h_objective, h_grads, stats
 
-    def _mean_loss(self, loss_fn: LossFn, zs: torch.Tensor, y: Any) -> torch.Tensor:
-        loss = loss_fn(zs, y)
-        if loss.ndim != 0:
-            raise ValueError(
-                f"loss_fn(z, y) must return the mean-reduced scalar loss (got shape {tuple(loss.shape)})"
-            )
-        return loss
-
-    def _h_forward(self, zd: torch.Tensor, h: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                   ) -> torch.Tensor:
-        """``v = h(z)`` (Eq. 3) in z's dtype; h sees its parameters' dtype."""
-        h = self.h if h is None else h
-        p = next(self.h.parameters(), None)
-        if p is not None and p.dtype != zd.dtype:
-            return h(zd.to(p.dtype)).to(zd.dtype)
-        return h(zd)
-
-    def _adjusted_gradient(
-        self, zd: torch.Tensor, grad: torch.Tensor, v: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(direction, ||grad||, v~, g)`` of Eqs. 3-5 for detached features ``zd`` and ``grad``.
-
-        ``direction = v / ||v||`` and ``||grad||`` are per row (keepdim); they are returned so that
-        the cosine diagnostic reuses them instead of recomputing both norms. ``v`` defaults to
-        ``h(zd)``.
-        """
-        if v is None:
-            v = self._h_forward(zd)
-        direction = F.normalize(v, dim=-1, eps=self.eps)  # v / ||v|| (Eq. 4)
-        grad_norm = torch.linalg.vector_norm(grad, dim=-1, keepdim=True)
-        if isinstance(self.h, NoiseAdjuster) and self.noise_scaling == "unit":
-            v_tilde = self.alpha * direction
-        else:
-            v_tilde = self.alpha * grad_norm * direction
-        return direction, grad_norm, v_tilde, grad + v_tilde  # Eq. 5
-
-    def _row_cosine(
-        self, direction: torch.Tensor, grad: torch.Tensor, grad_norm: torch.Tensor
-    ) -> torch.Tensor:
-        """Per-row cosine between ``v~`` and ``dl/dz`` (Fig. 6, right), shape ``z.shape[:-1]``.
-
-        ``v~_i`` is a non-negative multiple of ``v_i / ||v_i||`` (Eq. 4), so its cosine with
-        ``grad_i`` is ``<v_i/||v_i||, grad_i> / ||grad_i||``: two cheap ops on tensors the step
-        already has instead of a full cosine similarity (0 where ``v~_i`` or ``grad_i`` is 0, and
-        everywhere when ``alpha = 0``).
-        """
-        dots = (direction * grad).sum(dim=-1)
-        if self.alpha == 0.0:
-            return torch.zeros_like(dots)
-        return dots / grad_norm.squeeze(-1).clamp_min(self.eps)
-
-    def _first_order_scale(self, n_global: int) -> float:
-        """Factor on the inner product in Eq. 7 for the chosen convention."""
-        return {"sum": 1.0, "sample_mean": 1.0 / n_global,
-                "element_mean": 1.0 / (n_global * self.dim)}[self.first_order]
-
-    def _batch_step(
-        self, zs: torch.Tensor, y: Any, loss_fn: LossFn, lr: float | torch.Tensor, world: int
-    ) -> tuple[torch.Tensor, torch.Tensor, GALStats]:
-        """One decision on the (global) batch-mean loss, as the authors' code does."""
-        loss = self._mean_loss(loss_fn, zs, y)
-        (grad,) = torch.autograd.grad(loss, zs)
-        if world == 1:
-            return self._batch_core(zs.detach(), grad, loss.detach(), y, loss_fn, self.beta * lr)
-        n_global = zs.numel() // self.dim * world
-        grad = grad / world  # gradient of the *global* batch-mean loss (equal shard sizes)
-        zd, loss = zs.detach(), loss.detach()
-        direction, grad_norm, _, g = self._adjusted_gradient(zd, grad)
-        eta = self.beta * lr
-        loss_t = loss_fn(zd - eta * g, y)  # tentative loss (line 7)
-        first = eta * self._first_order_scale(n_global) * (grad * g).sum()
-        with torch.no_grad():
-            cos_sum = self._row_cosine(direction, grad, grad_norm).sum()
-            loss_v = loss_fn(zd - eta * grad, y) if self.compare_vanilla else self._nan(zd)
-            sums = self._all_reduce(torch.stack([loss, loss_t, first, cos_sum, loss_v]))
-        g_loss, g_loss_t, g_first = sums[0] / world, sums[1] / world, sums[2]
-        r = g_loss_t - g_loss + g_first  # Eq. 7 for the global batch
-        # this rank's share of d|r|/dtheta; the shares are summed across ranks
-        h_objective = torch.sign(r) * (loss_t / world + first)
-        accept = _accept(self.policy, g_loss_t, g_loss)
-        with torch.no_grad():
-            chosen = torch.where(accept, g, grad)
-        beats = (g_loss_t < sums[4] / world).to(zd.dtype) if self.compare_vanilla else self._nan(zd)
-        stats = GALStats(g_loss, g_loss_t, r, r.abs(), accept.to(zd.dtype), sums[3] / n_global, beats)
-        return chosen, h_objective, stats
-
     def _eta(self, lr: float | torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
         """``eta~ = beta * lr`` as a 0-dim tensor, for the compiled step (no recompile per lr)."""
         eta = self.beta * lr
         if not isinstance(eta, torch.Tensor):
             return torch.full((), eta, dtype=zs.dtype, device=zs.device)
         return eta
-
-    @staticmethod
-    def _nan(like: torch.Tensor) -> torch.Tensor:
-        return torch.full((), float("nan"), device=like.device, dtype=like.dtype)
-
-    def _batch_core(
-        self, zd: torch.Tensor, grad: torch.Tensor, loss: torch.Tensor, y: Any, loss_fn: LossFn,
-        eta: float | torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, GALStats]:
-        """The single-process batch step after ``dl/dz`` (Alg. 1 lines 5-10, Eqs. 3-7).
-
-        Every tensor is computed once: ``r = l(z - eta~ g) - l(z) + eta~ <dl/dz, g>`` is both h's
-        objective (its absolute value, objective 6) and the logged remainder; the diagnostics reuse
-        the norms of Eq. 4 and run without autograd.
-        """
-        direction, grad_norm, _, g = self._adjusted_gradient(zd, grad)
-        loss_t, r = self._remainder(zd, grad, g, loss, y, loss_fn, eta)
-        h_objective = r.abs()  # objective (6)
-        chosen, stats = self._decide(zd, grad, g, direction, grad_norm, loss, loss_t, r, y,
-                                     loss_fn, eta)
-        return chosen, h_objective, GALStats(*stats)
-
-    def _remainder(
-        self, zd: torch.Tensor, grad: torch.Tensor, g: torch.Tensor, loss: torch.Tensor, y: Any,
-        loss_fn: LossFn, eta: float | torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(l(z - eta~ g), r)``: the tentative loss (line 7) and ``r`` of Eq. 7,
-        ``r = l(z - eta~ g) - l(z) + eta~ <dl/dz, g>``."""
-        loss_t = loss_fn(zd - eta * g, y)
-        first = eta * self._first_order_scale(zd.numel() // self.dim) * (grad * g).sum()
-        return loss_t, loss_t - loss + first
-
-    def _decide(
-        self, zd: torch.Tensor, grad: torch.Tensor, g: torch.Tensor, direction: torch.Tensor,
-        grad_norm: torch.Tensor, loss: torch.Tensor, loss_t: torch.Tensor, r: torch.Tensor,
-        y: Any, loss_fn: LossFn, eta: float | torch.Tensor,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """Lines 7-10 (the chosen gradient) and the fields of :class:`GALStats`, without autograd."""
-        with torch.no_grad():
-            loss_t, r = loss_t.detach(), r.detach()
-            accept = _accept(self.policy, loss_t, loss)
-            chosen = torch.where(accept, g, grad)  # lines 7-10
-            cos = self._row_cosine(direction, grad, grad_norm).mean()
-            if self.compare_vanilla:
-                beats = (loss_t < loss_fn(zd - eta * grad, y)).to(zd.dtype)
-            else:
-                beats = self._nan(zd)
-        return chosen, (loss, loss_t, r, r.abs(), accept.to(zd.dtype), cos, beats)
-
-    def _sample_step(
-        self, zs: torch.Tensor, y: Any, loss_fn: LossFn, lr: float | torch.Tensor, world: int
-    ) -> tuple[torch.Tensor, torch.Tensor, GALStats]:
-        """One decision per row, as Algorithm 1 is written ("for each pair (x, y)").
-
-        The model's gradient is that of the mean-reduced ``loss_fn(z, y)`` (so weighted or
-        masked losses train as they would without GAL); each row's remainder uses its own loss
-        ``l_i`` and gradient ``dl_i/dz_i``: ``r_i = l_i(z_i - eta~ g_i) - l_i(z_i) + c eta~ <dl_i/dz_i, g_i>``
-        with ``c`` = 1, 1/N or 1/(N d) by ``first_order``, so that ``mean_i r_i`` equals the
-        batch ``r`` when the loss is the plain mean of the per-row losses.
-        """
-        n_rows = zs.numel() // self.dim
-        n_global = n_rows * world
-        per = _per_row(loss_fn(zs, y, reduction="none"), zs)
-        loss = self._mean_loss(loss_fn, zs, y)
-        (grad,) = torch.autograd.grad(loss, zs, retain_graph=True)
-        (row_grad,) = torch.autograd.grad(per.sum(), zs)  # dl_i/dz_i: rows are independent
-        if world > 1:
-            grad = grad / world
-        zd, loss, per = zs.detach(), loss.detach(), per.detach()
-        direction, grad_norm, _, g = self._adjusted_gradient(zd, grad)
-        eta = self.beta * lr
-        per_t = _per_row(loss_fn(zd - eta * g, y, reduction="none"), zs)
-        inner = (row_grad * g).sum(dim=-1).reshape(n_rows)
-        r_rows = per_t - per + eta * self._first_order_scale(n_global) * inner
-        accept = _accept(self.policy, per_t.detach(), per)
-        with torch.no_grad():
-            chosen = torch.where(accept.reshape(*zs.shape[:-1], 1), g, grad)
-            cos = self._row_cosine(direction, grad, grad_norm)
-        h_objective = r_rows.abs().sum() / n_global
-        if self.compare_vanilla:
-            with torch.no_grad():
-                per_v = _per_row(loss_fn(zd - eta * grad, y, reduction="none"), zs)
-            beats = (per_t.detach() < per_v).to(zd.dtype).sum()
-        else:
-            beats = self._nan(zd)
-        r_rows = r_rows.detach()
-        sums = torch.stack([
-            loss, per_t.detach().sum(), r_rows.sum(), r_rows.abs().sum(),
-            accept.to(zd.dtype).sum(), cos.sum(), beats,
-        ])
-        if world > 1:
-            sums = self._all_reduce(sums)
-        per_row_means = sums[1:] / n_global
-        stats = GALStats(sums[0] / world, *per_row_means.unbind())
-        return chosen, h_objective, stats
 
     def backward(
         self,

@@ -41,7 +41,6 @@ from gal.tables.table5 import (
     render_table5,
     table5_grid,
 )
-from gal.tables.table5 import _alpha0_check as _alpha0_check  # re-export (tests, old callers)
 from gal.tables.table7 import TABLE7, CostTableSpec, render_cost_table
 
 __all__ = [
@@ -74,7 +73,6 @@ __all__ = [
     "render_table5",
     "render_table",
     "IMPLEMENTED_TABLES",
-    "PLANNED_TABLES",
     "not_implemented_message",
 ]
 
@@ -84,15 +82,8 @@ SPECS: dict[int, TableSpec] = {1: TABLE1, 2: TABLE2, 3: TABLE3, 4: TABLE4, 5: TA
 COST_SPECS: dict[int, CostTableSpec] = {7: TABLE7}
 IMPLEMENTED_TABLES = tuple(sorted({*SPECS, *COST_SPECS}))
 
-#: What each not-yet-implemented table needs (the suite's roadmap; see the README's status table).
-PLANNED_TABLES: dict[int, str] = {}
-
-
 def not_implemented_message(n: int) -> str:
     """One clear line for a table number the suite does not render."""
-    if n in PLANNED_TABLES:
-        return (f"{PLANNED_TABLES[n]} is not implemented in the suite yet; the paper's values are "
-                f"in gal/paper_values.yaml.")
     return (f"the paper has no Table {n}: its tables are I-VIII. Implemented: "
             f"Table {', '.join(map(str, IMPLEMENTED_TABLES))} "
             f"({', '.join(f'`make table{k}`' for k in IMPLEMENTED_TABLES)}).")

@@ -25,7 +25,7 @@ import pandas as pd
 
 from gal import paper_values as pv
 from gal import stats as gs
-from gal.tables.render import alpha0_check, alpha0_text, failed_note, grid, ours_note, render
+from gal.tables.render import alpha0_text, failed_note, grid, ours_note, render
 from gal.tables.spec import GroupKey, Method, Metric, TableSpec
 
 __all__ = [
@@ -152,7 +152,3 @@ def render_table5(
     (see :func:`gal.tables.render.render`)."""
     return render(TABLE5, runs_root, out_dir)
 
-
-def _alpha0_check(base: pd.DataFrame, a0: pd.DataFrame) -> tuple[str, bool | None]:
-    """Table V's alpha=0 control check on MAE, MSE and R² (:func:`gal.tables.render.alpha0_check`)."""
-    return alpha0_check(base, a0, list(TABLE5_METRICS))
