@@ -59,8 +59,17 @@ __all__ = ["RunSpec", "METHODS", "load_data", "plan_runs", "run_one", "run_table
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_PATH = REPO / "experiments" / "configs" / "detr.yaml"
 DEFAULT_RUNS_ROOT = REPO / "results" / "runs"
-#: baseline, GAL with the paper's settings, and GAL with alpha = 0 (must equal the baseline)
-METHODS = ("baseline", "gal", "gal_alpha0")
+#: baseline, GAL with the paper's settings, GAL with alpha = 0 (the baseline's training in exact
+#: arithmetic), and two controls that separate "any small bias on the boxes" from "GAL's learned
+#: h": the N(0, 1) noise adjuster at GAL's alpha with Eq. 4 scaling (Table VI's control, no h),
+#: and GAL with h frozen at its initialisation (h's direction field, never trained)
+METHODS = ("baseline", "gal", "gal_alpha0", "gal_noise", "gal_frozen_h")
+#: what each method changes in the profile's ``gal`` settings
+METHOD_GAL: dict[str, dict[str, Any]] = {
+    "gal": {}, "gal_alpha0": {"alpha": 0.0},
+    "gal_noise": {"adjuster": "normal", "noise_scaling": "eq4", "arch": []},
+    "gal_frozen_h": {"freeze_h": True},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +111,7 @@ def run_settings(cfg: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:
     if spec.method not in METHODS:
         raise ConfigError(f"unknown method {spec.method!r}; choose from {', '.join(METHODS)}")
     if spec.method != "baseline":
-        s["gal"] = {**dict(cfg["gal"]), **({"alpha": 0.0} if spec.method == "gal_alpha0" else {})}
+        s["gal"] = {**dict(cfg["gal"]), **METHOD_GAL[spec.method]}
     return s
 
 
@@ -192,6 +201,8 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
     if "gal" in settings:
         g = settings["gal"]
         adjuster = gal_from_settings(g, dim=4, seed=spec.seed).to(device)
+        if g.get("freeze_h"):  # h keeps its initial weights: left out of the optimizer
+            adjuster.h.requires_grad_(False)
     optimizer = torch.optim.AdamW(param_groups(model, float(tr["lr"]), float(tr["lr_backbone"]),
                                                float(tr["weight_decay"]), None if adjuster is None else adjuster.h))
     n_params = count_parameters(model)

@@ -283,3 +283,32 @@ def test_config_hash_counts_the_device_type_only():
     assert config_hash(s) == hashlib.sha256(blob.encode()).hexdigest()[:16]
     assert config_hash({**s, "device": "cuda:3"}) == config_hash({**s, "device": "cuda:0"}) \
         == config_hash({**s, "device": "cuda"}) != config_hash(s)
+
+
+def test_controls_noise_and_frozen_h(gal_cache, tmp_path, monkeypatch):
+    """The two controls of GAL's effect on DETR: the noise adjuster at GAL's alpha (no h) and
+    GAL with h frozen at its initialisation; GAL itself trains h."""
+    cfg = load_config(R.CONFIG_PATH, "smoke")
+    for method, extra in R.METHOD_GAL.items():
+        s = R.run_settings(cfg, R.RunSpec("smoke", "shapes", "detr_tiny", method, 0))
+        assert s["gal"] == {**cfg["gal"], **extra}
+    made = {}
+
+    def capture(g, dim, seed, arch=None):
+        adj = R_gal_from_settings(g, dim, seed, arch)
+        made[g.get("adjuster", "mlp"), bool(g.get("freeze_h"))] = (adj, adj.h.state_dict())
+        return adj
+
+    R_gal_from_settings = R.gal_from_settings
+    monkeypatch.setattr(R, "gal_from_settings", capture)
+    counts = R.run_table("smoke", methods=["gal", "gal_noise", "gal_frozen_h"], runs_root=tmp_path,
+                         overrides={"train.epochs": 2}, progress=False)
+    assert counts["complete"] == 3 and counts["failed"] == 0
+    fresh = R_gal_from_settings(cfg["gal"], 4, 0).h.flat
+    trained, frozen = made["mlp", False][0].h.flat, made["mlp", True][0].h.flat
+    assert torch.equal(frozen.detach().cpu(), fresh) and not frozen.requires_grad
+    assert not torch.equal(trained.detach().cpu(), fresh)  # GAL's h moved
+    assert count_parameters(made["normal", False][0].h) == 0
+    for method, h in (("gal_noise", 0), ("gal_frozen_h", 1428)):
+        conf = (R.RunSpec("smoke", "shapes", "detr_tiny", method, 0).run_dir(tmp_path) / "config.yaml")
+        assert f"h_params: {h}" in conf.read_text()
