@@ -40,322 +40,62 @@ recorded as unknown.
 
 This file uses the standard library only at the top level: the steps run as subprocesses with
 ``PYTHONPATH=<wheels>:src:.`` (the project itself is never pip-installed: it pins another torch).
+The steps and their plan are in ``gpu_check_steps.py``, provenance, wheels and the helper modes
+in ``gpu_check_env.py``, the collection of the report in ``gpu_check_report.py`` (the same rule).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import glob
 import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python benchmarks/gpu_check.py` without PYTHONPATH=.
+    sys.path.insert(0, str(REPO))
+
+# the steps, the environment and the report live in three modules; their names stay importable
+# from here (``import gpu_check as G; G.git_provenance, G.summarize_runs, ...``)
+from benchmarks.gpu_check_env import (  # noqa: E402, F401
+    _git,
+    _write_class_images,
+    env_info,
+    git_provenance,
+    install_wheels,
+    prep,
+)
+from benchmarks.gpu_check_report import (  # noqa: E402, F401
+    FIRST_EPOCH_KEYS,
+    _arm,
+    _num,
+    read_runs,
+    summarize_cost,
+    summarize_runs,
+    tar_runs,
+)
+from benchmarks.gpu_check_steps import (  # noqa: E402, F401
+    BASE_NEEDS,
+    RUN_STEPS,
+    STEP_NEEDS,
+    STEPS,
+    Scale,
+    Step,
+    plan,
+    validate_run_step,
+)
+
 DEFAULT_OUT = REPO / "results" / "benchmarks" / "gpu_check"
 DEFAULT_BUDGET_S = 450.0  # 7.5 min: the check's hard cap is 8
 REPORT_RESERVE_S = 15.0   # kept for collecting the records and writing the report
 LOG_HEAD, LOG_TAIL = 8_000, 60_000  # characters of each step's output kept in the log
-
-#: Python modules each step imports (checked by --dry-run)
-BASE_NEEDS = ["torch", "numpy", "yaml", "pytorch_optimizer", "timm", "scipy", "pandas", "PIL"]
-STEP_NEEDS = {
-    "env": ["torch"],
-    "tests_cuda": [*BASE_NEEDS, "pytest"],
-    "prep": ["torch", "numpy", "PIL", "timm"],
-    "table1": [*BASE_NEEDS, "torchvision", "tqdm"],
-    "table1_noise": [*BASE_NEEDS, "torchvision", "tqdm"],
-    "gal_cost": [*BASE_NEEDS],
-    "table3": [*BASE_NEEDS, "torchvision", "tqdm"],
-    "detr": [*BASE_NEEDS, "transformers", "pycocotools"],
-}
-STEPS = tuple(STEP_NEEDS)
-RUN_STEPS = ("table1", "table1_noise", "table3", "detr")
-
-
-@dataclass
-class Scale:
-    """How much each step does (``--quick`` halves the work)."""
-
-    t1_subset: int = 12_800       # Table I training images: 40 steps of batch 320
-    t1_val: int = 2_000           # per-epoch validation images (the final test uses all 10,000)
-    t1_seeds: int = 2
-    cost_seconds: float = 8.0     # gal_cost.py's interleaved rounds per case
-    t3_per_class: int = 8         # generated ImageNet-shaped training images per class (x 1000)
-    t3_batch: int = 128           # Table III global batch on one GPU (the paper's is 100 per GPU)
-    t3_epochs: int = 3            # 3 x 62 = 186 steps
-    detr_train: int = 48          # DETR images: 6 steps of batch 8
-    detr_val: int = 16
-
-    @classmethod
-    def quick(cls) -> Scale:
-        return cls(t1_subset=6_400, t1_val=1_000, t1_seeds=2, cost_seconds=4.0, t3_per_class=4,
-                   t3_epochs=2, detr_train=24, detr_val=8)
-
-
-@dataclass
-class Step:
-    name: str
-    cmd: list[str]
-    cap_s: float                   # this step's own time limit (the budget may cut it shorter)
-    needs: list[str] = field(default_factory=list)
-    background: bool = False       # prep: runs while the next steps use the GPU
-    wait_for: str | None = None    # a background step that must have finished first
-
-    def shell(self) -> str:
-        return " ".join(shlex.quote(c) for c in self.cmd)
-
-
-# --------------------------------------------------------------------------- provenance
-def _git(repo: Path, *args: str, check: bool = True) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          timeout=120, check=check).stdout.strip()
-
-
-def git_provenance(repo: Path, bundle: Path | None, *, dry_run: bool = False) -> dict[str, Any]:
-    """``{"commit", "dirty", "source", "note"}`` of ``repo``.
-
-    ``source`` is ``repo`` (a working git repository), ``bundle`` (no usable ``.git``: the
-    repository was initialised from ``bundle``'s HEAD with a mixed reset, so ``dirty`` compares
-    the files present with that commit) or ``none`` (commit and dirty ``unknown``). ``results/``
-    is left out of ``dirty`` as :func:`gal.records.git_info` does. With ``dry_run`` nothing is
-    changed: the note says what would be done.
-    """
-    def state(source: str, note: str) -> dict[str, Any]:
-        commit = _git(repo, "rev-parse", "HEAD")
-        porcelain = _git(repo, "status", "--porcelain", "--", ".", ":(exclude)results")
-        return {"commit": commit, "dirty": bool(porcelain), "source": source, "note": note,
-                "dirty_files": porcelain.splitlines()[:20]}
-
-    try:
-        top = Path(_git(repo, "rev-parse", "--show-toplevel"))
-        if top.resolve() == repo.resolve():
-            if bundle is None or not bundle.is_file() or dry_run:
-                return state("repo", "the repository's own .git")
-            # the bundle names the commit the files were sent from; a .git found here may be
-            # older (a copy made earlier): compare the files with the bundle's commit instead
-            _git(repo, "fetch", "-q", str(bundle.resolve()), "HEAD")
-            _git(repo, "reset", "-q", "FETCH_HEAD")
-            return state("repo+bundle", f"the .git here, reset (mixed) to {bundle.name}'s HEAD: "
-                                        "dirty = the files here differ from that commit")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    if bundle is None or not bundle.is_file():
-        return {"commit": "unknown", "dirty": "unknown", "source": "none",
-                "note": f"no git repository at {repo} and no bundle ({bundle}): commit unknown"}
-    if dry_run:
-        return {"commit": "unknown", "dirty": "unknown", "source": "bundle (dry run: not restored)",
-                "note": f"would run git init + fetch {bundle} HEAD + reset (mixed) in {repo}"}
-    try:
-        dotgit = repo / ".git"
-        aside = None
-        if dotgit.exists() or dotgit.is_symlink():  # e.g. a worktree's .git file pointing nowhere
-            aside = f".git.unusable.{os.getpid()}"
-            dotgit.rename(repo / aside)
-        _git(repo, "init", "-q")
-        if aside is not None:  # kept for inspection, not part of the tree
-            with open(repo / ".git" / "info" / "exclude", "a") as f:
-                f.write(f"/{aside}\n")
-        # contents decide; modes and line endings may not survive the copy to this machine
-        _git(repo, "config", "core.fileMode", "false")
-        _git(repo, "config", "core.autocrlf", "false")
-        _git(repo, "fetch", "-q", str(bundle.resolve()), "HEAD")
-        _git(repo, "reset", "-q", "FETCH_HEAD")
-        return state("bundle", f"initialised from {bundle.name} (mixed reset: dirty = the files "
-                               f"here differ from that commit; file modes ignored)")
-    except (OSError, subprocess.SubprocessError) as e:
-        err = getattr(e, "stderr", "") or str(e)
-        return {"commit": "unknown", "dirty": "unknown", "source": "none",
-                "note": f"restoring from {bundle} failed: {err.strip()[:300]}"}
-
-
-# --------------------------------------------------------------------------- wheels
-def install_wheels(wheels: Path, target: Path, python: str) -> dict[str, Any]:
-    """``pip install --no-index --no-deps --target target wheels/*.whl``; if pip itself is
-    missing, the wheels are unpacked (a wheel is a zip of its installed files)."""
-    files = sorted(glob.glob(str(wheels / "*.whl")))
-    if not files:
-        return {"ok": False, "note": f"no wheels in {wheels}", "wheels": []}
-    target.mkdir(parents=True, exist_ok=True)
-    cmd = [python, "-m", "pip", "install", "--no-index", "--no-deps", "--quiet",
-           "--disable-pip-version-check", "--target", str(target), *files]
-    names = [Path(f).name for f in files]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    except (OSError, subprocess.SubprocessError) as e:
-        return {"ok": False, "how": "pip", "note": str(e), "wheels": names}
-    if out.returncode == 0:
-        return {"ok": True, "how": "pip", "wheels": names}
-    note = out.stderr.strip()[-500:]
-    if "No module named pip" not in note:  # pip refused (e.g. a wheel for another Python)
-        return {"ok": False, "how": "pip", "note": note, "wheels": names}
-    for f in files:
-        with zipfile.ZipFile(f) as z:
-            z.extractall(target)
-    return {"ok": True, "how": "unzipped (this Python has no pip)", "wheels": names}
-
-
-# --------------------------------------------------------------------------- the plan
-def plan(args: argparse.Namespace, work: Path, scale: Scale) -> list[Step]:
-    py = args.python
-    runs = work / "runs"
-    data = work / "data"
-    weights = data / "resnet50_random_init.pth"
-    no_prog = ["--no-progress", "--runs-root", str(runs)]
-    t1_set = ["--set", "model.pretrained=false", "--set", "train.epochs=1",
-              "--set", f"train.train_subset={scale.t1_subset}", "--set", f"train.val_subset={scale.t1_val}",
-              "--set", "train.checkpoint_every=1000"]
-    t1_sel = ["--profile", "paper", "--dataset", "cifar10_jpeg", "--optimizers", "sgd",
-              "--seeds", str(scale.t1_seeds)]
-    t3_set = ["--set", f"datasets.imagenet.data.root={data / 'imagenet'}",
-              "--set", f"train.batch_size={scale.t3_batch}", "--set", f"train.test_batch_size={scale.t3_batch}",
-              "--set", f"train.epochs={scale.t3_epochs}", "--set", "train.checkpoint_every=1000",
-              "--set", "train.randaugment.num_ops=0", "--set", "train.random_erasing=0.0"]
-    detr_set = ["--set", "train.epochs=1",
-                "--set", f"datasets.shapes.synthetic.n_train={scale.detr_train}",
-                "--set", f"datasets.shapes.synthetic.n_val={scale.detr_val}",
-                "--set", "datasets.shapes.synthetic.size=256", "--set", "datasets.shapes.data.size=800",
-                "--set", f"model.backbone_weights={weights}"]
-    steps = [
-        Step("env", [py, str(Path(__file__)), "--env-info"], 60),
-        Step("tests_cuda", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cuda",
-                            "tests/test_core_step.py", "tests/test_gal_cost.py"], 150),
-        Step("prep", [py, str(Path(__file__)), "--prep", str(data),
-                      "--per-class", str(scale.t3_per_class)], 150, background=True),
-        Step("table1", [py, "-m", "experiments.classification", "--table", "1", *t1_sel,
-                        "--methods", "baseline,gal,gal_alpha0", *no_prog, *t1_set], 170),
-        Step("table1_noise", [py, "-m", "experiments.classification", "--table", "6", *t1_sel,
-                              "--methods", "gal+adjuster=normal", *no_prog, *t1_set], 70),
-        Step("gal_cost", [py, "benchmarks/gal_cost.py", "--device", "cuda", "--seconds",
-                          str(scale.cost_seconds), "--out", str(work / "gal_cost_cuda.json"),
-                          "--note", "benchmarks/gpu_check.sh"], 170, wait_for="prep"),
-        Step("table3", [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
-                        "-m", "experiments.classification", "--table", "3", "--profile", "paper",
-                        "--seeds", "1", "--methods", "baseline,gal", *no_prog, *t3_set], 170,
-             wait_for="prep"),
-        Step("detr", [py, "-m", "detr_gal.run", "--profile", "paper", "--models", "detr_r50",
-                      "--dataset", "shapes", "--seeds", "1", "--methods", "baseline,gal", *no_prog,
-                      *detr_set], 120, wait_for="prep"),
-    ]
-    for s in steps:
-        s.needs = STEP_NEEDS[s.name]
-    return steps
-
-
-# --------------------------------------------------------------------------- helper modes
-def env_info() -> dict[str, Any]:
-    import platform
-
-    import torch
-
-    out: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
-                           "cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available(),
-                           "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None}
-    if torch.cuda.is_available():
-        p = torch.cuda.get_device_properties(0)
-        out.update(gpu=p.name, gpu_count=torch.cuda.device_count(), capability=f"{p.major}.{p.minor}",
-                   memory_gib=round(p.total_memory / 2**30, 1))
-    for mod in ("torchvision", "timm", "transformers", "pytorch_optimizer", "pycocotools", "numpy",
-                "scipy", "pandas"):
-        try:
-            from importlib import metadata
-
-            out[mod] = metadata.version(mod.replace("_", "-") if mod == "pytorch_optimizer" else mod)
-        except Exception:  # noqa: BLE001 - a version we cannot read is recorded as such
-            out[mod] = "not installed"
-    try:
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
-        out["driver"] = smi.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        out["driver"] = None
-    return out
-
-
-def _write_class_images(args: tuple[Path, int, int, int, int]) -> None:
-    import numpy as np
-    from PIL import Image
-
-    root, cls, n, size, seed = args
-    d = root / f"n{cls:08d}"
-    d.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([seed, cls])
-    base = rng.integers(0, 256, 3)
-    for i in range(n):
-        img = np.clip(base + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(d / f"{cls}_{i}.JPEG", quality=90)
-
-
-def prep(data: Path, per_class: int, classes: int = 1000, size: int = 64) -> dict[str, Any]:
-    """ImageNet-shaped data (an ImageFolder tree of ``classes`` wnid-like folders, ``per_class``
-    JPEGs each in ``train/`` and one in ``val/``; the Table III config decodes them to 256 px) and
-    a randomly initialised timm ResNet-50 state dict as DETR's backbone weights."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    t0 = time.monotonic()
-    root = data / "imagenet"
-    done = root / "COMPLETE"
-    if not done.is_file():
-        shutil.rmtree(root, ignore_errors=True)
-        jobs = [(root / split, c, n, size, seed) for split, n, seed in
-                (("train", per_class, 0), ("val", 1, 1)) for c in range(classes)]
-        with ProcessPoolExecutor(min(16, os.cpu_count() or 1)) as pool:
-            list(pool.map(_write_class_images, jobs, chunksize=32))
-        done.write_text(json.dumps({"classes": classes, "per_class": per_class, "size": size}))
-    weights = data / "resnet50_random_init.pth"
-    if not weights.is_file():
-        import timm
-        import torch
-
-        torch.manual_seed(0)
-        torch.save(timm.create_model("resnet50", pretrained=False).state_dict(), weights)
-    return {"imagenet": str(root), "train_images": classes * per_class, "val_images": classes,
-            "detr_backbone_weights": str(weights), "seconds": round(time.monotonic() - t0, 1)}
-
-
-def validate_run_step(cmd: list[str]) -> dict[str, Any]:
-    """Resolve a training step's runs without running them: its config, ``--set`` overrides,
-    plan and every run's settings (a typo in a key fails here, on CPU, not on the GPU)."""
-    from gal.config import load_config, parse_overrides
-
-    module = cmd[cmd.index("-m", cmd.index("-m") + 1) + 1] if "torch.distributed.run" in cmd else \
-        cmd[cmd.index("-m") + 1]
-    rest = cmd[cmd.index(module) + 1:]
-    ap = argparse.ArgumentParser()
-    for opt in ("--table", "--profile", "--dataset", "--optimizers", "--methods", "--models",
-                "--runs-root"):
-        ap.add_argument(opt)
-    ap.add_argument("--seeds", type=int)
-    ap.add_argument("--set", action="append", dest="overrides", default=[])
-    ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args(rest)
-    over = parse_overrides(a.overrides)
-    split = (lambda v: v.split(",") if v else None)  # noqa: E731
-    if module == "experiments.classification":
-        from experiments import classification as C
-
-        cfg = load_config(C.config_for(a.table), a.profile, over)
-        specs = C.plan_runs(cfg, a.table, a.profile, a.seeds, split(a.optimizers), split(a.methods),
-                            a.dataset, split(a.models))
-        settings = [C.run_settings(cfg, sp) for sp in specs]
-    else:
-        from detr_gal import run as R
-
-        cfg = load_config(R.CONFIG_PATH, a.profile, over)
-        specs = R.plan_runs(cfg, a.profile, a.seeds, split(a.models), split(a.methods), a.dataset)
-        settings = [R.run_settings(cfg, sp) for sp in specs]
-    return {"module": module, "runs": [sp.label for sp in specs],
-            "gal": [s.get("gal", {}).get("alpha") for s in settings]}
 
 
 # --------------------------------------------------------------------------- running
@@ -418,133 +158,6 @@ class Runner:
             f.write(f"\n===== {step.name}: {status} (rc {rc}, {wall:.1f} s of {limit:.0f} s)\n$ {step.shell()}\n")
             f.write(_log_text(text))
         print(f"[gpu_check] {step.name}: {status} ({wall:.1f} s)", flush=True)
-
-
-# --------------------------------------------------------------------------- collecting
-def _num(v: str) -> Any:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return v
-    return int(x) if x.is_integer() and "." not in v and "e" not in v.lower() else x
-
-
-def read_runs(root: Path) -> list[dict[str, Any]]:
-    """Every run record under ``root``: its path parts, status, metrics and history rows."""
-    out = []
-    for status_file in sorted(root.rglob("status.json")):
-        d = status_file.parent
-        rec: dict[str, Any] = {"run": str(d.relative_to(root)).replace(".partial", "")}
-        for name in ("status", "metrics"):
-            p = d / f"{name}.json"
-            if p.is_file():
-                try:
-                    rec[name] = json.loads(p.read_text())
-                except ValueError:
-                    rec[name] = "unreadable"
-        h = d / "history.csv"
-        if h.is_file():
-            with open(h, newline="") as f:
-                rec["history"] = [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
-        prov = d / "provenance.json"
-        if prov.is_file():
-            try:
-                p = json.loads(prov.read_text())
-                rec["git_commit"], rec["git_dirty"] = p.get("git_commit"), p.get("git_dirty")
-            except ValueError:
-                pass
-        out.append(rec)
-    return out
-
-
-def _arm(run: str) -> tuple[str, str]:
-    """(group, arm) of a run path: the method (and model for Tables III/IV), and the seed."""
-    parts = run.split("/")
-    seed = parts[-1]
-    if parts[0] == "table1" or parts[0] == "ablation":
-        return parts[-2], seed
-    if parts[0] == "table3":  # table3/paper/imagenet/<model>/rmsproptf/<method>/seed-k
-        return f"{parts[3]}/{parts[5]}", seed
-    if parts[0] == "table4":  # table4/paper/shapes/<model>/adamw/<method>/seed-k
-        return f"{parts[3]}/{parts[5]}", seed
-    return run, seed
-
-
-FIRST_EPOCH_KEYS = ("train_loss", "val_loss", "val_error_top1", "val_error_top5", "images_per_s",
-                    "accept_rate", "abs_remainder", "cosine", "g_beats_grad")
-
-
-def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per table: each run's first-epoch row and final metrics; per arm the last epoch's
-    images/s (the warm throughput: epoch 1 includes cuDNN's autotuning); GAL / baseline."""
-    tables: dict[str, Any] = {}
-    for r in runs:
-        table = r["run"].split("/")[0]
-        group, seed = _arm(r["run"])
-        hist = r.get("history") or []
-        first = {k: hist[0][k] for k in FIRST_EPOCH_KEYS if hist and k in hist[0]}
-        last = hist[-1] if hist else {}
-        t = tables.setdefault(table, {"runs": [], "throughput": {}})
-        t["runs"].append({"group": group, "seed": seed, "status": (r.get("status") or {}).get("status"),
-                          "epochs": len(hist), "first_epoch": first,
-                          "last_epoch_images_per_s": last.get("images_per_s"),
-                          "metrics": r.get("metrics"), "git_commit": r.get("git_commit"),
-                          "git_dirty": r.get("git_dirty")})
-        if last.get("images_per_s"):
-            t["throughput"].setdefault(group, []).append(float(last["images_per_s"]))
-    for t in tables.values():
-        tp = {g: sum(v) / len(v) for g, v in t["throughput"].items()}
-        t["throughput"] = {g: round(v, 1) for g, v in tp.items()}
-        ratios = {}
-        for g, v in tp.items():
-            base = g.rsplit("/", 1)[0] + "/baseline" if "/" in g else "baseline"
-            if g != base and base in tp:
-                ratios[g] = round(100.0 * (tp[base] / v - 1.0), 2)  # time per image, GAL vs baseline
-        t["time_overhead_pct_vs_baseline"] = ratios
-    return tables
-
-
-def summarize_cost(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    rep = json.loads(path.read_text())
-    out: dict[str, Any] = {"hardware": rep.get("hardware"), "torch": rep.get("torch"),
-                           "git_commit": rep.get("git_commit"), "cases": {}}
-    for c in rep.get("cases", []):
-        s = c["step"]
-        row = {"baseline_us_per_img": 1e6 * s["s_per_image"]["baseline"]["median"],
-               "gal_us_per_img": 1e6 * s["s_per_image"]["gal"]["median"],
-               "overhead_pct": s["gal"]["overhead_pct"],
-               "overhead_iqr_pct": c["target"].get("iqr_pct"), "aa_pct": c["target"].get("aa_pct"),
-               "extra_work_pct": c["target"].get("extra_work_pct"),
-               "flop_bound_pct": 100 * c["flops"]["bound"], "limit_pct": c["target"].get("limit_pct"),
-               "met": c["target"].get("met"), "resolved": c["target"].get("resolved"),
-               "ops_baseline": c["ops"]["baseline_step"], "ops_gal": c["ops"]["gal_step"]}
-        for arm in ("gal_compiled", "gal_no_compare"):
-            if arm in s:
-                row[f"{arm}_overhead_pct"] = s[arm]["overhead_pct"]
-                if "compile_s" in s[arm]:
-                    row[f"{arm}_compile_s"] = s[arm]["compile_s"]
-        if "compiled_extra_work" in c:
-            row["compiled_extra_work_pct"] = 100 * c["compiled_extra_work"]["ratio"]
-        out["cases"][c["name"]] = row
-    out["full_report"] = rep
-    return out
-
-
-def tar_runs(runs: Path, dest: Path, limit: int = 15 * 2**20) -> dict[str, Any]:
-    """The run records (no checkpoints) as one tarball under ``limit`` bytes."""
-    if not runs.is_dir():
-        return {"written": False, "note": "no runs"}
-    files = [p for p in sorted(runs.rglob("*")) if p.is_file() and not p.name.endswith((".pt", ".lock"))]
-    with tarfile.open(dest, "w:gz") as tar:
-        for p in files:
-            tar.add(p, arcname=str(Path("runs") / p.relative_to(runs)))
-    size = dest.stat().st_size
-    if size > limit:
-        dest.unlink()
-        return {"written": False, "note": f"tarball {size} bytes > {limit}: left out"}
-    return {"written": True, "bytes": size, "files": len(files)}
 
 
 # --------------------------------------------------------------------------- main

@@ -1,13 +1,13 @@
 """Style and record helpers shared by the figure modules (:mod:`gal.figures`, :mod:`gal.fig5`,
 :mod:`gal.fig_analysis`, :mod:`gal.fig_ablation`, :mod:`gal.fig8`): colours, labels, the band
-rule, the figure factory and the small record readers. It imports none of them, so the figure
-modules import each other in one direction only (the dispatcher :func:`gal.figures.render_figure`
-at the top)."""
+rule, the figure factory, the small record readers and the mean-and-band / epoch-axis drawing
+helpers. It imports none of them, so the figure modules import each other in one direction only
+(the dispatcher :func:`gal.figures.render_figure` at the top)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from gal.records import load_history
 
 __all__ = ["BLUE", "RED", "BAND", "LOG_Y_RATIO", "OPTIMIZER_ORDER", "OPTIMIZER_LABELS",
            "ONE_EPOCH", "note", "new_figure", "ordered", "str_or_none", "col", "val_curve", "seed_stats",
-           "epoch_ranges"]
+           "epoch_ranges", "draw_band", "epoch_axis", "one_epoch"]
 
 BLUE, RED = "tab:blue", "tab:red"
 #: The band drawn around each mean curve (also stated in the captions and the figures' json).
@@ -122,3 +122,36 @@ def note(ax: Any, text: str, loc: str = "upper left", fontsize: float = 6.5) -> 
     ax.text(x, y, text, transform=ax.transAxes, ha="left" if "left" in loc else "right",
             va="top" if "upper" in loc else "bottom", fontsize=fontsize, zorder=5,
             bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.6", "alpha": 0.85})
+
+
+def draw_band(ax: Any, epochs: Sequence[int], stats: Mapping[str, Any], color: str,
+              label: str) -> None:
+    """The ``mean`` over seeds (line) with the ``min``-``max`` band over seeds (Figs. 6, 8b); a
+    run of one epoch has no band to draw: its point carries a min-max bar instead."""
+    ep = np.asarray(epochs)
+    mean, lo, hi = (np.asarray(stats[k], float) for k in ("mean", "min", "max"))
+    if len(ep) == 1:
+        ax.errorbar(ep, mean, np.vstack([mean - lo, hi - mean]), color=color, marker="o",
+                    capsize=4, lw=1.5, label=label)
+        return
+    ax.fill_between(ep, lo, hi, color=color, alpha=0.2, lw=0)
+    ax.plot(ep, mean, color=color, lw=1.5, marker="o" if len(ep) <= 12 else None, label=label)
+
+
+def epoch_axis(ax: Any, epochs: Iterable[int]) -> None:
+    """Integer epochs on the x-axis: every epoch a tick when there are few, one epoch centred."""
+    from matplotlib.ticker import MaxNLocator
+
+    es = sorted({int(e) for e in epochs})
+    if es and len(es) <= 15:
+        ax.set_xticks(es)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(es) == 1:
+        ax.set_xlim(es[0] - 1, es[0] + 1)
+    ax.set_xlabel("epoch")
+
+
+def one_epoch(lines: Iterable[Mapping[str, Any]]) -> bool:
+    """True when every line has at most one epoch (nothing evolves to show)."""
+    return all(len(ln["epochs"]) <= 1 for ln in lines)
