@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["DASH", "fmt_num", "fmt_p", "fmt_tp", "tex_escape"]
+__all__ = ["DASH", "fmt_frac_pct", "fmt_num", "fmt_p", "fmt_pct", "fmt_sec", "fmt_tp", "tex_escape"]
 
 DASH = "—"
 
@@ -26,6 +26,26 @@ def fmt_tp(t: float, p: float) -> str:
     if not (math.isfinite(t) and math.isfinite(p)):
         return DASH
     return f"({fmt_num(t, 2)}, {fmt_p(p)})"
+
+
+def fmt_sec(x: float | None) -> str:
+    return DASH if x is None or not math.isfinite(x) else f"{x:.3e}"
+
+
+def fmt_pct(x: float | None, digits: int = 2) -> str:
+    """Fraction -> signed percent (``0.031`` -> ``+3.10%``)."""
+    if x is None or not math.isfinite(x):
+        return DASH
+    s = f"{100 * x:+.{digits}f}%"
+    return s.replace("-", "−")
+
+
+def fmt_frac_pct(x: float | None) -> str:
+    """Non-negative fraction -> percent with enough digits for tiny bounds."""
+    if x is None or not math.isfinite(x):
+        return DASH
+    p = 100 * x
+    return f"{p:.4f}%" if abs(p) < 1 else f"{p:.1f}%"
 
 
 _TEX_REPL = [
