@@ -27,7 +27,7 @@ from gal import paper_values as pv
 from gal import stats as gs
 from gal.adjuster import CNNAdjuster, MLPAdjuster
 from gal.tables.classification import OPTIMIZER_LABELS, _setup
-from gal.tables.render import ours_note
+from gal.tables.notes import ours_note
 from gal.tables.spec import GroupKey, InfoColumn, Method, Metric, NotesFn, TableSpec
 
 __all__ = ["TABLE6", "TABLE8", "TABLE8_ARCHS", "paper_count_reading"]

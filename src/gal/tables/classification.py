@@ -27,7 +27,7 @@ import pandas as pd
 from gal import paper_values as pv
 from gal import sequential as sq
 from gal import stats as gs
-from gal.tables.render import alpha0_text, failed_note, ours_note
+from gal.tables.notes import alpha0_text, failed_note, ours_note
 from gal.tables.spec import GroupKey, Method, Metric, NotesFn, PaperValue, TableSpec
 from gal.tables.table5 import MDE_LABEL, MDE_NOTE
 

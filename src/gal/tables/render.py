@@ -23,7 +23,6 @@ alpha=0 control says whether every seed equals the baseline exactly.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -34,148 +33,23 @@ import pandas as pd
 
 from gal import sequential as sq
 from gal import stats as gs
-from gal.records import IGNORED_SETTINGS, IMPLICIT_SETTINGS, load_runs
+from gal.records import load_runs
+from gal.tables.cells import DASH, fmt_num, fmt_p, fmt_tp
+from gal.tables.cells import tex_escape as tex_escape
+from gal.tables.notes import alpha0_check, alpha0_text, failed_note, ours_note
+from gal.tables.selection import mixed_settings, select
 from gal.tables.spec import MixedSettingsError, NoRunsError, TableSpec
+from gal.tables.writers import to_latex, to_markdown, write_table
 
+# DASH, the note helpers and the writers moved to gal.tables.cells / .notes / .writers and
+# select / mixed_settings to gal.tables.selection; they stay importable from here.
 __all__ = ["DASH", "paper_effects", "alpha0_check", "alpha0_text", "failed_note", "ours_note", "select", "grid", "render", "to_markdown", "to_latex"]
-
-DASH = "—"
-
-
-# --------------------------------------------------------------------------- formatting
-def fmt_num(x: float | None, digits: int = 4) -> str:
-    """``x`` with ``digits`` decimals, "—" if missing/non-finite, never "-0.00"."""
-    if x is None or not math.isfinite(x):
-        return DASH
-    s = f"{x:.{digits}f}"
-    return s[1:] if s.startswith("-") and float(s) == 0.0 else s
-
-
-def fmt_p(p: float | None) -> str:
-    return DASH if p is None or not math.isfinite(p) else f"{p:.2e}"
-
-
-def fmt_tp(t: float, p: float) -> str:
-    if not (math.isfinite(t) and math.isfinite(p)):
-        return DASH
-    return f"({fmt_num(t, 2)}, {fmt_p(p)})"
 
 
 def _ordered(values: Sequence[Any], preferred: Sequence[Any]) -> list[Any]:
     vals = [v for v in dict.fromkeys(values) if pd.notna(v)]
     head = [v for v in preferred if v in vals]
     return head + sorted((v for v in vals if v not in preferred), key=str)
-
-
-# --------------------------------------------------------------------------- header notes
-def ours_note(facts: Mapping[str, Any]) -> str:
-    """The header note on our runs: profiles, seeds, complete runs and their git commits."""
-    seeds = facts["seeds"]
-    seed_txt = f"{len(seeds)} seeds ({', '.join(map(str, seeds))})" if seeds else "no seeds"
-    resumed = facts.get("resumed_paths", [])
-    mixed = facts.get("mixed_devices", [])
-    return (f"Ours: profile(s) {', '.join(map(str, facts['profiles']))}; {seed_txt}, n per row in "
-            f"column n; {facts['n_complete']} complete runs; git commit(s) "
-            f"{', '.join(facts['commits']) or 'unknown'}"
-            + (" (some with uncommitted changes)" if facts["dirty"] else "")
-            + f"; device(s) {', '.join(facts.get('devices', [])) or 'unknown'}"
-            + (f"; ✗ rows that mix devices: {', '.join(mixed)}" if mixed else "")
-            + (f"; {len(resumed)} run(s) resumed from a checkpoint after an interruption "
-               f"({', '.join(resumed)})" if resumed else "; no run was resumed") + ".")
-
-
-def failed_note(facts: Mapping[str, Any]) -> str:
-    """The header note on failed runs (excluded from every number, listed by path)."""
-    fail = facts["n_failed"]
-    return (f"Failed runs (NaN/inf or crashed) are excluded from every number: {fail} excluded"
-            + (f" ({', '.join(facts['failed_paths'])})" if fail else "") + ".")
-
-
-def alpha0_text(facts: Mapping[str, Any]) -> str:
-    """Whether the GAL alpha=0 control equalled the baseline on every seed."""
-    a0 = facts["alpha0_all_exact"]
-    if a0 is None:
-        return "not run"
-    if a0:
-        return "✓ every seed equals the baseline exactly"
-    if not facts.get("alpha0_any_differs", True):
-        return ("✓ every α=0 run equals the baseline of its seed exactly; not every baseline seed "
-                "has an α=0 run (see the check column)")
-    return "✗ NOT every seed equals the baseline (see the check column)"
-
-
-# --------------------------------------------------------------------------- control check
-def alpha0_check(base: pd.DataFrame, a0: pd.DataFrame, metrics: Sequence[str]) -> tuple[str, bool | None]:
-    """Did GAL with alpha=0 reproduce the baseline ``metrics`` exactly, seed by seed?
-
-    Both frames hold complete runs only; a baseline seed without a complete alpha=0 run (missing
-    or failed) and an alpha=0 seed without a baseline both count against the check. Returns
-    (check cell text, passed) with passed None when no alpha=0 run exists.
-    """
-    if len(a0) == 0:
-        return "", None
-    if len(base) == 0:
-        return "✗ no baseline runs to compare", False
-    base_seeds, a0_seeds = set(gs.by_seed(base, metrics[0])), set(gs.by_seed(a0, metrics[0]))
-    shared = sorted(base_seeds & a0_seeds)
-    if not shared:
-        return "✗ no seed shared with baseline", False
-    differ = [s for s in shared
-              if any(gs.by_seed(base, m).get(s) != gs.by_seed(a0, m).get(s) for m in metrics)]
-    notes = []
-    if a0_seeds - base_seeds:
-        notes.append(f"{len(a0_seeds - base_seeds)} seed(s) without baseline")
-    if base_seeds - a0_seeds:
-        notes.append(f"{len(base_seeds - a0_seeds)} baseline seed(s) without a complete α=0 run")
-    extra = "".join(f"; {n}" for n in notes)
-    if differ:
-        return f"✗ differs from baseline on {len(differ)}/{len(shared)} seeds{extra}", False
-    return f"✓ = baseline exactly on {len(shared)}/{len(shared)} seeds{extra}", not notes
-
-
-# --------------------------------------------------------------------------- grid
-def mixed_settings(runs: pd.DataFrame) -> list[str]:
-    """``"key: v1 | v2"`` for each ``settings.*`` column whose value differs between the runs of
-    one cell (they would be averaged together). Not counted: :data:`gal.records.IGNORED_SETTINGS`
-    (the device), a key that follows the seed (Table V's ``split_seed`` = the run's seed), and a
-    key a record lacks where :data:`gal.records.IMPLICIT_SETTINGS` gives its value."""
-    out = []
-    if len(runs) < 2:
-        return out
-    for col in sorted(c for c in runs.columns if c.startswith("settings.")):
-        key = col[len("settings."):]
-        if key.split(".")[0] in IGNORED_SETTINGS:
-            continue
-        vals = runs[col]
-        if key in IMPLICIT_SETTINGS and vals.notna().any():
-            vals = vals.map(lambda v, d=IMPLICIT_SETTINGS[key]: d if _missing(v) else v)
-        texts = vals.map(lambda v: "(absent)" if _missing(v) else json.dumps(v, default=str,
-                                                                              sort_keys=True))
-        if texts.nunique() < 2:
-            continue
-        if "seed" in runs.columns and (texts == runs["seed"].map(lambda s: json.dumps(
-                None if _missing(s) else int(s)))).all():
-            continue
-        out.append(f"{key}: {' | '.join(sorted(set(texts)))}")
-    return out
-
-
-def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-def select(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
-    """The records of ``spec``'s table (``record_filter``; records lacking a key pass)."""
-    if len(df) == 0:
-        return df
-    for key, want in spec.record_filter.items():
-        if key in df.columns:
-            df = df[df[key].isna() | (df[key].astype(str) == str(want))]
-    for c in spec.required_columns:
-        if c not in df.columns:
-            expected = ", ".join(f"{k}={v}" for k, v in spec.record_filter.items())
-            raise NoRunsError(f"run records lack the config key {c!r} (expected {expected})")
-    return df
 
 
 def _group_values(df: pd.DataFrame, spec: TableSpec) -> list[list[Any]]:
@@ -470,54 +344,6 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
     return table, facts
 
 
-# --------------------------------------------------------------------------- writers
-def to_markdown(table: pd.DataFrame, notes: list[str], title: str) -> str:
-    """Heading, the notes as bullets, then a pipe table ("|" in cells escaped)."""
-    lines = [title, ""]
-    lines += [f"- {n}" for n in notes]
-    lines += ["", "| " + " | ".join(table.columns) + " |",
-              "|" + "|".join("---" for _ in table.columns) + "|"]
-    for _, r in table.iterrows():
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in r.tolist()) + " |")
-    return "\n".join(lines) + "\n"
-
-
-_TEX_REPL = [
-    ("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"),
-    ("{", r"\{"), ("}", r"\}"), ("±", r"$\pm$"), ("—", "---"), ("−", "$-$"), ("α", r"$\alpha$"),
-    ("Δ", r"$\Delta$"), ("↓", r"$\downarrow$"), ("↑", r"$\uparrow$"), ("²", r"$^2$"),
-    ("✓", r"\checkmark{}"), ("✗", r"$\times$"), ("–", "--"),
-]
-
-
-def tex_escape(s: str) -> str:
-    """Escape LaTeX specials and map the tables' Unicode symbols to math mode."""
-    out = []
-    for ch in str(s):
-        for a, b in _TEX_REPL:
-            if ch == a:
-                out.append(b)
-                break
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def to_latex(table: pd.DataFrame, notes: list[str], comment: str, caption: str) -> str:
-    """booktabs ``table*``; the notes as comments, ``caption`` + the second note as caption."""
-    cols = "l" * len(table.columns)
-    lines = [f"% {comment}",
-             *[f"% {n}" for n in notes],
-             r"\begin{table*}[t]", r"\centering", r"\scriptsize",
-             r"\caption{" + caption + " " + tex_escape(notes[1]) + "}",
-             r"\begin{tabular}{" + cols + "}", r"\toprule",
-             " & ".join(tex_escape(c) for c in table.columns) + r" \\", r"\midrule"]
-    for _, r in table.iterrows():
-        lines.append(" & ".join(tex_escape(v) for v in r.tolist()) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table*}"]
-    return "\n".join(lines) + "\n"
-
-
 def render(
     spec: TableSpec,
     runs_root: str | os.PathLike[str] = "results/runs",
@@ -538,21 +364,3 @@ def render(
     except NoRunsError as e:
         raise NoRunsError(f"{e} under {root}: run `{spec.make_target}`") from e
     return write_table(spec, table, spec.notes(facts), facts["numeric"], out_dir)
-
-
-def write_table(
-    spec: Any, table: pd.DataFrame, notes: list[str], numeric: pd.DataFrame,
-    out_dir: str | os.PathLike[str],
-) -> dict[str, Path]:
-    """Write ``<out_dir>/<spec.stem>.{md,csv,tex}`` and ``<stem>_numeric.csv``; ``spec`` gives
-    ``stem``, ``title``, ``tex_comment`` and ``tex_caption``. Returns kind -> path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = spec.stem
-    paths = {"md": out / f"{stem}.md", "csv": out / f"{stem}.csv", "tex": out / f"{stem}.tex",
-             "numeric": out / f"{stem}_numeric.csv"}
-    paths["md"].write_text(to_markdown(table, notes, spec.title))
-    table.to_csv(paths["csv"], index=False)
-    paths["tex"].write_text(to_latex(table, notes, spec.tex_comment, spec.tex_caption))
-    numeric.to_csv(paths["numeric"], index=False)
-    return paths

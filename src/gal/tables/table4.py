@@ -24,7 +24,7 @@ import pandas as pd
 from gal import paper_values as pv
 from gal import stats as gs
 from gal.tables.classification import ARM_METHODS, PAIRED_STAT_ROWS, _num, _uniq
-from gal.tables.render import alpha0_text, failed_note, ours_note
+from gal.tables.notes import alpha0_text, failed_note, ours_note
 from gal.tables.spec import GroupKey, InfoColumn, Metric, TableSpec
 from gal.tables.table3 import _fmt_counts, paper_params
 from gal.tables.table5 import MDE_NOTE
