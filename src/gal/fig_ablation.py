@@ -353,7 +353,8 @@ def _draw_fig7(summary: Mapping[str, Any]) -> Any:
             ax.set_title(f"{ds['dataset_label']}: effect of {key}\n{claim}", fontsize=7.5)
             pax.set_title(f"effect of {key}: error − baseline's, paired by seed, mean and 95% CI",
                           fontsize=7.5)
-            pax.legend(fontsize=6.5, frameon=False, loc="upper left")
+            if pax.get_legend_handles_labels()[0]:  # none when no configuration has a pair
+                pax.legend(fontsize=6.5, frameon=False, loc="upper left")
             note(pax, "below 0: lower error than the baseline;\n"
                  "a CI clear of 0 is resolved by the paired runs", loc="lower right", fontsize=6)
         raw[0].legend(fontsize=7, frameon=False)
