@@ -8,7 +8,7 @@ so the ``gal`` run is the default point of every sweep. Only complete runs whose
 column is the requested profile are used; failed runs are listed in the md and json.
 
 - Fig. 7 (Sec. VI-D): final ``error_top1`` against alpha (log x), beta and the MLP architecture
-  of h, for SGD and Lookahead(SGD). A panel holds the runs with method ``gal`` or
+  of h, for SGD and Lookahead (SGD). A panel holds the runs with method ``gal`` or
   ``gal+<key>=<v>`` (only that key changed). Points: mean over seeds, error bars: std (ddof=1);
   the baseline of the optimizer is a horizontal band, mean ± std.
 - Fig. 8 (Sec. VI-E/F, in :mod:`gal.fig8`), SGD: (a) ``error_top1`` of the update policies of Algorithm 1 lines 7-10

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from gal.records import load_history
+from gal.vocab import OPTIMIZER_LABELS, OPTIMIZER_ORDER  # noqa: F401  (re-exported)
 
 __all__ = ["BLUE", "RED", "BAND", "LOG_Y_RATIO", "OPTIMIZER_ORDER", "OPTIMIZER_LABELS",
            "ONE_EPOCH", "note", "new_figure", "ordered", "str_or_none", "col", "val_curve", "seed_stats",
@@ -24,14 +25,6 @@ BLUE, RED = "tab:blue", "tab:red"
 BAND = "min-max over seeds"
 #: A panel uses a log y-axis when its curves span more than this factor (all values > 0).
 LOG_Y_RATIO = 10.0
-OPTIMIZER_ORDER = ("sgd", "lookahead_sgd", "adabound")
-OPTIMIZER_LABELS = {
-    "sgd": "SGD",
-    "lookahead_sgd": "Lookahead(SGD)",
-    "adabound": "AdaBound",
-    "adam": "Adam",
-    "rmsproptf": "RMSprop (TF style)",
-}
 
 
 def new_figure(figsize: tuple[float, float]) -> Any:

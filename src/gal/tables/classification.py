@@ -30,13 +30,12 @@ from gal import stats as gs
 from gal.tables.notes import alpha0_text, failed_note, ours_note
 from gal.tables.spec import GroupKey, Method, Metric, NotesFn, PaperValue, TableSpec
 from gal.tables.table5 import MDE_LABEL, MDE_NOTE
+from gal.vocab import OPTIMIZER_LABELS, PAPER_OPTIMIZER
 
 __all__ = ["ARM_METHODS", "PAIRED_STAT_ROWS", "TABLE1", "TABLE2", "CLASSIFICATION_METRICS", "OPTIMIZER_LABELS", "classification_spec"]
 
 OPTIMIZERS = ("sgd", "lookahead_sgd", "adabound")
-OPTIMIZER_LABELS = {"sgd": "SGD", "lookahead_sgd": "Lookahead (SGD)", "adabound": "AdaBound"}
 #: our optimizer key -> the paper's row-key part
-_PAPER_OPTIMIZER = {"sgd": "sgd", "lookahead_sgd": "lookahead", "adabound": "adabound"}
 CLASSIFICATION_METRICS = (
     Metric("error_top1", "Top-1 error %↓", higher_is_better=False),
     Metric("error_top5", "Top-5 error %↓", higher_is_better=False),
@@ -71,7 +70,7 @@ def _paper_value_fn(table: int) -> PaperValue:
         """Paper Table I/II error (%) of EfficientNet-B1 for (optimizer, baseline|gal); top-1 only."""
         if metric != "error_top1" or method not in ("baseline", "gal"):
             return None
-        opt = _PAPER_OPTIMIZER.get(str(group.get("optimizer")))
+        opt = PAPER_OPTIMIZER.get(str(group.get("optimizer")))
         if opt is None:
             return None
         try:

@@ -31,6 +31,7 @@ from gal.tables.classification import ARM_METHODS, PAIRED_STAT_ROWS, _num, _pret
 from gal.tables.notes import alpha0_text, failed_note, ours_note
 from gal.tables.spec import GroupKey, InfoColumn, Metric, TableSpec
 from gal.tables.table5 import MDE_NOTE
+from gal.vocab import OPTIMIZER_LABELS, PAPER_OPTIMIZER
 
 __all__ = ["TABLE3", "TABLE3_METRICS", "MODEL_LABELS"]
 
@@ -41,13 +42,11 @@ TABLE3_METRICS = (
 #: our metric -> the paper's column
 _PAPER_COLUMN = {"acc_top1": "top1", "acc_top5": "top5"}
 MODEL_LABELS = {"resnet50": "ResNet-50", "efficientnet_b2": "EfficientNet-B2"}
-_OPTIMIZER_LABELS = {"rmsproptf": "RMSprop (TF style)", "rmsprop": "RMSprop"}
 #: our optimizer key -> the paper's row-key part (Table III: RMSProp only)
-_PAPER_OPTIMIZER = {"rmsproptf": "rmsprop", "rmsprop": "rmsprop"}
 
 
 def _paper_row(group: Mapping[str, Any], method: str) -> dict[str, Any] | None:
-    opt = _PAPER_OPTIMIZER.get(str(group.get("optimizer")))
+    opt = PAPER_OPTIMIZER.get(str(group.get("optimizer")))
     return pv.arm_row(3, None if opt is None else f"{group.get('model_key')}_{opt}", method)
 
 
@@ -164,7 +163,7 @@ TABLE3 = TableSpec(
         GroupKey("dataset", "Dataset", preferred=("imagenet", "tiny100_64"), label_column="dataset_label"),
         GroupKey("model_key", "Model", preferred=("resnet50", "efficientnet_b2"),
                  label_column="model_label"),
-        GroupKey("optimizer", "Optimizer", preferred=("rmsproptf",), labels=_OPTIMIZER_LABELS),
+        GroupKey("optimizer", "Optimizer", preferred=("rmsproptf",), labels=OPTIMIZER_LABELS),
     ),
     methods=ARM_METHODS,
     metrics=TABLE3_METRICS,
