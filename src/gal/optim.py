@@ -12,7 +12,8 @@
 
 h's parameters either join the model's optimizer (authors' CIFAR code: same lr, momentum, weight
 decay and schedule) or get their own param group with their own lr / weight decay (authors'
-ImageNet code); :func:`param_groups` builds both layouts.
+ImageNet code); :func:`param_groups` builds both layouts. ``pytorch_optimizer`` and ``timm`` are
+imported only by the optimizers that need them, so ``import gal`` needs torch alone.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-from pytorch_optimizer import AdaBound, Lookahead
-from timm.optim import RMSpropTF
 from torch import nn
 
 OPTIMIZERS = ("sgd", "lookahead_sgd", "adabound", "rmsprop", "rmsproptf", "adam", "adamw")
@@ -43,13 +42,19 @@ def build_optimizer(name: str, params: Params, lr: float, **kwargs: Any) -> torc
     if name == "lookahead_sgd":
         k = int(kwargs.pop("k", 5))
         la_alpha = float(kwargs.pop("la_alpha", 0.5))
+        from pytorch_optimizer import Lookahead  # optional: only these optimizers need it
+
         return Lookahead(torch.optim.SGD(params, lr=lr, **kwargs), k=k, alpha=la_alpha)
     if name == "adabound":
         kwargs.setdefault("weight_decouple", False)
+        from pytorch_optimizer import AdaBound
+
         return AdaBound(params, lr=lr, **kwargs)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, **kwargs)
     if name == "rmsproptf":
+        from timm.optim import RMSpropTF  # optional: only Table III's optimizer needs timm
+
         return RMSpropTF(params, lr=lr, **kwargs)
     if name in ("adam", "adamw"):
         # multi-tensor ("foreach") update on every device: the same numbers as the per-tensor loop
