@@ -36,10 +36,10 @@ export GAL_SHARED_DATA ?= $(SHARED)/data
 .PHONY: venv test lint reproduce table1 table2 table5 fig4 fig4-gif fig5 compare benchmark \
 	sweep table3 table4 table6 table7 table8 fig6 fig7 fig8 ablation
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[suite,dev]' -c constraints.txt
 	touch $@
 
 venv: $(VENV)/.installed
