@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
-import socket
 
 import pytest
 import torch
@@ -110,11 +108,10 @@ def _run(model, adj, batches, lr=0.5, local_accepts=None):
     return accepts
 
 
-def _ddp_worker(rank: int, port: int, granularity: str, out_path: str) -> None:
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
+def _ddp_worker(rank: int, store: str, granularity: str, out_path: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    # a file store: no port picked, closed and re-bound (another process may take it meanwhile)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
     try:
         model, adj = _setup(granularity)
         ddp = nn.parallel.DistributedDataParallel(model)
@@ -131,16 +128,10 @@ def _ddp_worker(rank: int, port: int, granularity: str, out_path: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("granularity", ["batch", "sample"])
 def test_ddp_two_ranks_equal_one_process(granularity, tmp_path):
     out = tmp_path / "rank0.pt"
-    mp.spawn(_ddp_worker, args=(_free_port(), granularity, str(out)), nprocs=WORLD, join=True)
+    mp.spawn(_ddp_worker, args=(str(tmp_path / "store"), granularity, str(out)), nprocs=WORLD, join=True)
     ddp = torch.load(out)
 
     model, adj = _setup(granularity)
