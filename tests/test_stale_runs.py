@@ -132,7 +132,7 @@ def test_committed_table5_records_are_not_stale(profile: str) -> None:
     (1, "cpu", {"seeds": 3, "optimizers": ["sgd"], "methods": ["gal_alpha0"]}, 3),  # CONTROL_SEEDS
     (2, "cpu", {}, 30),
     (2, "cpu", {"seeds": 3, "optimizers": ["sgd"], "methods": ["gal_alpha0"]}, 3),
-    (3, "cpu", {"models": ["resnet50"]}, 6),  # the EfficientNet-B2 stand-in row is not run yet
+    (3, "cpu", {}, 12),  # both rows: resnet10t and the TinyNet-E EfficientNet-B2 stand-in
     ("ablation", "ablation", {}, 111),
 ])
 def test_committed_classification_records_are_not_stale(table, profile, kw, n) -> None:
