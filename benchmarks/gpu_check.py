@@ -312,18 +312,13 @@ def main(argv: list[str] | None = None) -> int:
         for name in list(runner.background):
             runner.finish(name)
         report["steps"] = [runner.results[s.name] for s in steps if s.name in runner.results]
-        envr = runner.results.get("env")
-        if envr and envr["status"] == "ok":
-            try:
-                report["environment"] = json.loads(envr["output_tail"].strip().splitlines()[-1])
-            except (ValueError, IndexError):
-                pass
-        pr = runner.results.get("prep")
-        if pr and pr["status"] == "ok":
-            try:
-                report["prep"] = json.loads(pr["output_tail"].strip().splitlines()[-1])
-            except (ValueError, IndexError):
-                pass
+        for step, key in (("env", "environment"), ("prep", "prep")):
+            res = runner.results.get(step)
+            if res and res["status"] == "ok":  # the step prints its facts as the last JSON line
+                try:
+                    report[key] = json.loads(res["output_tail"].strip().splitlines()[-1])
+                except (ValueError, IndexError):
+                    pass
         tests = runner.results.get("tests_cuda")
         if tests:
             lines = [ln for ln in tests["output_tail"].splitlines() if "passed" in ln or "failed" in ln
