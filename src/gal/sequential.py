@@ -25,10 +25,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 from scipy import stats as st
 
-from gal.stats import paired_verdict
+from gal.stats import paired_verdict, t_interval
 
 __all__ = ["SPENDING", "SequentialDesign", "Look", "Decision", "repeated_ci", "decide"]
 
@@ -116,15 +115,8 @@ class Decision:
     next_n: int | None
 
 
-def repeated_ci(d: Sequence[float], level: float) -> tuple[float, float]:
-    """Two-sided t interval of mean(d) at ``level`` (NaN with fewer than 2 values)."""
-    x = np.asarray(d, dtype=float)
-    n = int(x.size)
-    if n < 2:
-        return (math.nan, math.nan)
-    m, se = float(x.mean()), float(x.std(ddof=1)) / math.sqrt(n)
-    q = float(st.t.ppf(0.5 + level / 2.0, n - 1))
-    return (m - q * se, m + q * se)
+#: a look's repeated CI: the t interval of its first ``n`` differences at the look's level
+repeated_ci = t_interval
 
 
 def decide(diffs: Sequence[float], design: SequentialDesign, paper_diff: float | None) -> Decision:

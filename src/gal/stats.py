@@ -57,7 +57,7 @@ from gal.verdict import (
 
 __all__ = [
     "DDOF", "ALPHA", "Summary", "TestResult", "summarize", "ttest_student", "ttest_welch",
-    "ttest_paired", "ci_mean_diff", "paired_diffs", "ci_paired_diff", "mde_paired", "VERDICTS",
+    "ttest_paired", "ci_mean_diff", "paired_diffs", "t_interval", "ci_paired_diff", "mde_paired", "VERDICTS",
     "VERDICT_RULE", "HOLM_NOTE", "SCALE_NOTE", "paired_verdict", "direction_verdict", "primary_ci",
     "relative_diffs", "relative_paper_diff", "holm", "ttest_against", "survives_holm",
     "complete_runs", "compare_values", "compare"
@@ -166,20 +166,26 @@ def ttest_paired(a: Mapping[Any, float], b: Mapping[Any, float]) -> TestResult:
         return _result(st.ttest_rel(x, y), n)
 
 
+def t_interval(d: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Two-sided t interval of ``mean(d)``: ``mean(d) ± t_{(1+level)/2, n-1} * sd(d) / sqrt(n)``
+    (sd ddof=1). Returns (nan, nan) with fewer than 2 values."""
+    x = np.asarray(d, dtype=float)
+    n = int(x.size)
+    if n < 2:
+        return (math.nan, math.nan)
+    m = float(x.mean())
+    se = float(x.std(ddof=1)) / math.sqrt(n)
+    q = float(st.t.ppf(0.5 + level / 2.0, n - 1))
+    return (m - q * se, m + q * se)
+
+
 def ci_paired_diff(
     a: Mapping[Any, float], b: Mapping[Any, float], level: float = 0.95
 ) -> tuple[float, float]:
     """Confidence interval of the mean paired difference ``mean(b_i - a_i)`` over the seeds in
-    both mappings (Tables I/II: GAL - baseline per seed): ``mean(d) ± t_{(1+level)/2, n-1} *
-    sd(d) / sqrt(n)`` (sd ddof=1). Returns (nan, nan) with fewer than 2 pairs."""
-    d = paired_diffs(a, b)
-    n = int(d.size)
-    if n < 2:
-        return (math.nan, math.nan)
-    m = float(d.mean())
-    se = float(d.std(ddof=1)) / math.sqrt(n)
-    q = float(st.t.ppf(0.5 + level / 2.0, n - 1))
-    return (m - q * se, m + q * se)
+    both mappings (Tables I/II: GAL - baseline per seed), :func:`t_interval` of the differences in
+    seed order. Returns (nan, nan) with fewer than 2 pairs."""
+    return t_interval(paired_diffs(a, b), level)
 
 
 def _paired_power(nc: float, df: int, t_crit: float) -> float:
@@ -317,7 +323,7 @@ def compare_values(
     lo, hi = ci_mean_diff(a, b)
     rule_ci, kind = primary_ci(a, b, a_seed, b_seed)
     rel = relative_diffs(a_seed, b_seed)
-    rel_ci = ci_paired_diff({k: 0.0 for k in rel}, rel) if len(rel) >= 2 else (math.nan, math.nan)
+    rel_ci = t_interval([rel[k] for k in sorted(rel)])
     return {
         "n_a": sa.n, "mean_a": sa.mean, "std_a": sa.std,
         "n_b": sb.n, "mean_b": sb.mean, "std_b": sb.std,
