@@ -26,7 +26,7 @@ from gal import sequential as sq
 from gal import stats as gs
 from gal.config import ConfigError
 from gal.records import load_runs
-from gal.tables.classification import DESIGN_FILE, classification_spec
+from gal.tables.classification import DESIGN_FILE, classification_spec, read_design
 from gal.tables.render import paper_effects
 
 __all__ = ["row_decision", "run_until_decided"]
@@ -52,8 +52,8 @@ def row_decision(row_dir: str | os.PathLike[str], table: int, optimizer: str,
 
 def _write_design(row_dir: Path, design: sq.SequentialDesign) -> None:
     f = row_dir / DESIGN_FILE
-    if f.is_file():
-        old = sq.SequentialDesign.from_dict(json.loads(f.read_text())["design"])
+    old = read_design(row_dir)
+    if old is not None:
         if old != design:
             raise ConfigError(f"{row_dir} was started under another design ({old}); a row keeps its "
                               f"design: run it with --max-seeds {old.max_pairs} --decide-batch {old.batch}")

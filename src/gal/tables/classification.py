@@ -129,16 +129,22 @@ def _references(table: int) -> str:
     return "; ".join(refs)
 
 
+def read_design(row_dir: Path) -> sq.SequentialDesign | None:
+    """The design in ``<row_dir>/``:data:`DESIGN_FILE`, or None when there is none."""
+    f = Path(row_dir) / DESIGN_FILE
+    return sq.SequentialDesign.from_dict(json.loads(f.read_text())["design"]) if f.is_file() else None
+
+
 def row_design(records: pd.DataFrame) -> sq.SequentialDesign | None:
     """The run-until-decided design of one row (profile, dataset, optimizer) of Tables I/II: the
     :data:`DESIGN_FILE` that ``--until-decided`` writes beside the row's method folders
     (``<row>/<method>/seed-<k>``), or None when the row's seeds were fixed in advance."""
-    if "path" not in records.columns or not len(records):
+    if "path" not in records.columns:
         return None
-    for path in records["path"].dropna():
-        f = Path(str(path)).parents[1] / DESIGN_FILE
-        if f.is_file():
-            return sq.SequentialDesign.from_dict(json.loads(f.read_text())["design"])
+    for row_dir in sorted({Path(str(p)).parents[1] for p in records["path"].dropna()}):
+        design = read_design(row_dir)
+        if design is not None:
+            return design
     return None
 
 
