@@ -327,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             reasons = run_until_decided(args.table, run_table, plan, args.profile, args.max_seeds,
                                         args.decide_batch, args.dataset, args.runs_root, overrides,
                                         args.config, progress=not args.no_progress,
-                                        retry_failed=args.retry_failed, **launch_kwargs(args))
+                                        retry_failed=args.retry_failed,
+                                        rerun_stale=args.rerun_stale, **launch_kwargs(args))
         except (ConfigError, DataError, ResumeMismatch, FileNotFoundError, LaunchError,
                 RuntimeError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
