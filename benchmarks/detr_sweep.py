@@ -31,15 +31,20 @@ from detr_gal.run import CONFIG_PATH, RunSpec, run_one
 from gal.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
-#: name -> (what it changes, overrides of the cpu profile)
-CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
-    "base": ("the cpu profile as it was (40 epochs, lr 2e-4 everywhere)", {}),
-    "lr5e-4": ("transformer lr 5e-4, backbone 5e-5", {"train.lr": 5e-4, "train.lr_backbone": 5e-5}),
-    "lr1e-3": ("transformer lr 1e-3, backbone 1e-4", {"train.lr": 1e-3, "train.lr_backbone": 1e-4}),
-    "clip1": ("gradient clipping at 1.0 instead of 0.1", {"train.max_norm": 1.0}),
-    "pre20": ("backbone pre-training 20 epochs instead of 5", {"models.detr_small.pretrain.epochs": 20}),
+#: name -> (what it changes, the model entry of detr.yaml, overrides of the cpu profile)
+CANDIDATES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "base": ("the cpu profile as it was (DETR, 40 epochs, lr 2e-4 everywhere)", "detr_small", {}),
+    "lr5e-4": ("DETR, transformer lr 5e-4, backbone 5e-5", "detr_small",
+               {"train.lr": 5e-4, "train.lr_backbone": 5e-5}),
+    "lr1e-3": ("DETR, transformer lr 1e-3, backbone 1e-4", "detr_small",
+               {"train.lr": 1e-3, "train.lr_backbone": 1e-4}),
+    "clip1": ("DETR, gradient clipping at 1.0 instead of 0.1", "detr_small", {"train.max_norm": 1.0}),
+    "pre20": ("DETR, backbone pre-training 20 epochs instead of 5", "detr_small",
+              {"models.detr_small.pretrain.epochs": 20}),
+    "cdetr40": ("Conditional DETR (transformers), 40 epochs", "cdetr_small", {}),
+    "cdetr20": ("Conditional DETR (transformers), 20 epochs", "cdetr_small", {"train.epochs": 20}),
 }
-PROFILE, DATASET, MODEL = "cpu", "shapes", "detr_small"
+PROFILE, DATASET = "cpu", "shapes"
 MARKS = (5, 10, 15, 20, 25, 30, 35, 40, 50, 60)
 
 
@@ -52,7 +57,7 @@ def collect(runs_root: Path) -> list[dict[str, Any]]:
     """One row per finished candidate run found under ``runs_root/<candidate>/``."""
     rows = []
     for cand in sorted(p for p in runs_root.iterdir() if p.is_dir()) if runs_root.is_dir() else []:
-        for status in sorted(cand.glob(f"table4/{PROFILE}/{DATASET}/{MODEL}/adamw/baseline/seed-*/status.json")):
+        for status in sorted(cand.glob(f"table4/{PROFILE}/{DATASET}/*/adamw/baseline/seed-*/status.json")):
             run = status.parent
             if json.loads(status.read_text()).get("status") != "complete":
                 continue
@@ -78,8 +83,9 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rs = [r for r in rows if r["candidate"] == cand]
         ap = [r["ap"] for r in rs]
         out.append({
-            "candidate": cand, "what": CANDIDATES.get(cand, ("?", {}))[0],
-            "overrides": CANDIDATES.get(cand, ("?", {}))[1], "seeds": sorted(r["seed"] for r in rs),
+            "candidate": cand, "what": CANDIDATES.get(cand, ("?", "?", {}))[0],
+            "model": CANDIDATES.get(cand, ("?", "?", {}))[1],
+            "overrides": CANDIDATES.get(cand, ("?", "?", {}))[2], "seeds": sorted(r["seed"] for r in rs),
             "ap_mean": statistics.fmean(ap), "ap_sd": statistics.stdev(ap) if len(ap) > 1 else None,
             "ap_min": min(ap), "ap50_mean": statistics.fmean(r["ap50"] for r in rs),
             "train_min_mean": statistics.fmean(r["train_time_s"] for r in rs) / 60,
@@ -129,11 +135,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         torch.set_num_threads(1)
         for cand in args.candidates.split(","):
-            over = dict(CANDIDATES[cand][1])
+            _, model, over = CANDIDATES[cand]
             cfg = load_config(CONFIG_PATH, PROFILE, over)
             for seed in (int(s) for s in args.seeds.split(",")):
                 t0 = time.perf_counter()
-                outcome = run_one(RunSpec(PROFILE, DATASET, MODEL, "baseline", seed), cfg, root / cand, over)
+                outcome = run_one(RunSpec(PROFILE, DATASET, model, "baseline", seed), cfg, root / cand, over)
                 print(f"{cand} seed {seed}: {outcome} in {time.perf_counter() - t0:.0f} s", flush=True)
     write_report(collect(root), Path(args.out))
     return 0

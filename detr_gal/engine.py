@@ -27,7 +27,7 @@ from experiments.common import DIAGNOSTICS, EpochAverager
 from experiments.engine import optimizer_step, unwrap
 from gal import GradientAdjuster
 
-__all__ = ["AP_KEYS", "DetrLoss", "train_one_epoch", "evaluate", "coco_detections"]
+__all__ = ["AP_KEYS", "DetrLoss", "train_one_epoch", "evaluate", "coco_detections", "uses_softmax"]
 
 #: COCOeval's first six stats, in order, as Table IV's columns
 AP_KEYS = ("ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l")
@@ -37,6 +37,12 @@ Batch = tuple[torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]], torch.T
 
 def _world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def uses_softmax(config: Any) -> bool:
+    """True for DETR (softmax over classes + "no object"), False for Conditional DETR (a sigmoid
+    per class, no "no object" logit)."""
+    return getattr(config, "model_type", "detr") == "detr"
 
 
 class DetrLoss:
@@ -55,10 +61,12 @@ class DetrLoss:
     """
 
     def __init__(self, config: Any) -> None:
+        from transformers.loss.loss_deformable_detr import DeformableDetrHungarianMatcher
         from transformers.loss.loss_for_object_detection import HungarianMatcher
 
-        self.matcher = HungarianMatcher(class_cost=config.class_cost, bbox_cost=config.bbox_cost,
-                                        giou_cost=config.giou_cost)
+        # the matcher transformers' own loss uses for this model (Conditional DETR: focal costs)
+        cls = HungarianMatcher if uses_softmax(config) else DeformableDetrHungarianMatcher
+        self.matcher = cls(class_cost=config.class_cost, bbox_cost=config.bbox_cost, giou_cost=config.giou_cost)
         self.w_bbox = float(config.bbox_loss_coefficient)
         self.w_giou = float(config.giou_loss_coefficient)
 
@@ -144,23 +152,32 @@ def train_one_epoch(
 
 
 def coco_detections(logits: torch.Tensor, boxes: torch.Tensor, image_ids: Sequence[int],
-                    orig_sizes: torch.Tensor, cat_ids: Sequence[int]) -> list[dict[str, Any]]:
-    """COCO result dicts from DETR's outputs, as DETR's ``PostProcess``: per query the best
-    non-"no-object" class and its softmax probability as the score, the box scaled from
-    normalised (cx, cy, w, h) to absolute (x, y, w, h) on the original image (``orig_sizes`` =
-    (height, width))."""
+                    orig_sizes: torch.Tensor, cat_ids: Sequence[int], softmax: bool = True,
+                    top_k: int = 100) -> list[dict[str, Any]]:
+    """COCO result dicts from DETR's outputs, the box scaled from normalised (cx, cy, w, h) to
+    absolute (x, y, w, h) on the original image (``orig_sizes`` = (height, width)).
+
+    ``softmax`` (DETR's ``PostProcess``): per query the best non-"no-object" class and its softmax
+    probability as the score. Otherwise (Conditional DETR's post-processing, sigmoid classes): the
+    ``top_k`` (query, class) pairs of an image by sigmoid probability, each a detection."""
     # on the host: the model's outputs may be on a GPU, the sizes and ids are host data
-    prob = logits.detach().float().cpu().softmax(-1)[..., :-1]
-    scores, labels = prob.max(-1)
+    logits = logits.detach().float().cpu()
+    n, q, k = logits.shape[0], logits.shape[1], logits.shape[2] - int(softmax)
+    if softmax:
+        scores, labels = logits.softmax(-1)[..., :-1].max(-1)
+        queries = torch.arange(q).expand(n, q)
+    else:
+        scores, flat = logits.sigmoid().flatten(1).topk(min(top_k, q * k), dim=1)
+        queries, labels = flat // k, flat % k
     h, w = orig_sizes[:, 0:1].float().cpu(), orig_sizes[:, 1:2].float().cpu()
     cx, cy, bw, bh = boxes.detach().float().cpu().unbind(-1)
     xywh = torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h], dim=-1)
     out = []
     for i, img in enumerate(image_ids):
-        for q in range(logits.shape[1]):
-            out.append({"image_id": int(img), "category_id": int(cat_ids[int(labels[i, q])]),
-                        "bbox": [round(float(v), 3) for v in xywh[i, q]],
-                        "score": float(scores[i, q])})
+        for j in range(scores.shape[1]):
+            out.append({"image_id": int(img), "category_id": int(cat_ids[int(labels[i, j])]),
+                        "bbox": [round(float(v), 3) for v in xywh[i, int(queries[i, j])]],
+                        "score": float(scores[i, j])})
     return out
 
 
@@ -195,6 +212,7 @@ def evaluate(model: nn.Module, data_loader: Iterable[Batch], coco_gt: Any,
     sums = torch.zeros(2, dtype=torch.float64, device=device)
     dets: list[dict[str, Any]] = []
     seen: list[int] = []
+    softmax = uses_softmax(unwrap(model).config)
     for x, mask, targets, index in data_loader:
         if x.shape[0] == 0:
             continue
@@ -204,7 +222,8 @@ def evaluate(model: nn.Module, data_loader: Iterable[Batch], coco_gt: Any,
         sums[0] += float(outputs.loss) * x.shape[0]
         sums[1] += x.shape[0]
         ids = [image_ids[int(i)] for i in index]
-        dets += coco_detections(outputs.logits, outputs.pred_boxes, ids, orig_sizes[index.cpu()], cat_ids)
+        dets += coco_detections(outputs.logits, outputs.pred_boxes, ids, orig_sizes[index.cpu()], cat_ids,
+                                softmax=softmax)
         seen += ids
     if _world() > 1:
         dist.all_reduce(sums)

@@ -1,7 +1,9 @@
 """DETR for Table IV (Sec. V-B) from transformers' maintained implementation, never re-typed.
 
-:func:`build_detr` makes a ``transformers.DetrForObjectDetection`` with a timm backbone and no
-pretrained weights (offline; a user with weights brings them through ``backbone_kwargs``);
+:func:`build_detr` makes a ``transformers.DetrForObjectDetection`` (or, with ``variant:
+conditional_detr``, transformers' ``ConditionalDetrForObjectDetection``: DETR with conditional
+spatial queries and a sigmoid focal class loss, which converges several times faster; a stand-in
+option, never the paper profile) with a timm backbone and no pretrained weights (offline; a user with weights brings them through ``backbone_kwargs``);
 :func:`build_loss` its set loss (``HungarianMatcher`` + ``ImageLoss``) split for GAL
 (:class:`detr_gal.engine.DetrLoss`); :func:`param_groups` DETR's two learning rates (backbone
 1e-5, the rest 1e-4 in the paper profile) with h, when given, in the transformer's group.
@@ -17,7 +19,11 @@ from torch import nn
 
 from detr_gal.engine import DetrLoss
 
-__all__ = ["build_detr", "build_loss", "backbone_of", "param_groups", "count_parameters"]
+__all__ = ["VARIANTS", "build_detr", "build_loss", "backbone_of", "param_groups", "count_parameters"]
+
+#: ``model.variant`` -> transformers' (config, model) class names
+VARIANTS = {"detr": ("DetrConfig", "DetrForObjectDetection"),
+            "conditional_detr": ("ConditionalDetrConfig", "ConditionalDetrForObjectDetection")}
 
 
 def _whole(v: Any) -> int:
@@ -36,16 +42,22 @@ def build_detr(model_cfg: Mapping[str, Any], num_labels: int,
     (``frozen``: DETR's frozen batch norms and frozen ResNet stem + layer1, which need
     ``backbone_weights``, a timm state dict; ``batchnorm``: trainable ones), matcher costs
     ``class_cost``/``bbox_cost``/``giou_cost``, ``eos_coef``, optional ``backbone_kwargs`` merged
-    into the timm backbone's config); ``loss_weights`` ``{"bbox", "giou"}`` (DETR: 5, 2; the
-    class term's weight is 1)."""
-    from transformers import DetrConfig, DetrForObjectDetection
+    into the timm backbone's config), optional ``variant`` (:data:`VARIANTS`, default ``detr``;
+    ``conditional_detr`` has no no-object weight ``eos_coef``: its focal loss has none);
+    ``loss_weights`` ``{"bbox", "giou"}`` (DETR: 5, 2; the class term's weight is 1)."""
+    import transformers
 
     c = dict(model_cfg)
+    variant = str(c.get("variant") or "detr")
+    if variant not in VARIANTS:
+        raise ValueError(f"model.variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    config_cls, model_cls = (getattr(transformers, n) for n in VARIANTS[variant])
     backbone = {"model_type": "timm_backbone", "backbone": str(c["backbone"]), "num_channels": 3,
                 "features_only": True, "use_pretrained_backbone": False, "out_indices": [1, 2, 3, 4],
                 **dict(c.get("backbone_kwargs") or {})}
     w = dict(loss_weights or {})
-    config = DetrConfig(
+    extra = {"eos_coefficient": float(c["eos_coef"])} if variant == "detr" else {}
+    config = config_cls(
         backbone_config=backbone,
         num_queries=int(c["num_queries"]),
         d_model=int(c["d_model"]),
@@ -60,12 +72,12 @@ def build_detr(model_cfg: Mapping[str, Any], num_labels: int,
         class_cost=_whole(c["class_cost"]),
         bbox_cost=_whole(c["bbox_cost"]),
         giou_cost=_whole(c["giou_cost"]),
-        eos_coefficient=float(c["eos_coef"]),
+        **extra,
         bbox_loss_coefficient=_whole(w.get("bbox", 5)),
         giou_loss_coefficient=_whole(w.get("giou", 2)),
         num_labels=int(num_labels),
     )
-    model = DetrForObjectDetection(config)
+    model = model_cls(config)
     norm = str(c.get("backbone_norm", "frozen"))
     weights = c.get("backbone_weights")
     if norm not in ("frozen", "batchnorm"):
@@ -131,7 +143,7 @@ def _thaw_batch_norm(model: nn.Module) -> None:
     poorly with."""
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
-            if type(child).__name__ == "DetrFrozenBatchNorm2d":
+            if type(child).__name__.endswith("DetrFrozenBatchNorm2d"):
                 setattr(module, child_name, nn.BatchNorm2d(child.weight.shape[0]))
 
 

@@ -37,9 +37,14 @@ def _targets() -> list[dict[str, torch.Tensor]]:
     ]
 
 
-def test_loss_split_equals_transformers_detr_loss():
+@pytest.mark.parametrize("variant", ["detr", "conditional_detr"])
+def test_loss_split_equals_transformers_detr_loss(variant):
     torch.manual_seed(0)
-    model = build_detr(TINY, num_labels=3)
+    model = build_detr({**TINY, "variant": variant}, num_labels=3)
+    assert type(model).__name__ == ("DetrForObjectDetection" if variant == "detr"
+                                    else "ConditionalDetrForObjectDetection")
+    # trainable batch norms (a backbone trained from scratch) in both variants
+    assert not [m for m in model.modules() if "FrozenBatchNorm" in type(m).__name__]
     x, mask = torch.randn(2, 3, 64, 64), torch.ones(2, 64, 64, dtype=torch.long)
     targets = _targets()
     out = model(pixel_values=x, pixel_mask=mask, labels=targets)
@@ -164,6 +169,25 @@ def test_coco_tiny_cocoeval_perfect_and_trivial_predictors(gal_cache):
     assert set(trivial) == {"ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l"}
     assert all(math.isnan(v) or 0.0 <= v < 10.0 for v in trivial.values())
     assert coco_ap(coco, [], ids)["ap"] == 0.0
+    # Conditional DETR (sigmoid classes, no "no object"): the same perfect predictor, as logits
+    sig = coco_detections(logits[..., :k], boxes, ids, val.orig_sizes, val.cat_ids, softmax=False)
+    assert len(sig) == n * min(100, q * k)  # the top 100 (query, class) pairs of each image
+    assert coco_ap(coco, sig, ids)["ap50"] > 99.0
+
+
+def test_sigmoid_detections_are_the_top_query_class_pairs():
+    """Conditional DETR's post-processing by hand: top-k over (query, class) pairs of sigmoid
+    scores, the box of the pair's query, scaled to (x, y, w, h) on the original image."""
+    logits = torch.tensor([[[0.0, 3.0], [2.0, -1.0], [-4.0, 1.0]]])  # 1 image, 3 queries, 2 classes
+    boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.4], [0.25, 0.5, 0.5, 0.5], [0.1, 0.1, 0.1, 0.1]]])
+    dets = coco_detections(logits, boxes, [7], torch.tensor([[100, 200]]), [11, 22], softmax=False, top_k=3)
+    assert [(d["category_id"], round(d["score"], 4)) for d in dets] == [
+        (22, round(torch.sigmoid(torch.tensor(3.0)).item(), 4)),
+        (11, round(torch.sigmoid(torch.tensor(2.0)).item(), 4)),
+        (22, round(torch.sigmoid(torch.tensor(1.0)).item(), 4))]
+    assert dets[0]["bbox"] == [80.0, 30.0, 40.0, 40.0]  # query 0: cx 100, cy 50, w 40, h 40
+    assert dets[1]["bbox"] == [0.0, 25.0, 100.0, 50.0]  # query 1
+    assert {d["image_id"] for d in dets} == {7}
 
 
 # --------------------------------------------------------------------------- smoke end to end
