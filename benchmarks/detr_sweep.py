@@ -45,6 +45,8 @@ CANDIDATES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "cdetr20": ("Conditional DETR (transformers), 20 epochs", "cdetr_small", {"train.epochs": 20}),
 }
 PROFILE, DATASET = "cpu", "shapes"
+#: the profile name the old plain-DETR cpu profile's Table IV records are kept under
+BASE_PROFILE = "cpu"
 MARKS = (5, 10, 15, 20, 25, 30, 35, 40, 50, 60)
 
 
@@ -53,25 +55,36 @@ def _history(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def collect(runs_root: Path) -> list[dict[str, Any]]:
-    """One row per finished candidate run found under ``runs_root/<candidate>/``."""
+def collect(runs_root: Path, base_root: Path | None = None) -> list[dict[str, Any]]:
+    """One row per candidate run under ``runs_root/<candidate>/``: finished runs, and runs
+    stopped early (a ``.partial`` folder; ``complete`` False, their AP the last epoch's, kept for
+    the trajectory and never in a candidate's summary). With ``base_root`` (a runs root holding
+    Table IV records of the old plain-DETR cpu profile), its baseline records are the candidate
+    ``base``."""
     rows = []
-    for cand in sorted(p for p in runs_root.iterdir() if p.is_dir()) if runs_root.is_dir() else []:
-        for status in sorted(cand.glob(f"table4/{PROFILE}/{DATASET}/*/adamw/baseline/seed-*/status.json")):
-            run = status.parent
-            if json.loads(status.read_text()).get("status") != "complete":
+    cands = sorted(p for p in runs_root.iterdir() if p.is_dir()) if runs_root.is_dir() else []
+    if base_root is not None and (base_root / "table4" / BASE_PROFILE).is_dir():
+        cands.append(base_root)
+    for cand in cands:
+        name, profile = (("base", BASE_PROFILE) if cand == base_root else (cand.name, PROFILE))
+        for run in sorted(cand.glob(f"table4/{profile}/{DATASET}/*/adamw/baseline/seed-*")):
+            hist = _history(run) if (run / "history.csv").is_file() else []
+            done = (run / "status.json").is_file() and \
+                json.loads((run / "status.json").read_text()).get("status") == "complete"
+            if not (done or hist):
                 continue
-            m = json.loads((run / "metrics.json").read_text())
-            prov = json.loads((run / "provenance.json").read_text())
-            hist = _history(run)
+            m = json.loads((run / "metrics.json").read_text()) if done else {
+                "ap": float(hist[-1]["val_ap"]), "ap50": float(hist[-1]["val_ap50"])}
+            prov = json.loads((run / "provenance.json").read_text()) if done else {}
+            # a stopped run has no provenance yet (written when a run finishes): commit unknown
+            git = (prov.get("git_commit"), prov.get("git_dirty"))
             rows.append({
-                "candidate": cand.name, "seed": int(run.name.split("-")[1]),
-                "epochs": len(hist), "ap": m.get("ap"), "ap50": m.get("ap50"),
-                "train_time_s": m.get("train_time_s"),
-                "wall_s": prov.get("wall_time_s"),
+                "candidate": name, "seed": int(run.name.split("-")[1].split(".")[0]),
+                "complete": done, "epochs": len(hist), "ap": m.get("ap"), "ap50": m.get("ap50"),
+                "train_time_s": m.get("train_time_s"), "wall_s": prov.get("wall_time_s"),
                 "ap_at": {int(r["epoch"]): round(float(r["val_ap"]), 1) for r in hist
                           if int(r["epoch"]) in MARKS},
-                "commit": prov.get("git_commit"), "dirty": prov.get("git_dirty"),
+                "commit": git[0], "dirty": git[1],
             })
     return rows
 
@@ -79,8 +92,8 @@ def collect(runs_root: Path) -> list[dict[str, Any]]:
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per candidate: seeds, mean and SD of AP, mean AP50, min AP, mean training seconds."""
     out = []
-    for cand in sorted({r["candidate"] for r in rows}):
-        rs = [r for r in rows if r["candidate"] == cand]
+    for cand in sorted({r["candidate"] for r in rows if r["complete"]}):
+        rs = [r for r in rows if r["candidate"] == cand and r["complete"]]
         ap = [r["ap"] for r in rs]
         out.append({
             "candidate": cand, "what": CANDIDATES.get(cand, ("?", "?", {}))[0],
@@ -99,7 +112,8 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> None:
     summary = summarise(rows)
     out.with_suffix(".json").write_text(json.dumps({"runs": rows, "summary": summary}, indent=1) + "\n")
     lines = ["# DETR stand-in (Table IV, cpu profile): candidate profiles, baseline only", "",
-             "Made by `benchmarks/detr_sweep.py`; one torch thread per run. Target: AP SD <= 3 and "
+             "Made by `benchmarks/detr_sweep.py`; one torch thread per run (candidate `base`: the "
+             "committed Table IV baseline records of the old plain-DETR cpu profile, 2 threads). Target: AP SD <= 3 and "
              "mean AP50 >= 60 over five seeds, <= 20 min per run on one core.", "",
              "| candidate | what | seeds | AP mean | AP SD | AP min | AP50 mean | train min/run | wall min/run |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -108,13 +122,15 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> None:
         lines.append(f"| {s['candidate']} | {s['what']} | {','.join(map(str, s['seeds']))} | "
                      f"{s['ap_mean']:.1f} | {sd} | {s['ap_min']:.1f} | {s['ap50_mean']:.1f} | "
                      f"{s['train_min_mean']:.1f} | {s['wall_min_mean']:.1f} |")
-    lines += ["", "AP after epoch k (the breakthrough of the box loss):", "",
+    lines += ["", "AP after epoch k (the breakthrough of the box loss); a run marked 'stopped' was ended "
+              "early once another candidate had shown more, and is in no summary:", "",
               "| candidate | seed | " + " | ".join(f"ep {k}" for k in MARKS) + " | commit |",
               "|---|---|" + "---|" * len(MARKS) + "---|"]
     for r in sorted(rows, key=lambda r: (r["candidate"], r["seed"])):
         cells = " | ".join(str(r["ap_at"].get(k, "")) for k in MARKS)
-        commit = (r["commit"] or "?")[:7] + (" (dirty)" if r["dirty"] else "")
-        lines.append(f"| {r['candidate']} | {r['seed']} | {cells} | {commit} |")
+        commit = (r["commit"] or "not recorded")[:12] + (" (dirty)" if r["dirty"] else "")
+        seed = f"{r['seed']}" + ("" if r["complete"] else f" (stopped after epoch {r['epochs']})")
+        lines.append(f"| {r['candidate']} | {seed} | {cells} | {commit} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
@@ -125,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs-root", default=str(REPO / "results" / "benchmarks" / "detr_sweep_runs"))
     ap.add_argument("--out", default=str(REPO / "results" / "benchmarks" / "detr_sweep"))
     ap.add_argument("--report", action="store_true", help="only rewrite the report")
+    ap.add_argument("--base-root", default=str(REPO / "results" / "runs"),
+                    help="runs root whose old plain-DETR cpu-profile baselines are the candidate 'base'")
     args = ap.parse_args(argv)
     root = Path(args.runs_root)
     if not args.report:
@@ -141,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 outcome = run_one(RunSpec(PROFILE, DATASET, model, "baseline", seed), cfg, root / cand, over)
                 print(f"{cand} seed {seed}: {outcome} in {time.perf_counter() - t0:.0f} s", flush=True)
-    write_report(collect(root), Path(args.out))
+    write_report(collect(root, Path(args.base_root)), Path(args.out))
     return 0
 
 
