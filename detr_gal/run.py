@@ -63,6 +63,8 @@ DEFAULT_RUNS_ROOT = REPO / "results" / "runs"
 #: arithmetic), and two controls that separate "any small bias on the boxes" from "GAL's learned
 #: h": the N(0, 1) noise adjuster at GAL's alpha with Eq. 4 scaling (Table VI's control, no h),
 #: and GAL with h frozen at its initialisation (h's direction field, never trained)
+#: Table IV's optimizer (DETR's AdamW with its two learning rates), a key of gal.vocab.OPTIMIZERS
+OPTIMIZER = "adamw"
 METHODS = ("baseline", "gal", "gal_alpha0", "gal_noise", "gal_frozen_h")
 #: what each method changes in the profile's ``gal`` settings
 METHOD_GAL: dict[str, dict[str, Any]] = {
@@ -84,7 +86,7 @@ class RunSpec:
 
     @property
     def _parts(self) -> list[str]:
-        return ["table4", self.profile, self.dataset, self.model, "adamw", self.method, f"seed-{self.seed}"]
+        return ["table4", self.profile, self.dataset, self.model, OPTIMIZER, self.method, f"seed-{self.seed}"]
 
     def run_dir(self, root: str | os.PathLike[str]) -> Path:
         return Path(root).joinpath(*self._parts)
@@ -148,7 +150,7 @@ def _record_config(cfg: Mapping[str, Any], spec: RunSpec, settings: Mapping[str,
         "task": "detection", "table": 4, "dataset": spec.dataset,
         "dataset_label": cfg["datasets"][spec.dataset]["label"], "model_key": spec.model,
         "model_label": entry.get("label") or spec.model, "backbone": settings["model"]["backbone"],
-        "optimizer": "adamw", "method": spec.method, "seed": spec.seed, "profile": spec.profile,
+        "optimizer": OPTIMIZER, "method": spec.method, "seed": spec.seed, "profile": spec.profile,
         "epochs": int(settings["train"]["epochs"]), "n_params": n_params, "h_params": h_params,
         "n_train_images": len(train), "skipped_annotations": dict(train.skipped),
         "gal_alpha": g.get("alpha"), "gal_beta": g.get("beta"), "gal_arch": g.get("arch"),

@@ -30,12 +30,11 @@ from gal import stats as gs
 from gal.tables.notes import alpha0_text, failed_note, ours_note
 from gal.tables.spec import GroupKey, Method, Metric, NotesFn, PaperValue, TableSpec
 from gal.tables.table5 import MDE_LABEL, MDE_NOTE
-from gal.vocab import OPTIMIZER_LABELS, PAPER_OPTIMIZER
+from gal.vocab import OPTIMIZER_LABELS, OPTIMIZER_ORDER, PAPER_OPTIMIZER
 
 __all__ = ["ARM_METHODS", "PAIRED_STAT_ROWS", "TABLE1", "TABLE2", "CLASSIFICATION_METRICS", "OPTIMIZER_LABELS", "classification_spec"]
 
-OPTIMIZERS = ("sgd", "lookahead_sgd", "adabound")
-#: our optimizer key -> the paper's row-key part
+OPTIMIZERS = OPTIMIZER_ORDER
 CLASSIFICATION_METRICS = (
     Metric("error_top1", "Top-1 error %↓", higher_is_better=False),
     Metric("error_top5", "Top-5 error %↓", higher_is_better=False),

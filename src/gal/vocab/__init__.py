@@ -1,0 +1,26 @@
+"""The suite's vocabularies, one registry each, read by runners, tables and figures:
+
+* :mod:`gal.vocab.optimizers`: the optimizers of Sec. V-B and Fig. 4 (label, the paper's row key,
+  figure colour, builder; where h's parameters go: :data:`H_PLACEMENTS`);
+
+An unknown key raises :class:`UnknownName` (a ``KeyError`` and a ``ValueError``) naming the
+known keys and the registry to extend. Adding an optimizer to the suite is one entry in
+:data:`OPTIMIZERS` plus its config values.
+"""
+
+from __future__ import annotations
+
+from gal.vocab.optimizers import (
+    H_PLACEMENTS,
+    OPTIMIZER_LABELS,
+    OPTIMIZER_ORDER,
+    OPTIMIZERS,
+    PAPER_OPTIMIZER,
+    OptimizerEntry,
+    OptimizerName,
+    optimizer_colour,
+)
+from gal.vocab.registry import Registry, UnknownName
+
+__all__ = ["H_PLACEMENTS", "OPTIMIZERS", "OPTIMIZER_LABELS", "OPTIMIZER_ORDER", "PAPER_OPTIMIZER",
+           "OptimizerEntry", "OptimizerName", "Registry", "UnknownName", "optimizer_colour"]
