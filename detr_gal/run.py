@@ -53,6 +53,7 @@ from experiments.image_data import DataError, cache_dir
 from experiments.launch import LaunchError, check_launch, launch_kwargs
 from gal.config import ConfigError, load_config, parse_overrides
 from gal.records import RunWriter
+from gal.vocab.methods import DETECTION_METHODS, gal_overrides
 
 __all__ = ["RunSpec", "METHODS", "load_data", "plan_runs", "run_one", "run_table", "main"]
 
@@ -65,13 +66,9 @@ DEFAULT_RUNS_ROOT = REPO / "results" / "runs"
 #: and GAL with h frozen at its initialisation (h's direction field, never trained)
 #: Table IV's optimizer (DETR's AdamW with its two learning rates), a key of gal.vocab.OPTIMIZERS
 OPTIMIZER = "adamw"
-METHODS = ("baseline", "gal", "gal_alpha0", "gal_noise", "gal_frozen_h")
-#: what each method changes in the profile's ``gal`` settings
-METHOD_GAL: dict[str, dict[str, Any]] = {
-    "gal": {}, "gal_alpha0": {"alpha": 0.0},
-    "gal_noise": {"adjuster": "normal", "noise_scaling": "eq4", "arch": []},
-    "gal_frozen_h": {"freeze_h": True},
-}
+METHODS = DETECTION_METHODS
+#: what each method changes in the profile's ``gal`` settings (gal.vocab.methods)
+METHOD_GAL: dict[str, dict[str, Any]] = {m: g for m in METHODS if (g := gal_overrides(m)) is not None}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -140,3 +140,31 @@ def test_rendered_table_labels_come_from_the_registry(tmp_path, monkeypatch):
     monkeypatch.setitem(OPTIMIZER_LABELS, "lookahead_sgd", "Lookahead-registry-label")
     md = render_table(1, REPO / "results" / "runs", tmp_path)["md"].read_text()
     assert "Lookahead-registry-label" in md and "Lookahead (SGD)" not in md
+
+
+def test_methods_registry_drives_runners_and_tables():
+    """Named methods: one label and one GAL change each, read by the runners and Tables I-V."""
+    from detr_gal import run as detr
+    from experiments import classification_plan, gal_variants, regression
+    from gal.tables import classification, table5
+
+    assert gal_variants.parse_method("gal_alpha0") == vocab.gal_overrides("gal_alpha0") == {"alpha": 0.0}
+    assert gal_variants.parse_method("baseline") is None and gal_variants.parse_method("gal") == {}
+    assert classification_plan.METHODS == vocab.CLASSIFICATION_METHODS
+    assert detr.METHODS == vocab.DETECTION_METHODS
+    assert detr.METHOD_GAL == {"gal": {}, "gal_alpha0": {"alpha": 0.0},
+                               "gal_noise": {"adjuster": "normal", "noise_scaling": "eq4", "arch": []},
+                               "gal_frozen_h": {"freeze_h": True}}
+    assert regression.METHODS == vocab.REGRESSION_METHODS
+    assert regression.SKLEARN_METHODS == ("ols", "mlp_sklearn")
+    assert [(m.key, m.label) for m in classification.ARM_METHODS] == [
+        (k, vocab.METHOD_LABELS[k]) for k in vocab.CLASSIFICATION_METHODS]
+    assert table5.TABLE5_METHODS == {k: vocab.METHOD_LABELS[k] for k in vocab.REGRESSION_METHODS}
+
+
+def test_gal_overrides_are_fresh_copies():
+    a = vocab.gal_overrides("gal_noise")
+    a["arch"].append(3)
+    assert vocab.gal_overrides("gal_noise")["arch"] == []
+    with pytest.raises(UnknownName, match="unknown method 'gal_beta0'; choose one of baseline, gal"):
+        vocab.gal_overrides("gal_beta0")

@@ -30,7 +30,7 @@ from gal import stats as gs
 from gal.tables.notes import alpha0_text, failed_note, ours_note
 from gal.tables.spec import GroupKey, Method, Metric, NotesFn, PaperValue, TableSpec
 from gal.tables.table5 import MDE_LABEL, MDE_NOTE
-from gal.vocab import OPTIMIZER_LABELS, OPTIMIZER_ORDER, PAPER_OPTIMIZER
+from gal.vocab import METHOD_LABELS, OPTIMIZER_LABELS, OPTIMIZER_ORDER, PAPER_OPTIMIZER
 
 __all__ = ["ARM_METHODS", "PAIRED_STAT_ROWS", "TABLE1", "TABLE2", "CLASSIFICATION_METRICS", "OPTIMIZER_LABELS", "classification_spec"]
 
@@ -41,9 +41,9 @@ CLASSIFICATION_METRICS = (
 )
 #: the rows of a paired baseline-vs-GAL image table (Tables I-III) and its statistics rows
 ARM_METHODS = (
-    Method("baseline", "Baseline"),
-    Method("gal", "GAL (proposed)"),
-    Method("gal_alpha0", "GAL α=0 (control)", always=False),
+    Method("baseline", METHOD_LABELS["baseline"]),
+    Method("gal", METHOD_LABELS["gal"]),
+    Method("gal_alpha0", METHOD_LABELS["gal_alpha0"], always=False),
 )
 PAIRED_STAT_ROWS = (
     ("ttest", "Student t (t, p)"),

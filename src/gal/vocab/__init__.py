@@ -2,6 +2,8 @@
 
 * :mod:`gal.vocab.optimizers`: the optimizers of Sec. V-B and Fig. 4 (label, the paper's row key,
   figure colour, builder; where h's parameters go: :data:`H_PLACEMENTS`);
+* :mod:`gal.vocab.methods`: the named methods (arms) of Tables I-VIII (row label, what each
+  changes in the task's GAL settings);
 
 An unknown key raises :class:`UnknownName` (a ``KeyError`` and a ``ValueError``) naming the
 known keys and the registry to extend. Adding an optimizer to the suite is one entry in
@@ -10,6 +12,15 @@ known keys and the registry to extend. Adding an optimizer to the suite is one e
 
 from __future__ import annotations
 
+from gal.vocab.methods import (
+    CLASSIFICATION_METHODS,
+    DETECTION_METHODS,
+    METHOD_LABELS,
+    METHODS,
+    REGRESSION_METHODS,
+    MethodEntry,
+    gal_overrides,
+)
 from gal.vocab.optimizers import (
     H_PLACEMENTS,
     OPTIMIZER_LABELS,
@@ -22,5 +33,6 @@ from gal.vocab.optimizers import (
 )
 from gal.vocab.registry import Registry, UnknownName
 
-__all__ = ["H_PLACEMENTS", "OPTIMIZERS", "OPTIMIZER_LABELS", "OPTIMIZER_ORDER", "PAPER_OPTIMIZER",
+__all__ = ["CLASSIFICATION_METHODS", "DETECTION_METHODS", "METHODS", "METHOD_LABELS", "MethodEntry",
+           "REGRESSION_METHODS", "gal_overrides", "H_PLACEMENTS", "OPTIMIZERS", "OPTIMIZER_LABELS", "OPTIMIZER_ORDER", "PAPER_OPTIMIZER",
            "OptimizerEntry", "OptimizerName", "Registry", "UnknownName", "optimizer_colour"]
