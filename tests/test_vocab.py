@@ -168,3 +168,25 @@ def test_gal_overrides_are_fresh_copies():
     assert vocab.gal_overrides("gal_noise")["arch"] == []
     with pytest.raises(UnknownName, match="unknown method 'gal_beta0'; choose one of baseline, gal"):
         vocab.gal_overrides("gal_beta0")
+
+
+def test_every_config_dataset_is_in_the_registry():
+    loaders = {"cifar.yaml": "image", "imagenet.yaml": "image", "regression.yaml": "regression",
+               "detr.yaml": "coco"}
+    for name, loader in loaders.items():
+        for cfg in _profiles(name):
+            for key in cfg["datasets"]:
+                assert vocab.DATASETS[key].loader == loader, (name, key)
+    for key, entry in vocab.DATASETS.items():
+        assert entry.stands_in_for is None or vocab.DATASETS[entry.stands_in_for].stands_in_for is None, key
+
+
+def test_tables_read_the_dataset_registry():
+    from gal.tables import classification, table5
+
+    assert classification._DATASETS == {1: ("cifar10", "cifar10_jpeg"), 2: ("cifar100", "tiny100_32")}
+    assert classification._PAPER_DATASET == {1: "CIFAR-10", 2: "CIFAR-100"}
+    assert table5.TABLE5_DATASETS == ("boston", "diabetes", "california")
+    assert table5.DATASET_LABELS["boston"] == vocab.DATASETS["boston"].label == "Boston housing"
+    with pytest.raises(UnknownName, match="unknown dataset 'cifar1000'"):
+        vocab.with_stand_ins("cifar1000")

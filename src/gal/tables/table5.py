@@ -27,7 +27,8 @@ from gal import paper_values as pv
 from gal import stats as gs
 from gal.tables.render import alpha0_text, failed_note, grid, ours_note, render
 from gal.tables.spec import GroupKey, Method, Metric, TableSpec
-from gal.vocab import METHOD_LABELS, REGRESSION_METHODS
+from gal.vocab import DATASET_LABELS as VOCAB_DATASET_LABELS
+from gal.vocab import METHOD_LABELS, REGRESSION_METHODS, datasets_of
 
 __all__ = [
     "TABLE5",
@@ -49,8 +50,8 @@ TABLE5_METRICS: dict[str, tuple[str, bool]] = {
 #: method key -> row label, in row order
 TABLE5_METHODS: dict[str, str] = {k: METHOD_LABELS[k] for k in REGRESSION_METHODS}
 TABLE5_VARIANTS = ("paper", "standardized")
-TABLE5_DATASETS = ("boston", "diabetes", "california")
-DATASET_LABELS = {"boston": "Boston housing", "diabetes": "Diabetes", "california": "California housing"}
+TABLE5_DATASETS = datasets_of("regression")
+DATASET_LABELS = {k: VOCAB_DATASET_LABELS[k] for k in TABLE5_DATASETS}
 
 MDE_LABEL = "MDE (paired, 80% power)"
 #: header note explaining the MDE row (shared by every table that has one)
