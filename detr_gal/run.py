@@ -53,6 +53,7 @@ from experiments.image_data import DataError, cache_dir
 from experiments.launch import LaunchError, check_launch, launch_kwargs
 from gal.config import ConfigError, load_config, parse_overrides
 from gal.records import RunWriter
+from gal.vocab.methods import DETECTION_METHODS, gal_overrides
 
 __all__ = ["RunSpec", "METHODS", "load_data", "plan_runs", "run_one", "run_table", "main"]
 
@@ -63,13 +64,11 @@ DEFAULT_RUNS_ROOT = REPO / "results" / "runs"
 #: arithmetic), and two controls that separate "any small bias on the boxes" from "GAL's learned
 #: h": the N(0, 1) noise adjuster at GAL's alpha with Eq. 4 scaling (Table VI's control, no h),
 #: and GAL with h frozen at its initialisation (h's direction field, never trained)
-METHODS = ("baseline", "gal", "gal_alpha0", "gal_noise", "gal_frozen_h")
-#: what each method changes in the profile's ``gal`` settings
-METHOD_GAL: dict[str, dict[str, Any]] = {
-    "gal": {}, "gal_alpha0": {"alpha": 0.0},
-    "gal_noise": {"adjuster": "normal", "noise_scaling": "eq4", "arch": []},
-    "gal_frozen_h": {"freeze_h": True},
-}
+#: Table IV's optimizer (DETR's AdamW with its two learning rates), a key of gal.vocab.OPTIMIZERS
+OPTIMIZER = "adamw"
+METHODS = DETECTION_METHODS
+#: what each method changes in the profile's ``gal`` settings (gal.vocab.methods)
+METHOD_GAL: dict[str, dict[str, Any]] = {m: g for m in METHODS if (g := gal_overrides(m)) is not None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +83,7 @@ class RunSpec:
 
     @property
     def _parts(self) -> list[str]:
-        return ["table4", self.profile, self.dataset, self.model, "adamw", self.method, f"seed-{self.seed}"]
+        return ["table4", self.profile, self.dataset, self.model, OPTIMIZER, self.method, f"seed-{self.seed}"]
 
     def run_dir(self, root: str | os.PathLike[str]) -> Path:
         return Path(root).joinpath(*self._parts)
@@ -148,7 +147,7 @@ def _record_config(cfg: Mapping[str, Any], spec: RunSpec, settings: Mapping[str,
         "task": "detection", "table": 4, "dataset": spec.dataset,
         "dataset_label": cfg["datasets"][spec.dataset]["label"], "model_key": spec.model,
         "model_label": entry.get("label") or spec.model, "backbone": settings["model"]["backbone"],
-        "optimizer": "adamw", "method": spec.method, "seed": spec.seed, "profile": spec.profile,
+        "optimizer": OPTIMIZER, "method": spec.method, "seed": spec.seed, "profile": spec.profile,
         "epochs": int(settings["train"]["epochs"]), "n_params": n_params, "h_params": h_params,
         "n_train_images": len(train), "skipped_annotations": dict(train.skipped),
         "gal_alpha": g.get("alpha"), "gal_beta": g.get("beta"), "gal_arch": g.get("arch"),

@@ -25,7 +25,7 @@ from experiments.image_data import ImageSet, TensorLoader
 from experiments.models import build_model
 from gal import GradientAdjuster
 from gal.config import ConfigError
-from gal.optim import build_optimizer
+from gal.optim import build_optimizer, place_h
 
 __all__ = ["Run", "build_run", "check_world", "fixed_subset", "lr_lambda"]
 
@@ -168,14 +168,14 @@ def _param_groups(settings: Mapping[str, Any], model: torch.nn.Module,
     g = settings["gal"]
     h = list(adjuster.parameters())
     if g["h_optimizer"] == "shared":  # one group holds model and h (same lr, schedule)
-        groups[-1] = {**groups[-1], "params": list(groups[-1]["params"]) + h}
-        return groups
+        return place_h(groups, h, "shared")[0]
     if g["h_optimizer"] != "group":
         raise ConfigError(f"gal.h_optimizer {g['h_optimizer']!r}: choose shared (the authors' CIFAR "
                           f"code) or group (their ImageNet code: h in its own param group)")
     h_lr, h_wd = g.get("h_lr"), g.get("h_weight_decay")
-    return groups + [{"params": h, "lr": lr if h_lr is None else float(h_lr),
-                      "weight_decay": float(opt_kw.get("weight_decay", 0.0) if h_wd is None else h_wd)}]
+    groups, _ = place_h(groups, h, "group", h_lr=lr if h_lr is None else float(h_lr),
+                        h_weight_decay=float(opt_kw.get("weight_decay", 0.0) if h_wd is None else h_wd))
+    return groups
 
 
 def build_run(settings: Mapping[str, Any], train: ImageSet, test: ImageSet, seed: int) -> Run:

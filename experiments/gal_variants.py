@@ -23,6 +23,7 @@ from typing import Any
 
 from gal.config import ConfigError
 from gal.step import NOISE_SCALING, POLICIES
+from gal.vocab.methods import CLASSIFICATION_METHODS, gal_overrides
 
 __all__ = ["ADJUSTERS", "VARIANT_KEYS", "apply_method", "canonical_method", "parse_method"]
 
@@ -33,7 +34,7 @@ VARIANT_KEYS = ("adjuster", "noise_scaling", "arch", "alpha", "beta", "policy")
 
 def _bad(method: str, why: str) -> ConfigError:
     return ConfigError(
-        f"method {method!r}: {why}. Write baseline, gal, gal_alpha0 or gal+<key>=<value>[+...] with "
+        f"method {method!r}: {why}. Write {', '.join(CLASSIFICATION_METHODS)} or gal+<key>=<value>[+...] with "
         f"keys {', '.join(VARIANT_KEYS)} (e.g. gal+alpha=0.001, gal+adjuster=cnn+arch=256-64, "
         f"gal+policy=lt)")
 
@@ -69,14 +70,11 @@ def _parse_value(method: str, key: str, raw: str) -> Any:
 
 
 def parse_method(method: str) -> dict[str, Any] | None:
-    """GAL overrides of a method name: ``None`` for ``baseline``, ``{}`` for ``gal``,
-    ``{"alpha": 0.0}`` for ``gal_alpha0``, else the parsed ``gal+key=value`` pairs."""
-    if method == "baseline":
-        return None
-    if method == "gal":
-        return {}
-    if method == "gal_alpha0":
-        return {"alpha": 0.0}
+    """GAL overrides of a method name: a named method's (:data:`gal.vocab.METHODS`: ``None``
+    for ``baseline``, ``{}`` for ``gal``, ``{"alpha": 0.0}`` for ``gal_alpha0``), else the
+    parsed ``gal+key=value`` pairs."""
+    if method in CLASSIFICATION_METHODS:
+        return gal_overrides(method)
     if not method.startswith("gal+"):
         raise _bad(method, "unknown method")
     out: dict[str, Any] = {}
@@ -121,9 +119,10 @@ def apply_method(defaults: Mapping[str, Any], method: str) -> dict[str, Any] | N
 def canonical_method(method: str, defaults: Mapping[str, Any]) -> str:
     """One name per configuration: pairs equal to ``defaults`` dropped, keys in
     :data:`VARIANT_KEYS` order, numbers in shortest form (``gal+alpha=1e-05``); ``gal`` when
-    nothing differs. ``baseline`` and ``gal_alpha0`` are returned as they are."""
+    nothing differs. The named methods (``baseline``, ``gal``, ``gal_alpha0``) are returned as they
+    are."""
     over = parse_method(method)
-    if over is None or method == "gal_alpha0":
+    if over is None or method in CLASSIFICATION_METHODS:
         return method
     full = {**{k: defaults[k] for k in VARIANT_KEYS}, **over}
     keep = {"arch"} if full["adjuster"] == "cnn" else set()  # CNN (256-64-32) keeps its arch

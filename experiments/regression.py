@@ -83,10 +83,13 @@ from gal import GradientAdjuster
 from gal.config import ConfigError, load_config, parse_overrides
 from gal.optim import build_optimizer
 from gal.records import RunWriter
+from gal.vocab.methods import METHODS as METHOD_VOCAB
+from gal.vocab.methods import REGRESSION_METHODS
 
 DEFAULT_RUNS_ROOT = Path("results/runs/table5")
-TORCH_METHODS = ("baseline", "gal", "gal_alpha0", "noise_normal")
-SKLEARN_METHODS = ("ols", "mlp_sklearn")
+#: Table V's methods (gal.vocab.methods): trained here with torch, or references (scikit-learn)
+TORCH_METHODS = tuple(m for m in REGRESSION_METHODS if not METHOD_VOCAB[m].reference)
+SKLEARN_METHODS = tuple(m for m in REGRESSION_METHODS if METHOD_VOCAB[m].reference)
 METHODS = TORCH_METHODS + SKLEARN_METHODS
 #: seconds between checkpoints after a run's first (train.checkpoint_every epochs otherwise): a
 #: Table V epoch takes about 40 ms on CPU and a checkpoint 6-7 ms (Table VII's benchmark)

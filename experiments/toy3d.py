@@ -145,7 +145,7 @@ def simulate(rc: Mapping[str, Any], log: Callable[[dict[str, Any]], None]) -> di
     puts the chosen gradient (g or the vanilla one, lines 7-10) into ``p.grad`` and the gradient of
     |r| (Eq. 6-7) into h's parameters; then the optimizer(s) step. Returns final metrics.
     """
-    from gal.optim import build_optimizer
+    from gal.optim import build_optimizer, place_h
 
     dtype = _dtype(rc["dtype"])
     p = torch.nn.Parameter(torch.tensor(rc["start"], dtype=dtype))
@@ -163,14 +163,14 @@ def simulate(rc: Mapping[str, Any], log: Callable[[dict[str, Any]], None]) -> di
         adj = gal_from_settings(gal_cfg, dim=2, seed=int(rc["seed"]))
         adj.h.to(dtype)
         h_params = list(adj.h.parameters())
-        if gal_cfg["h_optimizer"] == "shared":  # the authors' code: one optimizer for (x, y) and h
-            optimizers.append(build_optimizer(name, [p, *h_params], lr, **kw))
-        elif gal_cfg["h_optimizer"] == "separate":  # Alg. 1 line 14: Phi(.; Theta) for theta
-            optimizers.append(build_optimizer(name, [p], lr, **kw))
-            if h_params:
-                optimizers.append(build_optimizer(name, h_params, lr, **kw))
-        else:
-            raise ValueError(f"unknown h_optimizer {gal_cfg['h_optimizer']!r}")
+        if gal_cfg["h_optimizer"] not in ("shared", "separate"):
+            raise ValueError(f"unknown h_optimizer {gal_cfg['h_optimizer']!r}; choose shared or separate")
+        # shared: the authors' code, one optimizer for (x, y) and h; separate: Alg. 1 line 14,
+        # Phi(.; Theta) for theta, an optimizer of h's own
+        groups, h_groups = place_h([{"params": [p]}], h_params, gal_cfg["h_optimizer"])
+        optimizers.append(build_optimizer(name, groups, lr, **kw))
+        if h_groups:
+            optimizers.append(build_optimizer(name, h_groups, lr, **kw))
     opt = optimizers[0]
 
     def loss_fn(z: torch.Tensor, _y: Any, reduction: str = "mean") -> torch.Tensor:

@@ -1,68 +1,72 @@
-"""Optimizer factory for the paper's optimizer set (Sec. V-B), from maintained libraries only.
-
-| name            | class                                             | paper use                    |
-|-----------------|---------------------------------------------------|------------------------------|
-| ``sgd``         | ``torch.optim.SGD``                               | CIFAR (Tables I, II), Fig. 4 |
-| ``lookahead_sgd`` | ``pytorch_optimizer.Lookahead`` around SGD       | CIFAR, Fig. 4                |
-| ``adabound``    | ``pytorch_optimizer.AdaBound`` (coupled L2 decay, as the original AdaBound) | CIFAR, Fig. 4 |
-| ``rmsprop``     | ``torch.optim.RMSprop``                           | Fig. 4                       |
-| ``rmsproptf``   | ``timm.optim.RMSpropTF`` (TF-style, eps inside sqrt) | ImageNet (Table III)      |
-| ``adam``        | ``torch.optim.Adam``                              | regression (Table V), Fig. 4 |
-| ``adamw``       | ``torch.optim.AdamW``                             | DETR (Table IV)              |
+"""Optimizer factory for the paper's optimizer set (Sec. V-B), from maintained libraries only:
+:func:`build_optimizer` builds an entry of :data:`gal.vocab.optimizers.OPTIMIZERS` (the table of
+keys, classes and paper uses is there; adding an optimizer is one entry there).
 
 h's parameters either join the model's optimizer (authors' CIFAR code: same lr, momentum, weight
-decay and schedule) or get their own param group with their own lr / weight decay (authors'
-ImageNet code); :func:`param_groups` builds both layouts. ``pytorch_optimizer`` and ``timm`` are
-imported only by the optimizers that need them, so ``import gal`` needs torch alone.
+decay and schedule), get their own param group with their own lr / weight decay (authors'
+ImageNet code) or their own optimizer instance (Alg. 1 line 14); :func:`param_groups` builds the
+first two layouts from a model, :func:`place_h` all three (:data:`gal.vocab.H_PLACEMENTS`) from
+given groups. ``pytorch_optimizer`` and ``timm`` are imported only by the optimizers that need
+them, so ``import gal`` needs torch alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-OPTIMIZERS = ("sgd", "lookahead_sgd", "adabound", "rmsprop", "rmsproptf", "adam", "adamw")
+from gal.vocab.optimizers import H_PLACEMENTS
+from gal.vocab.optimizers import OPTIMIZERS as _REGISTRY
+from gal.vocab.registry import UnknownName
+
+__all__ = ["OPTIMIZERS", "build_optimizer", "param_groups", "place_h"]
+
+#: the keys :func:`build_optimizer` accepts (the registry's order)
+OPTIMIZERS = tuple(_REGISTRY)
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 
 
 def build_optimizer(name: str, params: Params, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
-    """Build one of :data:`OPTIMIZERS`.
+    """Build one of :data:`OPTIMIZERS` (the registry entry's builder).
 
     Keyword arguments go to the underlying class; for ``lookahead_sgd`` the keys ``k`` and
     ``la_alpha`` (Lookahead's interpolation factor) configure the wrapper and the rest go to SGD.
     For ``adabound``, ``weight_decouple`` defaults to ``False`` (L2 decay as in Luo et al. 2019).
+    An unknown name raises :class:`gal.vocab.UnknownName` (a ``ValueError``).
     """
-    name = name.lower()
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, **kwargs)
-    if name == "lookahead_sgd":
-        k = int(kwargs.pop("k", 5))
-        la_alpha = float(kwargs.pop("la_alpha", 0.5))
-        from pytorch_optimizer import Lookahead  # optional: only these optimizers need it
+    return _REGISTRY[name.lower()].build(params, lr, **kwargs)
 
-        return Lookahead(torch.optim.SGD(params, lr=lr, **kwargs), k=k, alpha=la_alpha)
-    if name == "adabound":
-        kwargs.setdefault("weight_decouple", False)
-        from pytorch_optimizer import AdaBound
 
-        return AdaBound(params, lr=lr, **kwargs)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, **kwargs)
-    if name == "rmsproptf":
-        from timm.optim import RMSpropTF  # optional: only Table III's optimizer needs timm
-
-        return RMSpropTF(params, lr=lr, **kwargs)
-    if name in ("adam", "adamw"):
-        # multi-tensor ("foreach") update on every device: the same numbers as the per-tensor loop
-        # (tests/test_core_training.py), a few kernels per step instead of several per tensor
-        kwargs.setdefault("foreach", True)
-        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        return cls(params, lr=lr, **kwargs)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+def place_h(groups: Sequence[dict[str, Any]], h_params: Sequence[torch.Tensor], placement: str, *,
+            h_lr: float | None = None,
+            h_weight_decay: float | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the model optimizer's param groups, h's own optimizer's groups) for h's parameters placed
+    as ``placement`` (:data:`gal.vocab.H_PLACEMENTS`): ``shared`` adds them to the last of
+    ``groups``; ``group`` adds a group of their own with ``lr`` / ``weight_decay`` set where
+    ``h_lr`` / ``h_weight_decay`` are given; ``separate`` leaves ``groups`` and returns h's
+    groups for an optimizer of their own (Alg. 1 line 14). The second list is empty unless
+    ``separate`` with parameters (an empty ``group`` is still added: its optimizer's state
+    layout does not depend on whether h has parameters)."""
+    if placement not in H_PLACEMENTS:
+        raise UnknownName(f"unknown h placement (gal.h_optimizer) {placement!r}; choose one of "
+                          f"{', '.join(H_PLACEMENTS)}")
+    out = [dict(g) for g in groups]
+    h = list(h_params)
+    if placement == "shared":
+        out[-1] = {**out[-1], "params": list(out[-1]["params"]) + h}
+        return out, []
+    if placement == "separate":
+        return out, [{"params": h}] if h else []
+    group: dict[str, Any] = {"params": h}
+    if h_lr is not None:
+        group["lr"] = h_lr
+    if h_weight_decay is not None:
+        group["weight_decay"] = h_weight_decay
+    return out + [group], []
 
 
 def param_groups(
@@ -83,11 +87,7 @@ def param_groups(
     h_params = [] if adjuster is None else [p for p in adjuster.parameters() if p.requires_grad]
     if not h_params:
         return [{"params": params}]
-    if h_lr is None and h_weight_decay is None:
-        return [{"params": params + h_params}]
-    group: dict[str, Any] = {"params": h_params}
-    if h_lr is not None:
-        group["lr"] = h_lr
-    if h_weight_decay is not None:
-        group["weight_decay"] = h_weight_decay
-    return [{"params": params}, group]
+    shared = h_lr is None and h_weight_decay is None
+    groups, _ = place_h([{"params": params}], h_params, "shared" if shared else "group",
+                        h_lr=h_lr, h_weight_decay=h_weight_decay)
+    return groups

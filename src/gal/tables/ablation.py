@@ -29,6 +29,7 @@ from gal.adjuster import CNNAdjuster, MLPAdjuster
 from gal.tables.classification import OPTIMIZER_LABELS, _setup
 from gal.tables.notes import ours_note
 from gal.tables.spec import GroupKey, InfoColumn, Method, Metric, NotesFn, TableSpec
+from gal.vocab import with_stand_ins
 
 __all__ = ["TABLE6", "TABLE8", "TABLE8_ARCHS", "paper_count_reading"]
 
@@ -209,7 +210,7 @@ def _spec(table: int, methods: tuple[Method, ...], row_key: Any,
         required_columns=("dataset", "optimizer", "method"),
         groups=(
             GroupKey("profile", "Profile", preferred=("paper", "ablation", "cpu", "smoke")),
-            GroupKey("dataset", "Dataset", preferred=("cifar100", "tiny100_32"),
+            GroupKey("dataset", "Dataset", preferred=with_stand_ins("cifar100"),
                      label_column="dataset_label"),
             GroupKey("optimizer", "Optimizer", standard=("sgd",), labels=OPTIMIZER_LABELS),
         ),

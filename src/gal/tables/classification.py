@@ -30,21 +30,27 @@ from gal import stats as gs
 from gal.tables.notes import alpha0_text, failed_note, ours_note
 from gal.tables.spec import GroupKey, Method, Metric, NotesFn, PaperValue, TableSpec
 from gal.tables.table5 import MDE_LABEL, MDE_NOTE
-from gal.vocab import OPTIMIZER_LABELS, PAPER_OPTIMIZER
+from gal.vocab import (
+    DATASET_LABELS,
+    METHOD_LABELS,
+    OPTIMIZER_LABELS,
+    OPTIMIZER_ORDER,
+    PAPER_OPTIMIZER,
+    with_stand_ins,
+)
 
 __all__ = ["ARM_METHODS", "PAIRED_STAT_ROWS", "TABLE1", "TABLE2", "CLASSIFICATION_METRICS", "OPTIMIZER_LABELS", "classification_spec"]
 
-OPTIMIZERS = ("sgd", "lookahead_sgd", "adabound")
-#: our optimizer key -> the paper's row-key part
+OPTIMIZERS = OPTIMIZER_ORDER
 CLASSIFICATION_METRICS = (
     Metric("error_top1", "Top-1 error %↓", higher_is_better=False),
     Metric("error_top5", "Top-5 error %↓", higher_is_better=False),
 )
 #: the rows of a paired baseline-vs-GAL image table (Tables I-III) and its statistics rows
 ARM_METHODS = (
-    Method("baseline", "Baseline"),
-    Method("gal", "GAL (proposed)"),
-    Method("gal_alpha0", "GAL α=0 (control)", always=False),
+    Method("baseline", METHOD_LABELS["baseline"]),
+    Method("gal", METHOD_LABELS["gal"]),
+    Method("gal_alpha0", METHOD_LABELS["gal_alpha0"], always=False),
 )
 PAIRED_STAT_ROWS = (
     ("ttest", "Student t (t, p)"),
@@ -61,8 +67,9 @@ SEQUENTIAL_STAT_ROWS = (*PAIRED_STAT_ROWS, ("rule_ci", "verdict CI (GAL − base
 #: the file beside a row's method folders that records its run-until-decided design
 DESIGN_FILE = "sequential.json"
 _ROMAN = {1: "I", 2: "II"}
-_PAPER_DATASET = {1: "CIFAR-10", 2: "CIFAR-100"}
-_DATASETS = {1: ("cifar10", "cifar10_jpeg"), 2: ("cifar100", "tiny100_32")}
+_PAPER_KEY = {1: "cifar10", 2: "cifar100"}
+_PAPER_DATASET = {t: DATASET_LABELS[k] for t, k in _PAPER_KEY.items()}
+_DATASETS = {t: with_stand_ins(k) for t, k in _PAPER_KEY.items()}
 
 
 def _paper_value_fn(table: int) -> PaperValue:

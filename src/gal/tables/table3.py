@@ -31,7 +31,7 @@ from gal.tables.classification import ARM_METHODS, PAIRED_STAT_ROWS, _num, _pret
 from gal.tables.notes import alpha0_text, failed_note, ours_note
 from gal.tables.spec import GroupKey, InfoColumn, Metric, TableSpec
 from gal.tables.table5 import MDE_NOTE
-from gal.vocab import OPTIMIZER_LABELS, PAPER_OPTIMIZER
+from gal.vocab import OPTIMIZER_LABELS, PAPER_OPTIMIZER, with_stand_ins
 
 __all__ = ["TABLE3", "TABLE3_METRICS", "MODEL_LABELS"]
 
@@ -160,7 +160,7 @@ TABLE3 = TableSpec(
     required_columns=("dataset", "model_key", "optimizer", "method"),
     groups=(
         GroupKey("profile", "Profile", preferred=("paper", "cpu", "smoke")),
-        GroupKey("dataset", "Dataset", preferred=("imagenet", "tiny100_64"), label_column="dataset_label"),
+        GroupKey("dataset", "Dataset", preferred=with_stand_ins("imagenet"), label_column="dataset_label"),
         GroupKey("model_key", "Model", preferred=("resnet50", "efficientnet_b2"),
                  label_column="model_label"),
         GroupKey("optimizer", "Optimizer", preferred=("rmsproptf",), labels=OPTIMIZER_LABELS),

@@ -27,6 +27,8 @@ from gal import paper_values as pv
 from gal import stats as gs
 from gal.tables.render import alpha0_text, failed_note, grid, ours_note, render
 from gal.tables.spec import GroupKey, Method, Metric, TableSpec
+from gal.vocab import DATASET_LABELS as VOCAB_DATASET_LABELS
+from gal.vocab import METHOD_LABELS, REGRESSION_METHODS, datasets_of
 
 __all__ = [
     "TABLE5",
@@ -46,17 +48,10 @@ TABLE5_METRICS: dict[str, tuple[str, bool]] = {
     "r2": ("R²↑", True),
 }
 #: method key -> row label, in row order
-TABLE5_METHODS: dict[str, str] = {
-    "baseline": "Baseline",
-    "gal": "GAL (proposed)",
-    "gal_alpha0": "GAL α=0 (control)",
-    "noise_normal": "N(0,1) noise, Eq. 4 (control)",
-    "ols": "OLS (reference)",
-    "mlp_sklearn": "MLPRegressor (reference)",
-}
+TABLE5_METHODS: dict[str, str] = {k: METHOD_LABELS[k] for k in REGRESSION_METHODS}
 TABLE5_VARIANTS = ("paper", "standardized")
-TABLE5_DATASETS = ("boston", "diabetes", "california")
-DATASET_LABELS = {"boston": "Boston housing", "diabetes": "Diabetes", "california": "California housing"}
+TABLE5_DATASETS = datasets_of("regression")
+DATASET_LABELS = {k: VOCAB_DATASET_LABELS[k] for k in TABLE5_DATASETS}
 
 MDE_LABEL = "MDE (paired, 80% power)"
 #: header note explaining the MDE row (shared by every table that has one)

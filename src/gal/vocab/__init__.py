@@ -1,0 +1,49 @@
+"""The suite's vocabularies, one registry each, read by runners, tables and figures:
+
+* :mod:`gal.vocab.optimizers`: the optimizers of Sec. V-B and Fig. 4 (label, the paper's row key,
+  figure colour, builder; where h's parameters go: :data:`H_PLACEMENTS`);
+* :mod:`gal.vocab.datasets`: the paper's datasets and their stand-ins (table name, the paper
+  dataset a stand-in replaces, loader);
+* :mod:`gal.vocab.methods`: the named methods (arms) of Tables I-VIII (row label, what each
+  changes in the task's GAL settings);
+
+An unknown key raises :class:`UnknownName` (a ``KeyError`` and a ``ValueError``) naming the
+known keys and the registry to extend. Adding an optimizer to the suite is one entry in
+:data:`OPTIMIZERS` plus its config values.
+"""
+
+from __future__ import annotations
+
+from gal.vocab.datasets import (
+    DATASET_LABELS,
+    DATASETS,
+    LOADERS,
+    DatasetEntry,
+    datasets_of,
+    with_stand_ins,
+)
+from gal.vocab.methods import (
+    CLASSIFICATION_METHODS,
+    DETECTION_METHODS,
+    METHOD_LABELS,
+    METHODS,
+    REGRESSION_METHODS,
+    MethodEntry,
+    gal_overrides,
+)
+from gal.vocab.optimizers import (
+    H_PLACEMENTS,
+    OPTIMIZER_LABELS,
+    OPTIMIZER_ORDER,
+    OPTIMIZERS,
+    PAPER_OPTIMIZER,
+    OptimizerEntry,
+    OptimizerName,
+    optimizer_colour,
+)
+from gal.vocab.registry import Registry, UnknownName
+
+__all__ = ["DATASETS", "DATASET_LABELS", "LOADERS", "DatasetEntry", "datasets_of", "with_stand_ins",
+           "CLASSIFICATION_METHODS", "DETECTION_METHODS", "METHODS", "METHOD_LABELS", "MethodEntry",
+           "REGRESSION_METHODS", "gal_overrides", "H_PLACEMENTS", "OPTIMIZERS", "OPTIMIZER_LABELS", "OPTIMIZER_ORDER", "PAPER_OPTIMIZER",
+           "OptimizerEntry", "OptimizerName", "Registry", "UnknownName", "optimizer_colour"]
