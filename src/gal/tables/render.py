@@ -34,6 +34,7 @@ import pandas as pd
 from gal import sequential as sq
 from gal import stats as gs
 from gal.records import load_runs
+from gal.tables import contrasts as ct
 from gal.tables.cells import DASH, fmt_num, fmt_p, fmt_tp
 from gal.tables.cells import tex_escape as tex_escape
 from gal.tables.notes import alpha0_check, alpha0_text, failed_note, ours_note
@@ -195,6 +196,29 @@ def _holm_fill(cells: list[tuple[dict[str, Any], dict[str, str], str, dict[str, 
                 holm_row[holm_col] = f"{fmt_p(p0)}; {fmt_p(pp)}"
 
 
+def _contrast_rows(spec: TableSpec, shown: Mapping[str, str], group: Mapping[str, Any],
+                   ok_by_method: Mapping[str, pd.DataFrame], cells: list[Any],
+                   comparisons: list[Any]) -> list[dict[str, str]]:
+    """One row per contrast of ``spec`` whose two arms both have complete runs in this group."""
+    rows = []
+    for con in spec.contrasts:
+        a, b = ok_by_method.get(con.a), ok_by_method.get(con.b)
+        if a is None or b is None or not len(a) or not len(b):
+            continue
+        r = {**shown, "Method": con.label, "n": "", "check": ""}
+        for m in spec.metrics:
+            c = ct.contrast_stats(a, b, m.key, m.higher_is_better)
+            r[f"{m.label} ours"] = ct.contrast_cell(c, con, spec.digits)
+            if c["n"]:
+                cells.append((c, r, f"{m.label} ours"))
+                comparisons.append(({**group, "method": f"{con.b}_vs_{con.a}", "metric": m.key},
+                                    {"paired_mean_diff": c["mean"], "ci_low": c["ci"][0],
+                                     "ci_high": c["ci"][1], "p": c["p"], "n": c["n"],
+                                     "direction": c["direction"]}))
+        rows.append(r)
+    return rows
+
+
 def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Build the grid (display strings, columns ``spec.columns``) from a ``load_runs`` frame,
     plus a dict of facts for the header notes (profiles, seeds, commits, failed runs, the alpha=0
@@ -225,6 +249,7 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
     alpha0_differs: list[bool] = []  # a shared seed differs (or nothing to compare), not only gaps
     verdict_cells: list[tuple[dict[str, Any], dict[str, str], str, dict[str, str] | None, str]] = []
     comparisons: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (numeric keys, statistics)
+    contrast_cells: list[tuple[dict[str, Any], dict[str, str], str]] = []
     mixed_devices: list[str] = []
     values = _group_values(df, spec)
     for combo in itertools.product(*values):
@@ -315,7 +340,9 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
                                       f"{m.label} ours"))
             comparisons.append(({**group, "method": f"{spec.gal}_vs_{spec.baseline}", "metric": m.key}, c))
         rows.extend(stat_rows.values())
+        rows.extend(_contrast_rows(spec, shown, group, ok_by_method, contrast_cells, comparisons))
     _holm_fill(verdict_cells)
+    ct.holm_contrasts(contrast_cells)
     for keys, c in comparisons:
         numeric.append({**keys, **{k: v for k, v in c.items() if k != "higher_is_better"}})
     table = pd.DataFrame(rows, columns=spec.columns).fillna("")

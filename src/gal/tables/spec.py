@@ -143,6 +143,8 @@ class TableSpec:
             own row − baseline difference (so a row the paper reports as worse is "reproduced"
             when ours is significantly worse).
         info: descriptive columns from the records (:class:`InfoColumn`) after ``n``.
+        contrasts: paired differences of two method rows shown as rows after the statistics
+            (:class:`gal.tables.contrasts.Contrast`; Table IV's controls), where both arms ran.
         row_key: record (a dict of its config keys) -> the method key of its row, or None to
             leave it out; default: the record's ``method``.
     """
@@ -173,6 +175,7 @@ class TableSpec:
     sequential: Callable[[Any], Any] | None = None
     compare_rows: bool = False
     info: tuple[InfoColumn, ...] = ()
+    contrasts: tuple[Any, ...] = ()
     row_key: Callable[[Mapping[str, Any]], str | None] | None = None
 
     def __post_init__(self) -> None:
