@@ -46,7 +46,7 @@ CANDIDATES: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 PROFILE, DATASET = "cpu", "shapes"
 #: the profile name the old plain-DETR cpu profile's Table IV records are kept under
-BASE_PROFILE = "cpu"
+BASE_PROFILE = "cpu_plain_detr"
 MARKS = (5, 10, 15, 20, 25, 30, 35, 40, 50, 60)
 
 
