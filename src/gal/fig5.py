@@ -44,7 +44,7 @@ from gal.fig_style import new_figure as _new_figure
 from gal.fig_style import seed_stats as _stats
 from gal.fig_style import str_or_none as _str
 from gal.fig_style import val_curve as _val_curve
-from gal.records import load_runs
+from gal.records import NoRunsError, load_runs
 
 __all__ = [
     "FIG5_METHODS",
@@ -332,13 +332,13 @@ def render_fig5(
     """Render Fig. 5 (Sec. VI-A) for one ``profile``: ``fig5.{png,pdf,json,md}`` in ``out_dir``.
 
     ``variant`` selects the Table V regression variant (default ``paper``, the paper's protocol).
-    Raises ``FileNotFoundError`` naming the ``make`` targets that create runs if no panel has a
+    Raises :class:`gal.records.NoRunsError` (a ``FileNotFoundError``) naming the ``make`` targets that create runs if no panel has a
     pair of complete baseline/GAL runs for ``profile``.
     """
     runs_root, out_dir = Path(runs_root), Path(out_dir)
     panels, excluded = fig5_panels(runs_root, profile=profile, variant=variant)
     if not panels:
-        raise FileNotFoundError(
+        raise NoRunsError(
             f"Fig. 5: no complete baseline + GAL runs paired by seed for profile '{profile}' under "
             f"{runs_root}/table1/{profile}, {runs_root}/table2/{profile} or "
             f"{runs_root}/table5/{profile}/{variant}; create them with `make table5 "

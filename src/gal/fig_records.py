@@ -17,7 +17,7 @@ import pandas as pd
 from gal.fig_provenance import footer, record_commits, stamp
 from gal.fig_style import str_or_none as _str
 from gal.fig_style import val_curve as _val_curve
-from gal.records import load_runs
+from gal.records import NoRunsError, load_runs
 
 __all__ = [
     "NoRunsError",
@@ -30,10 +30,6 @@ __all__ = [
     "write_figure",
     "no_runs",
 ]
-
-
-class NoRunsError(FileNotFoundError):
-    """No complete run record to draw a figure from (the message names the ``make`` target)."""
 
 
 def load_classification(

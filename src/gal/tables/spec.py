@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gal.records import NoRunsError
+
 __all__ = [
     "NoRunsError",
     "GroupKey",
@@ -26,10 +28,6 @@ __all__ = [
     "NotesFn",
     "InfoColumn",
 ]
-
-
-class NoRunsError(FileNotFoundError):
-    """No (usable) run records under the given root."""
 
 
 class MixedSettingsError(ValueError):
