@@ -17,11 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gal import fig_analysis as fa
 from gal.fig_ablation import (
     FIG8_CLAIMS,
     GRANULARITY_UNITS,
-    POLICY_COLORS,
     POLICY_LABELS,
     _ablation,
     _by_dataset,
@@ -38,12 +36,32 @@ from gal.fig_ablation import (
     paired_vs_baseline,
     sweep_rows,
 )
-from gal.fig_style import BAND, BLUE, ONE_EPOCH, RED, epoch_ranges, note
-from gal.fig_style import col as _col
+from gal.fig_provenance import write_figure
+from gal.fig_records import col as _col
+from gal.fig_records import (
+    excluded_lines,
+    gal_setting,
+    no_runs,
+    runs_by_seed,
+    seed_curves,
+)
+from gal.fig_records import seed_stats as _stats
+from gal.fig_spec import FigureSpec
+from gal.fig_style import (
+    BAND,
+    BLUE,
+    ONE_EPOCH,
+    POLICY_COLORS,
+    RED,
+    draw_band,
+    epoch_axis,
+    epoch_ranges,
+    note,
+    one_epoch,
+)
 from gal.fig_style import new_figure as _new_figure
-from gal.fig_style import seed_stats as _stats
 
-__all__ = ["fig8_summary", "fig8_markdown", "render_fig8", "acceptance", "coincidence"]
+__all__ = ["FIG8", "fig8_summary", "fig8_markdown", "render_fig8", "acceptance", "coincidence"]
 
 #: Policies that use g whenever it is accepted; with every step accepted they train one model.
 _USES_G = ("leq", "lt", "always")
@@ -53,7 +71,7 @@ def acceptance(runs: Mapping[int, str]) -> dict[str, Any] | None:
     """The acceptance rate of g (history column ``accept_rate``: per epoch, the fraction of steps
     whose update used g) of one policy's runs: mean over all (seed, epoch) values, min, max, and
     ``all_one`` (g accepted on every step of every run); None without the column."""
-    epochs, mats = fa.seed_curves(runs, ["accept_rate"]) if runs else ([], {})
+    epochs, mats = seed_curves(runs, ["accept_rate"]) if runs else ([], {})
     if not epochs:
         return None
     m = mats["accept_rate"]
@@ -108,21 +126,21 @@ def _fig8_checks(policies: Sequence[Mapping[str, Any]], base: Mapping[str, Any] 
 
 def _fig8_beats(rows: pd.DataFrame, what: str, excluded: dict[str, Any]) -> dict[str, Any]:
     curves: dict[str, Any] = {}
-    pols = [fa.gal_setting(r, "policy") for _, r in rows.iterrows()]
+    pols = [gal_setting(r, "policy") for _, r in rows.iterrows()]
     for pol in _x_order("policy", list({p for p in pols if p})):
-        runs = fa.runs_by_seed(rows[[p == pol for p in pols]], f"{what} policy {pol}")
+        runs = runs_by_seed(rows[[p == pol for p in pols]], f"{what} policy {pol}")
         keep = {}
         for s, p in runs.items():
-            if fa.seed_curves({s: p}, ["g_beats_grad"])[0]:
+            if seed_curves({s: p}, ["g_beats_grad"])[0]:
                 keep[s] = p
             else:
                 excluded["no_g_beats_grad"].append({"path": p, "reason": "g_beats_grad all NaN"})
-        epochs, mats = fa.seed_curves(keep, ["g_beats_grad"]) if keep else ([], {})
+        epochs, mats = seed_curves(keep, ["g_beats_grad"]) if keep else ([], {})
         if epochs:
             curves[pol] = {"label": POLICY_LABELS.get(pol, pol), "seeds": list(keep),
                            "epochs": epochs, **_stats(mats["g_beats_grad"]),
                            "runs": {str(s): p for s, p in keep.items()}}
-    grans = sorted({g for _, r in rows.iterrows() if (g := fa.gal_setting(r, "granularity"))})
+    grans = sorted({g for _, r in rows.iterrows() if (g := gal_setting(r, "granularity"))})
     return {"granularity": grans[0] if len(grans) == 1 else grans,
             "unit": "; ".join(GRANULARITY_UNITS.get(g, g) for g in grans) or "unknown",
             "paper": FIG8_CLAIMS["b"], "band": BAND, "curves": curves}
@@ -156,7 +174,7 @@ def fig8_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
                          "coincide": coincidence(policies),
                          "g_beats_grad": _fig8_beats(rows, what, excluded)})
     if not datasets:
-        raise fa.no_runs(8, "complete SGD `gal` / `gal+policy=...` ablation runs",
+        raise no_runs(8, "complete SGD `gal` / `gal+policy=...` ablation runs",
                       [f"{Path(runs_root)}/ablation/{profile}"], profile,
                       f"`make fig8 PROFILE={profile}`")
     return {"figure": 8, "paper_section": "VI-E, VI-F", "profile": profile,
@@ -211,7 +229,7 @@ def fig8_markdown(summary: Mapping[str, Any]) -> str:
                          f"seeds {m[0]:.3f} at epoch {ep[0]}, {m[-1]:.3f} at epoch {ep[-1]}, "
                          f"{np.mean(m):.3f} over epochs {epoch_ranges(ep)}")
         lines.append("")
-    return "\n".join(lines + fa.excluded_lines(summary["excluded"], "fig8"))
+    return "\n".join(lines + excluded_lines(summary["excluded"], "fig8"))
 
 
 def _acc(a: Mapping[str, Any] | None) -> str:
@@ -226,7 +244,7 @@ def _beats_reading(ds: Mapping[str, Any]) -> str:
     head = f"paper: {FIG8_CLAIMS['b']}"
     if not curves:
         return head
-    if fa.one_epoch(curves):
+    if one_epoch(curves):
         return f"{head}\nhere: {ONE_EPOCH.split(' (')[0]}"
     here = [f"{cv['label']}: {cv['mean'][0]:.2f} at epoch {cv['epochs'][0]} → "
             f"{cv['mean'][-1]:.2f} at epoch {cv['epochs'][-1]}" for cv in curves]
@@ -266,9 +284,9 @@ def _draw_fig8(summary: Mapping[str, Any]) -> Any:
         pa.set_title(f"(a) paired by seed: error − baseline's error\nmean and paired 95% CI "
                      f"(pairs: {', '.join(map(str, npair))})", fontsize=8)
         for pol, cv in ds["g_beats_grad"]["curves"].items():
-            fa.draw_band(b, cv["epochs"], cv, POLICY_COLORS.get(pol, RED),
+            draw_band(b, cv["epochs"], cv, POLICY_COLORS.get(pol, RED),
                          f"{cv['label']} (seeds {epoch_ranges(cv['seeds'])})")
-        fa.epoch_axis(b, [e for cv in ds["g_beats_grad"]["curves"].values() for e in cv["epochs"]])
+        epoch_axis(b, [e for cv in ds["g_beats_grad"]["curves"].values() for e in cv["epochs"]])
         b.set_ylabel(f"g beats dl/dz ({ds['g_beats_grad']['granularity']})")
         b.set_title(f"(b) fraction with l(z-η̃g) < l(z-η̃∂l/∂z): "
                     f"{ds['g_beats_grad']['unit'].split(' (')[0]}", fontsize=8)
@@ -279,7 +297,7 @@ def _draw_fig8(summary: Mapping[str, Any]) -> Any:
         note(b, _beats_reading(ds) + co_b, fontsize=6)
         for ax in (a, pa, b):
             ax.grid(alpha=0.3)
-    single = fa.one_epoch(cv for ds in summary["datasets"]
+    single = one_epoch(cv for ds in summary["datasets"]
                           for cv in ds["g_beats_grad"]["curves"].values())
     fig.suptitle(f"Fig. 8 (Sec. VI-E/F), profile {summary['profile']}; (b) lines: mean over "
                  f"seeds, bands: {BAND}" + (f"; {ONE_EPOCH}" if single else ""), fontsize=9.5)
@@ -288,6 +306,11 @@ def _draw_fig8(summary: Mapping[str, Any]) -> Any:
 
 def render_fig8(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Path]:
     """Render Fig. 8 (Sec. VI-E/F) for one ``profile``: ``fig8.{json,md,png,pdf}`` in ``out_dir``.
-    Raises :class:`gal.fig_analysis.NoRunsError` naming ``make fig8`` if there are no records."""
+    Raises :class:`gal.records.NoRunsError` naming ``make fig8`` if there are no records."""
     summary = fig8_summary(Path(runs_root), profile)
-    return fa.write_figure(_draw_fig8(summary), summary, fig8_markdown(summary), out_dir, "fig8")
+    return write_figure(_draw_fig8(summary), summary, fig8_markdown(summary), out_dir, "fig8")
+
+
+#: Fig. 8 (Sec. VI-E/F): the SGD ablation records (the update policies of Algorithm 1).
+FIG8 = FigureSpec(number=8, section="VI-E/F", subject="update policies and g vs dl/dz",
+                  records=("ablation",), draw=render_fig8)

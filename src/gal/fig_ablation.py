@@ -17,7 +17,7 @@ column is the requested profile are used; failed runs are listed in the md and j
   so its errors are compared with the baseline's seed by seed. (b) the per-epoch fraction
   ``g_beats_grad`` (l(z - eta~ g) < l(z - eta~ dl/dz)) per policy, mean with min-max band.
 
-Outputs per figure: ``figN.{png,pdf,json,md}`` (:func:`gal.fig_analysis.write_figure`).
+Outputs per figure: ``figN.{png,pdf,json,md}`` (:func:`gal.fig_provenance.write_figure`).
 """
 
 from __future__ import annotations
@@ -31,15 +31,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gal import fig_analysis as fa
-from gal.fig_style import OPTIMIZER_LABELS, RED, epoch_ranges, note
-from gal.fig_style import col as _col
+from gal.fig_provenance import write_figure
+from gal.fig_records import col as _col
+from gal.fig_records import (
+    excluded_lines,
+    gal_setting,
+    load_classification,
+    no_runs,
+    runs_by_seed,
+    split_complete,
+)
+from gal.fig_records import str_or_none as _str
+from gal.fig_spec import FigureSpec
+from gal.fig_style import OPT_COLORS, OPTIMIZER_LABELS, epoch_ranges, note
 from gal.fig_style import new_figure as _new_figure
 from gal.fig_style import ordered as _ordered
-from gal.fig_style import str_or_none as _str
 from gal.stats import ci_paired_diff, paired_diffs
 
-__all__ = ["FIG7_OPTIMIZERS", "FIG7_KEYS", "PAPER_FIXED", "POLICY_LABELS", "sweep_rows",
+__all__ = ["FIG7", "FIG7_OPTIMIZERS", "FIG7_KEYS", "PAPER_FIXED", "POLICY_LABELS", "sweep_rows",
            "error_stats", "paired_vs_baseline", "draw_paired", "fig7_summary", "fig7_markdown", "render_fig7"]
 
 FIG7_OPTIMIZERS = ("sgd", "lookahead_sgd")
@@ -56,7 +65,6 @@ FIG7_CLAIMS = {
 }
 POLICY_ORDER = ("leq", "lt", "always", "never")
 POLICY_LABELS = {"leq": "line 7 (≤)", "lt": "line 7 (<)", "always": "line 8", "never": "line 10"}
-POLICY_COLORS = {"leq": RED, "lt": "tab:orange", "always": "tab:purple", "never": "tab:gray"}
 FIG8_CLAIMS = {
     "a": "line 7 (≤) is best; line 8 is better than line 10; line 7 (≤) is slightly better "
     "than line 7 (<)",
@@ -68,13 +76,13 @@ GRANULARITY_UNITS = {"batch": "fraction of mini-batches (one decision per step o
 
 
 def _ablation(runs_root: Path, profile: str, n: int) -> tuple[pd.DataFrame, dict[str, Any]]:
-    df, other = fa.load_classification(runs_root, "ablation", profile)
+    df, other = load_classification(runs_root, "ablation", profile)
     if df.empty:
-        raise fa.no_runs(n, "ablation run records", [f"{Path(runs_root)}/ablation/{profile}"],
+        raise no_runs(n, "ablation run records", [f"{Path(runs_root)}/ablation/{profile}"],
                       profile, f"`make fig{n} PROFILE={profile}` (`python -m "
                       f"experiments.classification --table fig{n} --profile {profile}`)")
     return df, {"non_complete": [], "other_profile": other, "no_error_top1": [],
-                "no_setting": [], "failed_outside_figure": fa.split_complete(df)[1]}
+                "no_setting": [], "failed_outside_figure": split_complete(df)[1]}
 
 
 def _close(excluded: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +103,7 @@ def sweep_rows(df: pd.DataFrame, key: str) -> pd.DataFrame:
 
 def _usable(rows: pd.DataFrame, excluded: dict[str, Any]) -> pd.DataFrame:
     """Complete runs with a finite error_top1; the rest goes to ``excluded``."""
-    rows, bad = fa.split_complete(rows)
+    rows, bad = split_complete(rows)
     excluded["non_complete"] += bad
     if rows.empty:
         return rows
@@ -107,7 +115,7 @@ def _usable(rows: pd.DataFrame, excluded: dict[str, Any]) -> pd.DataFrame:
 def error_stats(rows: pd.DataFrame, what: str) -> dict[str, Any]:
     """``error_top1`` of complete runs over seeds: n, mean, std (ddof=1, null for one seed),
     seeds, per_seed, runs, methods (Figs. 7, 8a)."""
-    runs = fa.runs_by_seed(rows, what)
+    runs = runs_by_seed(rows, what)
     err = {int(r["seed"]): float(r["error_top1"]) for _, r in rows.iterrows()}
     v = np.array([err[s] for s in runs])
     return {"n": len(v), "mean": float(v.mean()),
@@ -161,7 +169,7 @@ def _x_order(key: str, xs: Sequence[Any]) -> list[Any]:
 
 
 def _points(rows: pd.DataFrame, key: str, what: str, excluded: dict[str, Any]) -> list[dict]:
-    xs = [fa.gal_setting(r, key) for _, r in rows.iterrows()]
+    xs = [gal_setting(r, key) for _, r in rows.iterrows()]
     excluded["no_setting"] += [{"path": str(p), "setting": key} for p, x in
                                zip(rows["path"], xs, strict=True) if x is None]
     out = []
@@ -226,7 +234,7 @@ def fig7_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
                 for q in p["points"]:
                     q["paired"] = paired_vs_baseline(bstats, q)
             gal = _usable(o[_col(o, "method").astype(str) == "gal"], excluded)
-            fixed = {k: fa.gal_setting(gal.iloc[0], k) for k in FIG7_KEYS} if len(gal) else None
+            fixed = {k: gal_setting(gal.iloc[0], k) for k in FIG7_KEYS} if len(gal) else None
             opts[opt] = {"label": OPTIMIZER_LABELS.get(opt, opt),
                          "baseline": bstats,
                          "fixed": fixed, "paper_fixed": PAPER_FIXED[opt],
@@ -235,7 +243,7 @@ def fig7_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
         if opts:
             datasets.append({**_ds_head(sub), "optimizers": opts})
     if not datasets:
-        raise fa.no_runs(7, "complete `gal` / `gal+alpha|beta|arch=...` ablation runs of SGD or "
+        raise no_runs(7, "complete `gal` / `gal+alpha|beta|arch=...` ablation runs of SGD or "
                       "Lookahead", [f"{Path(runs_root)}/ablation/{profile}"], profile,
                       f"`make fig7 PROFILE={profile}`")
     return {"figure": 7, "paper_section": "VI-D", "profile": profile,
@@ -305,7 +313,7 @@ def fig7_markdown(summary: Mapping[str, Any]) -> str:
                 lines += [f"- **{key}** ({row}; * = `gal` run)", f"  - paper: {c['paper']}",
                           f"  - here: {ours}"]
             lines.append("")
-    return "\n".join(lines + fa.excluded_lines(summary["excluded"], "fig7"))
+    return "\n".join(lines + excluded_lines(summary["excluded"], "fig7"))
 
 
 def _baseline_band(ax: Any, st: Mapping[str, Any] | None, color: str, label: str) -> None:
@@ -326,7 +334,7 @@ def _draw_fig7(summary: Mapping[str, Any]) -> Any:
                                       for q in o["panels"]["arch"]["points"]}))
         for ax, pax, key in zip(raw, paired, FIG7_KEYS, strict=True):
             for i, (opt, o) in enumerate(ds["optimizers"].items()):
-                color, pts = fa.OPT_COLORS.get(opt, "tab:purple"), o["panels"][key]["points"]
+                color, pts = OPT_COLORS.get(opt, "tab:purple"), o["panels"][key]["points"]
                 _baseline_band(ax, o["baseline"], color, f"{o['label']} baseline (mean ± std)")
                 if not pts:
                     continue
@@ -369,6 +377,11 @@ def _draw_fig7(summary: Mapping[str, Any]) -> Any:
 
 def render_fig7(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Path]:
     """Render Fig. 7 (Sec. VI-D) for one ``profile``: ``fig7.{json,md,png,pdf}`` in ``out_dir``.
-    Raises :class:`gal.fig_analysis.NoRunsError` naming ``make fig7`` if there are no records."""
+    Raises :class:`gal.records.NoRunsError` naming ``make fig7`` if there are no records."""
     summary = fig7_summary(Path(runs_root), profile)
-    return fa.write_figure(_draw_fig7(summary), summary, fig7_markdown(summary), out_dir, "fig7")
+    return write_figure(_draw_fig7(summary), summary, fig7_markdown(summary), out_dir, "fig7")
+
+
+#: Fig. 7 (Sec. VI-D): the ablation records (alpha, beta and the architecture of h swept).
+FIG7 = FigureSpec(number=7, section="VI-D", subject="alpha / beta / architecture",
+                  records=("ablation",), draw=render_fig7)
