@@ -4,7 +4,7 @@
 seeds; line 10 feeds dl/dz to the model at every step, so its errors are compared with the
 baseline's seed by seed. (b) the per-epoch fraction ``g_beats_grad`` (l(z - eta~ g) <
 l(z - eta~ dl/dz)) per policy, mean with min-max band. Record selection and shared helpers:
-:mod:`gal.fig_ablation`. Outputs: ``fig8.{png,pdf,json,md}``.
+:mod:`gal.fig_sweeps`. Outputs: ``fig8.{png,pdf,json,md}``.
 """
 
 from __future__ import annotations
@@ -17,25 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gal.fig_ablation import (
-    FIG8_CLAIMS,
-    GRANULARITY_UNITS,
-    POLICY_LABELS,
-    _ablation,
-    _by_dataset,
-    _close,
-    _ds_head,
-    _ms,
-    _pd,
-    _points,
-    _usable,
-    _x_order,
-    _yes,
-    draw_paired,
-    error_stats,
-    paired_vs_baseline,
-    sweep_rows,
-)
 from gal.fig_provenance import write_figure
 from gal.fig_records import col as _col
 from gal.fig_records import (
@@ -60,9 +41,34 @@ from gal.fig_style import (
     one_epoch,
 )
 from gal.fig_style import new_figure as _new_figure
+from gal.fig_sweeps import (
+    POLICY_LABELS,
+    by_dataset,
+    close_excluded,
+    dataset_head,
+    draw_paired,
+    error_stats,
+    load_ablation,
+    mean_std_cell,
+    paired_cell,
+    paired_vs_baseline,
+    sweep_points,
+    sweep_rows,
+    usable,
+    x_order,
+    yes_no,
+)
 
 __all__ = ["FIG8", "fig8_summary", "fig8_markdown", "render_fig8", "acceptance", "coincidence"]
 
+FIG8_CLAIMS = {
+    "a": "line 7 (≤) is best; line 8 is better than line 10; line 7 (≤) is slightly better "
+    "than line 7 (<)",
+    "b": "g beats dl/dz (lower tentative loss) on a considerable amount of samples in the "
+    "early stage",
+}
+GRANULARITY_UNITS = {"batch": "fraction of mini-batches (one decision per step on the batch loss)",
+                     "sample": "fraction of samples"}
 #: Policies that use g whenever it is accepted; with every step accepted they train one model.
 _USES_G = ("leq", "lt", "always")
 
@@ -92,7 +98,7 @@ def coincidence(policies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     labels = ", ".join(p["label"] for p in same)
     text = (f"{labels} coincide: no step was rejected (acceptance rate 1 in every epoch of "
             f"every run), so they trained the same models"
-            + ("" if equal is None else f"; errors equal seed by seed: {_yes(equal)}"))
+            + ("" if equal is None else f"; errors equal seed by seed: {yes_no(equal)}"))
     return {"policies": [p["policy"] for p in same], "same_errors": equal, "note": text}
 
 
@@ -127,7 +133,7 @@ def _fig8_checks(policies: Sequence[Mapping[str, Any]], base: Mapping[str, Any] 
 def _fig8_beats(rows: pd.DataFrame, what: str, excluded: dict[str, Any]) -> dict[str, Any]:
     curves: dict[str, Any] = {}
     pols = [gal_setting(r, "policy") for _, r in rows.iterrows()]
-    for pol in _x_order("policy", list({p for p in pols if p})):
+    for pol in x_order("policy", list({p for p in pols if p})):
         runs = runs_by_seed(rows[[p == pol for p in pols]], f"{what} policy {pol}")
         keep = {}
         for s, p in runs.items():
@@ -151,24 +157,24 @@ def fig8_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
     ``profile``: (a) per policy and for the baseline the error over seeds, the seed-by-seed
     comparison of line 10 with the baseline, and the paper's claims beside ours; (b) per policy
     the per-epoch ``g_beats_grad`` (mean/min/max/std over seeds) and the granularity."""
-    df, excluded = _ablation(runs_root, profile, 8)
+    df, excluded = load_ablation(runs_root, profile, 8)
     excluded["no_g_beats_grad"] = []
     df = df[df["optimizer"].astype(str) == "sgd"]
     datasets = []
-    for _, sub in _by_dataset(df):
+    for _, sub in by_dataset(df):
         what = f"Fig. 8 {sub['dataset'].iloc[0]}/sgd"
-        rows = _usable(sweep_rows(sub, "policy"), excluded)
-        pts = _points(rows, "policy", what, excluded)
+        rows = usable(sweep_rows(sub, "policy"), excluded)
+        pts = sweep_points(rows, "policy", what, excluded)
         if not pts:
             continue
         policies = [{"policy": q["x"], "label": POLICY_LABELS.get(q["x"], q["x"]),
                      **{k: v for k, v in q.items() if k not in ("x", "label")}} for q in pts]
-        base_rows = _usable(sub[_col(sub, "method").astype(str) == "baseline"], excluded)
+        base_rows = usable(sub[_col(sub, "method").astype(str) == "baseline"], excluded)
         base = error_stats(base_rows, f"{what} baseline") if len(base_rows) else None
         for p in policies:
             p["paired"] = paired_vs_baseline(base, p)
             p["accept_rate"] = acceptance({int(s): q for s, q in p["runs"].items()})
-        datasets.append({**_ds_head(sub), "optimizer": "sgd", "baseline": base,
+        datasets.append({**dataset_head(sub), "optimizer": "sgd", "baseline": base,
                          "policies": policies, "line10_vs_baseline": _line10(policies, base),
                          "checks": _fig8_checks(policies, base),
                          "coincide": coincidence(policies),
@@ -190,7 +196,7 @@ def fig8_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
                 "whose update used g): mean, min, max over every (seed, epoch)",
                 "g_beats_grad": "per epoch, the fraction of training steps' decisions where "
                 "l(z - eta~ g) < l(z - eta~ dl/dz); mean over seeds, band min-max"},
-            "paper": FIG8_CLAIMS, "datasets": datasets, "excluded": _close(excluded)}
+            "paper": FIG8_CLAIMS, "datasets": datasets, "excluded": close_excluded(excluded)}
 
 
 def fig8_markdown(summary: Mapping[str, Any]) -> str:
@@ -204,9 +210,9 @@ def fig8_markdown(summary: Mapping[str, Any]) -> str:
         lines += [f"## {ds['dataset_label']} ({ds['model']})", "", "### (a) update policy", "",
                   "| policy | error (%) | − baseline, paired: mean [95% CI] | acceptance rate "
                   "of g | seeds |", "|---|---|---|---|---|",
-                  f"| baseline | {_ms(ds['baseline'])} | | | "
+                  f"| baseline | {mean_std_cell(ds['baseline'])} | | | "
                   f"{', '.join(map(str, (ds['baseline'] or {}).get('seeds', [])))} |"]
-        lines += [f"| {p['label']} (`{p['policy']}`) | {_ms(p)} | {_pd(p['paired'])} | "
+        lines += [f"| {p['label']} (`{p['policy']}`) | {mean_std_cell(p)} | {paired_cell(p['paired'])} | "
                   f"{_acc(p['accept_rate'])} | {', '.join(map(str, p['seeds']))} |"
                   for p in ds["policies"]]
         if ds["coincide"]["note"]:
@@ -215,12 +221,12 @@ def fig8_markdown(summary: Mapping[str, Any]) -> str:
                        f"({'equal' if v['equal'] else 'differ'})" for s, v in t["per_seed"].items())
         lines += ["", f"- paper: {c['paper']}",
                   f"- here: ranking (lowest error first) {' ≤ '.join(c['ranking'])}; "
-                  f"line 7 (≤) best: {_yes(c['line7_leq_best'])}; line 8 better than line 10: "
-                  f"{_yes(c['line8_better_than_line10'])}; line 7 (≤) better than line 7 (<): "
-                  f"{_yes(c['line7_leq_better_than_line7_lt'])}",
+                  f"line 7 (≤) best: {yes_no(c['line7_leq_best'])}; line 8 better than line 10: "
+                  f"{yes_no(c['line8_better_than_line10'])}; line 7 (≤) better than line 7 (<): "
+                  f"{yes_no(c['line7_leq_better_than_line7_lt'])}",
                   "- line 10 sends dl/dz to the model at every step, so its model trajectory "
                   f"should equal the baseline's; errors equal to the baseline seed by seed: "
-                  f"{_yes(t['all_equal'])} ({eq or 'no paired seed'})", "",
+                  f"{yes_no(t['all_equal'])} ({eq or 'no paired seed'})", "",
                   f"### (b) g beats dl/dz ({b['unit']}; granularity {b['granularity']})", "",
                   f"- paper: {b['paper']}"]
         for cv in b["curves"].values():
