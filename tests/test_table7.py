@@ -201,3 +201,28 @@ def test_table7_without_anything_names_the_fix(tmp_path: Path,
     assert gal_main(["table", "7", "--runs", str(tmp_path / "runs"), "--out",
                      str(tmp_path / "out")]) == 1
     assert "benchmarks/gal_cost.py" in capsys.readouterr().err
+
+
+def test_table7_is_a_spec_of_the_one_renderer(results: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Table VII (Sec. VI-C) is registered like every table and written by the one renderer
+    (gal.tables.render.render); its only special part is its tabulate (the cost grid)."""
+    import dataclasses
+
+    import gal.tables as T
+    from gal.tables.render import render
+    from gal.tables.table7 import cost_table
+
+    assert T.SPECS[7] is TABLE7 and TABLE7.tabulate is cost_table
+    assert all(T.SPECS[n].tabulate is None for n in T.SPECS if n != 7)
+    one = render(TABLE7, results / "runs", tmp_path / "one")
+    via = render_table(7, results / "runs", tmp_path / "via")
+    assert {k: p.read_bytes() for k, p in one.items()} == {k: p.read_bytes() for k, p in via.items()}
+    elsewhere = dataclasses.replace(TABLE7, benchmarks_dir=str(results / "benchmarks"))
+    moved = render(elsewhere, tmp_path / "no" / "runs", tmp_path / "moved")
+    assert "resnet50 (benchmark gal_cost_cpu.json" in moved["md"].read_text()
+    seen = []
+    monkeypatch.setattr(T, "render", lambda spec, runs, out: seen.append(spec) or {})
+    for n in T.IMPLEMENTED_TABLES:
+        T.render_table(n, tmp_path, tmp_path)
+    assert seen == [T.SPECS[n] for n in T.IMPLEMENTED_TABLES]

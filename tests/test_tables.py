@@ -255,3 +255,26 @@ def test_alpha0_header_tells_a_gap_from_a_difference():
     gap = alpha0_text({"alpha0_all_exact": False, "alpha0_any_differs": False})
     assert gap.startswith("✓ every α=0 run equals") and "not every baseline seed" in gap
     assert alpha0_text({"alpha0_all_exact": False, "alpha0_any_differs": True}).startswith("✗ NOT")
+
+
+def test_rule_notes_stand_verbatim_in_every_committed_table():
+    """The verdict rule and its companion notes are constants (gal.verdict, Table V's MDE note)
+    written as they are into every table with verdicts: no table edits their text."""
+    from pathlib import Path
+
+    from gal import stats as gs
+    from gal.tables import SPECS
+    from gal.tables.spec import TableSpec
+    from gal.tables.table5 import MDE_NOTE
+
+    root = Path(__file__).resolve().parents[1] / "results" / "tables"
+    for n, spec in SPECS.items():
+        md = root / f"table{n}.md"
+        if not isinstance(spec, TableSpec) or not md.is_file():
+            continue  # Table VII has no verdict
+        text = md.read_text()
+        wanted = [gs.VERDICT_RULE, gs.HOLM_NOTE]
+        wanted += [gs.SCALE_NOTE] if spec.relative else []
+        wanted += [MDE_NOTE] if any(k == "mde" for k, _ in spec.stat_rows) else []
+        for note in wanted:
+            assert f"\n- {note}\n" in text, (n, note[:40])

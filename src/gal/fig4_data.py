@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from gal.fig_style import ordered as _ordered
-from gal.records import load_history, load_runs
+from gal.records import NoRunsError, load_history, load_runs
 
 __all__ = [
     "FIG4_TOL",
@@ -115,7 +115,7 @@ def _fig4_records(runs_root: Path) -> pd.DataFrame:
     root = Path(runs_root) / "fig4"
     df = load_runs(root)
     if df.empty:
-        raise FileNotFoundError(
+        raise NoRunsError(
             f"no Fig. 4 run records under {root}; run `python -m experiments.toy3d` (or `make fig4`)"
         )
     bad = df[df["status"] != "complete"]

@@ -21,7 +21,6 @@ bytes), ``fig5.json`` (the plotted numbers per panel) and ``fig5.md`` (a readabl
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,7 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from gal.fig_provenance import footer, record_commits, stamp
+from gal.fig_provenance import write_figure
+from gal.fig_records import col as _col
+from gal.fig_records import seed_stats as _stats
+from gal.fig_records import str_or_none as _str
+from gal.fig_records import val_curve as _val_curve
+from gal.fig_spec import FigureSpec
 from gal.fig_style import (
     BAND,
     BLUE,
@@ -39,14 +43,11 @@ from gal.fig_style import (
     RED,
     epoch_ranges,
 )
-from gal.fig_style import col as _col
 from gal.fig_style import new_figure as _new_figure
-from gal.fig_style import seed_stats as _stats
-from gal.fig_style import str_or_none as _str
-from gal.fig_style import val_curve as _val_curve
-from gal.records import load_runs
+from gal.records import NoRunsError, load_runs
 
 __all__ = [
+    "FIG5",
     "FIG5_METHODS",
     "fig5_panels",
     "fig5_summary",
@@ -287,8 +288,7 @@ def fig5_markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _draw(panels: Sequence[Mapping[str, Any]], profile: str, out_dir: Path,
-          prov: Mapping[str, Any]) -> list[Path]:
+def _draw(panels: Sequence[Mapping[str, Any]], profile: str) -> Any:
     n = len(panels)
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
@@ -319,11 +319,7 @@ def _draw(panels: Sequence[Mapping[str, Any]], profile: str, out_dir: Path,
                frameon=False)
     fig.suptitle(f"Fig. 5 (Sec. VI-A): validation loss per epoch, baseline (blue) vs GAL (red); "
                  f"profile {profile}; lines: mean over seeds, bands: {BAND}", fontsize=9.5)
-    stamp(fig, prov)
-    paths = [out_dir / "fig5.png", out_dir / "fig5.pdf"]
-    fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1], metadata={"CreationDate": None})  # reproducible bytes, as Fig. 4
-    return paths
+    return fig
 
 
 def render_fig5(
@@ -332,28 +328,27 @@ def render_fig5(
     """Render Fig. 5 (Sec. VI-A) for one ``profile``: ``fig5.{png,pdf,json,md}`` in ``out_dir``.
 
     ``variant`` selects the Table V regression variant (default ``paper``, the paper's protocol).
-    Raises ``FileNotFoundError`` naming the ``make`` targets that create runs if no panel has a
-    pair of complete baseline/GAL runs for ``profile``.
+    Raises :class:`gal.records.NoRunsError` (a ``FileNotFoundError``) naming the ``make``
+    targets that create runs if no panel has a pair of complete baseline/GAL runs for ``profile``.
     """
     runs_root, out_dir = Path(runs_root), Path(out_dir)
     panels, excluded = fig5_panels(runs_root, profile=profile, variant=variant)
     if not panels:
-        raise FileNotFoundError(
+        raise NoRunsError(
             f"Fig. 5: no complete baseline + GAL runs paired by seed for profile '{profile}' under "
             f"{runs_root}/table1/{profile}, {runs_root}/table2/{profile} or "
             f"{runs_root}/table5/{profile}/{variant}; create them with `make table5 "
             f"PROFILE={profile}` (regression, Table V) or `make table1 PROFILE={profile}` / "
             f"`make table2 PROFILE={profile}` (classification, Tables I/II)"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
     summary = fig5_summary(panels, runs_root, profile, excluded)
-    prov = record_commits({"panels": summary["panels"]})
-    summary["records"] = prov
-    jpath = out_dir / "fig5.json"
-    with open(jpath, "w") as fh:
-        json.dump(summary, fh, indent=2)
-        fh.write("\n")
-    mpath = out_dir / "fig5.md"
-    mpath.write_text(fig5_markdown(summary) + f"\n{footer(prov)}.\n")
-    return [jpath, mpath, *_draw(panels, profile, out_dir, prov)]
+    # provenance: the runs drawn (the panels), not those left out
+    return write_figure(_draw(panels, profile), summary, fig5_markdown(summary), out_dir, "fig5",
+                        drawn_from={"panels": summary["panels"]}, clean=False)
 
+
+#: Fig. 5 (Sec. VI-A): the records of Tables I, II (classification) and V (regression).
+FIG5 = FigureSpec(number=5, section="VI-A", subject="validation loss curves",
+                  records=(*(f"table{n}" for n in FIG5_CLASSIFICATION_TABLES),
+                           f"table{FIG5_REGRESSION_TABLE}"),
+                  draw=render_fig5)

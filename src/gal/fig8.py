@@ -4,7 +4,7 @@
 seeds; line 10 feeds dl/dz to the model at every step, so its errors are compared with the
 baseline's seed by seed. (b) the per-epoch fraction ``g_beats_grad`` (l(z - eta~ g) <
 l(z - eta~ dl/dz)) per policy, mean with min-max band. Record selection and shared helpers:
-:mod:`gal.fig_ablation`. Outputs: ``fig8.{png,pdf,json,md}``.
+:mod:`gal.fig_sweeps`. Outputs: ``fig8.{png,pdf,json,md}``.
 """
 
 from __future__ import annotations
@@ -17,34 +17,58 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gal import fig_analysis as fa
-from gal.fig_ablation import (
-    FIG8_CLAIMS,
-    GRANULARITY_UNITS,
+from gal.fig_provenance import write_figure
+from gal.fig_records import col as _col
+from gal.fig_records import (
+    excluded_lines,
+    gal_setting,
+    no_runs,
+    runs_by_seed,
+    seed_curves,
+)
+from gal.fig_records import seed_stats as _stats
+from gal.fig_spec import FigureSpec
+from gal.fig_style import (
+    BAND,
+    BLUE,
+    ONE_EPOCH,
     POLICY_COLORS,
+    RED,
+    draw_band,
+    epoch_axis,
+    epoch_ranges,
+    note,
+    one_epoch,
+)
+from gal.fig_style import new_figure as _new_figure
+from gal.fig_sweeps import (
     POLICY_LABELS,
-    _ablation,
-    _by_dataset,
-    _close,
-    _ds_head,
-    _ms,
-    _pd,
-    _points,
-    _usable,
-    _x_order,
-    _yes,
+    by_dataset,
+    close_excluded,
+    dataset_head,
     draw_paired,
     error_stats,
+    load_ablation,
+    mean_std_cell,
+    paired_cell,
     paired_vs_baseline,
+    sweep_points,
     sweep_rows,
+    usable,
+    x_order,
+    yes_no,
 )
-from gal.fig_style import BAND, BLUE, ONE_EPOCH, RED, epoch_ranges, note
-from gal.fig_style import col as _col
-from gal.fig_style import new_figure as _new_figure
-from gal.fig_style import seed_stats as _stats
 
-__all__ = ["fig8_summary", "fig8_markdown", "render_fig8", "acceptance", "coincidence"]
+__all__ = ["FIG8", "fig8_summary", "fig8_markdown", "render_fig8", "acceptance", "coincidence"]
 
+FIG8_CLAIMS = {
+    "a": "line 7 (≤) is best; line 8 is better than line 10; line 7 (≤) is slightly better "
+    "than line 7 (<)",
+    "b": "g beats dl/dz (lower tentative loss) on a considerable amount of samples in the "
+    "early stage",
+}
+GRANULARITY_UNITS = {"batch": "fraction of mini-batches (one decision per step on the batch loss)",
+                     "sample": "fraction of samples"}
 #: Policies that use g whenever it is accepted; with every step accepted they train one model.
 _USES_G = ("leq", "lt", "always")
 
@@ -53,7 +77,7 @@ def acceptance(runs: Mapping[int, str]) -> dict[str, Any] | None:
     """The acceptance rate of g (history column ``accept_rate``: per epoch, the fraction of steps
     whose update used g) of one policy's runs: mean over all (seed, epoch) values, min, max, and
     ``all_one`` (g accepted on every step of every run); None without the column."""
-    epochs, mats = fa.seed_curves(runs, ["accept_rate"]) if runs else ([], {})
+    epochs, mats = seed_curves(runs, ["accept_rate"]) if runs else ([], {})
     if not epochs:
         return None
     m = mats["accept_rate"]
@@ -74,7 +98,7 @@ def coincidence(policies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     labels = ", ".join(p["label"] for p in same)
     text = (f"{labels} coincide: no step was rejected (acceptance rate 1 in every epoch of "
             f"every run), so they trained the same models"
-            + ("" if equal is None else f"; errors equal seed by seed: {_yes(equal)}"))
+            + ("" if equal is None else f"; errors equal seed by seed: {yes_no(equal)}"))
     return {"policies": [p["policy"] for p in same], "same_errors": equal, "note": text}
 
 
@@ -108,21 +132,21 @@ def _fig8_checks(policies: Sequence[Mapping[str, Any]], base: Mapping[str, Any] 
 
 def _fig8_beats(rows: pd.DataFrame, what: str, excluded: dict[str, Any]) -> dict[str, Any]:
     curves: dict[str, Any] = {}
-    pols = [fa.gal_setting(r, "policy") for _, r in rows.iterrows()]
-    for pol in _x_order("policy", list({p for p in pols if p})):
-        runs = fa.runs_by_seed(rows[[p == pol for p in pols]], f"{what} policy {pol}")
+    pols = [gal_setting(r, "policy") for _, r in rows.iterrows()]
+    for pol in x_order("policy", list({p for p in pols if p})):
+        runs = runs_by_seed(rows[[p == pol for p in pols]], f"{what} policy {pol}")
         keep = {}
         for s, p in runs.items():
-            if fa.seed_curves({s: p}, ["g_beats_grad"])[0]:
+            if seed_curves({s: p}, ["g_beats_grad"])[0]:
                 keep[s] = p
             else:
                 excluded["no_g_beats_grad"].append({"path": p, "reason": "g_beats_grad all NaN"})
-        epochs, mats = fa.seed_curves(keep, ["g_beats_grad"]) if keep else ([], {})
+        epochs, mats = seed_curves(keep, ["g_beats_grad"]) if keep else ([], {})
         if epochs:
             curves[pol] = {"label": POLICY_LABELS.get(pol, pol), "seeds": list(keep),
                            "epochs": epochs, **_stats(mats["g_beats_grad"]),
                            "runs": {str(s): p for s, p in keep.items()}}
-    grans = sorted({g for _, r in rows.iterrows() if (g := fa.gal_setting(r, "granularity"))})
+    grans = sorted({g for _, r in rows.iterrows() if (g := gal_setting(r, "granularity"))})
     return {"granularity": grans[0] if len(grans) == 1 else grans,
             "unit": "; ".join(GRANULARITY_UNITS.get(g, g) for g in grans) or "unknown",
             "paper": FIG8_CLAIMS["b"], "band": BAND, "curves": curves}
@@ -133,30 +157,30 @@ def fig8_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
     ``profile``: (a) per policy and for the baseline the error over seeds, the seed-by-seed
     comparison of line 10 with the baseline, and the paper's claims beside ours; (b) per policy
     the per-epoch ``g_beats_grad`` (mean/min/max/std over seeds) and the granularity."""
-    df, excluded = _ablation(runs_root, profile, 8)
+    df, excluded = load_ablation(runs_root, profile, 8)
     excluded["no_g_beats_grad"] = []
     df = df[df["optimizer"].astype(str) == "sgd"]
     datasets = []
-    for _, sub in _by_dataset(df):
+    for _, sub in by_dataset(df):
         what = f"Fig. 8 {sub['dataset'].iloc[0]}/sgd"
-        rows = _usable(sweep_rows(sub, "policy"), excluded)
-        pts = _points(rows, "policy", what, excluded)
+        rows = usable(sweep_rows(sub, "policy"), excluded)
+        pts = sweep_points(rows, "policy", what, excluded)
         if not pts:
             continue
         policies = [{"policy": q["x"], "label": POLICY_LABELS.get(q["x"], q["x"]),
                      **{k: v for k, v in q.items() if k not in ("x", "label")}} for q in pts]
-        base_rows = _usable(sub[_col(sub, "method").astype(str) == "baseline"], excluded)
+        base_rows = usable(sub[_col(sub, "method").astype(str) == "baseline"], excluded)
         base = error_stats(base_rows, f"{what} baseline") if len(base_rows) else None
         for p in policies:
             p["paired"] = paired_vs_baseline(base, p)
             p["accept_rate"] = acceptance({int(s): q for s, q in p["runs"].items()})
-        datasets.append({**_ds_head(sub), "optimizer": "sgd", "baseline": base,
+        datasets.append({**dataset_head(sub), "optimizer": "sgd", "baseline": base,
                          "policies": policies, "line10_vs_baseline": _line10(policies, base),
                          "checks": _fig8_checks(policies, base),
                          "coincide": coincidence(policies),
                          "g_beats_grad": _fig8_beats(rows, what, excluded)})
     if not datasets:
-        raise fa.no_runs(8, "complete SGD `gal` / `gal+policy=...` ablation runs",
+        raise no_runs(8, "complete SGD `gal` / `gal+policy=...` ablation runs",
                       [f"{Path(runs_root)}/ablation/{profile}"], profile,
                       f"`make fig8 PROFILE={profile}`")
     return {"figure": 8, "paper_section": "VI-E, VI-F", "profile": profile,
@@ -172,7 +196,7 @@ def fig8_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
                 "whose update used g): mean, min, max over every (seed, epoch)",
                 "g_beats_grad": "per epoch, the fraction of training steps' decisions where "
                 "l(z - eta~ g) < l(z - eta~ dl/dz); mean over seeds, band min-max"},
-            "paper": FIG8_CLAIMS, "datasets": datasets, "excluded": _close(excluded)}
+            "paper": FIG8_CLAIMS, "datasets": datasets, "excluded": close_excluded(excluded)}
 
 
 def fig8_markdown(summary: Mapping[str, Any]) -> str:
@@ -186,9 +210,9 @@ def fig8_markdown(summary: Mapping[str, Any]) -> str:
         lines += [f"## {ds['dataset_label']} ({ds['model']})", "", "### (a) update policy", "",
                   "| policy | error (%) | − baseline, paired: mean [95% CI] | acceptance rate "
                   "of g | seeds |", "|---|---|---|---|---|",
-                  f"| baseline | {_ms(ds['baseline'])} | | | "
+                  f"| baseline | {mean_std_cell(ds['baseline'])} | | | "
                   f"{', '.join(map(str, (ds['baseline'] or {}).get('seeds', [])))} |"]
-        lines += [f"| {p['label']} (`{p['policy']}`) | {_ms(p)} | {_pd(p['paired'])} | "
+        lines += [f"| {p['label']} (`{p['policy']}`) | {mean_std_cell(p)} | {paired_cell(p['paired'])} | "
                   f"{_acc(p['accept_rate'])} | {', '.join(map(str, p['seeds']))} |"
                   for p in ds["policies"]]
         if ds["coincide"]["note"]:
@@ -197,12 +221,12 @@ def fig8_markdown(summary: Mapping[str, Any]) -> str:
                        f"({'equal' if v['equal'] else 'differ'})" for s, v in t["per_seed"].items())
         lines += ["", f"- paper: {c['paper']}",
                   f"- here: ranking (lowest error first) {' ≤ '.join(c['ranking'])}; "
-                  f"line 7 (≤) best: {_yes(c['line7_leq_best'])}; line 8 better than line 10: "
-                  f"{_yes(c['line8_better_than_line10'])}; line 7 (≤) better than line 7 (<): "
-                  f"{_yes(c['line7_leq_better_than_line7_lt'])}",
+                  f"line 7 (≤) best: {yes_no(c['line7_leq_best'])}; line 8 better than line 10: "
+                  f"{yes_no(c['line8_better_than_line10'])}; line 7 (≤) better than line 7 (<): "
+                  f"{yes_no(c['line7_leq_better_than_line7_lt'])}",
                   "- line 10 sends dl/dz to the model at every step, so its model trajectory "
                   f"should equal the baseline's; errors equal to the baseline seed by seed: "
-                  f"{_yes(t['all_equal'])} ({eq or 'no paired seed'})", "",
+                  f"{yes_no(t['all_equal'])} ({eq or 'no paired seed'})", "",
                   f"### (b) g beats dl/dz ({b['unit']}; granularity {b['granularity']})", "",
                   f"- paper: {b['paper']}"]
         for cv in b["curves"].values():
@@ -211,7 +235,7 @@ def fig8_markdown(summary: Mapping[str, Any]) -> str:
                          f"seeds {m[0]:.3f} at epoch {ep[0]}, {m[-1]:.3f} at epoch {ep[-1]}, "
                          f"{np.mean(m):.3f} over epochs {epoch_ranges(ep)}")
         lines.append("")
-    return "\n".join(lines + fa.excluded_lines(summary["excluded"], "fig8"))
+    return "\n".join(lines + excluded_lines(summary["excluded"], "fig8"))
 
 
 def _acc(a: Mapping[str, Any] | None) -> str:
@@ -226,7 +250,7 @@ def _beats_reading(ds: Mapping[str, Any]) -> str:
     head = f"paper: {FIG8_CLAIMS['b']}"
     if not curves:
         return head
-    if fa.one_epoch(curves):
+    if one_epoch(curves):
         return f"{head}\nhere: {ONE_EPOCH.split(' (')[0]}"
     here = [f"{cv['label']}: {cv['mean'][0]:.2f} at epoch {cv['epochs'][0]} → "
             f"{cv['mean'][-1]:.2f} at epoch {cv['epochs'][-1]}" for cv in curves]
@@ -266,9 +290,9 @@ def _draw_fig8(summary: Mapping[str, Any]) -> Any:
         pa.set_title(f"(a) paired by seed: error − baseline's error\nmean and paired 95% CI "
                      f"(pairs: {', '.join(map(str, npair))})", fontsize=8)
         for pol, cv in ds["g_beats_grad"]["curves"].items():
-            fa.draw_band(b, cv["epochs"], cv, POLICY_COLORS.get(pol, RED),
+            draw_band(b, cv["epochs"], cv, POLICY_COLORS.get(pol, RED),
                          f"{cv['label']} (seeds {epoch_ranges(cv['seeds'])})")
-        fa.epoch_axis(b, [e for cv in ds["g_beats_grad"]["curves"].values() for e in cv["epochs"]])
+        epoch_axis(b, [e for cv in ds["g_beats_grad"]["curves"].values() for e in cv["epochs"]])
         b.set_ylabel(f"g beats dl/dz ({ds['g_beats_grad']['granularity']})")
         b.set_title(f"(b) fraction with l(z-η̃g) < l(z-η̃∂l/∂z): "
                     f"{ds['g_beats_grad']['unit'].split(' (')[0]}", fontsize=8)
@@ -279,7 +303,7 @@ def _draw_fig8(summary: Mapping[str, Any]) -> Any:
         note(b, _beats_reading(ds) + co_b, fontsize=6)
         for ax in (a, pa, b):
             ax.grid(alpha=0.3)
-    single = fa.one_epoch(cv for ds in summary["datasets"]
+    single = one_epoch(cv for ds in summary["datasets"]
                           for cv in ds["g_beats_grad"]["curves"].values())
     fig.suptitle(f"Fig. 8 (Sec. VI-E/F), profile {summary['profile']}; (b) lines: mean over "
                  f"seeds, bands: {BAND}" + (f"; {ONE_EPOCH}" if single else ""), fontsize=9.5)
@@ -288,6 +312,11 @@ def _draw_fig8(summary: Mapping[str, Any]) -> Any:
 
 def render_fig8(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Path]:
     """Render Fig. 8 (Sec. VI-E/F) for one ``profile``: ``fig8.{json,md,png,pdf}`` in ``out_dir``.
-    Raises :class:`gal.fig_analysis.NoRunsError` naming ``make fig8`` if there are no records."""
+    Raises :class:`gal.records.NoRunsError` naming ``make fig8`` if there are no records."""
     summary = fig8_summary(Path(runs_root), profile)
-    return fa.write_figure(_draw_fig8(summary), summary, fig8_markdown(summary), out_dir, "fig8")
+    return write_figure(_draw_fig8(summary), summary, fig8_markdown(summary), out_dir, "fig8")
+
+
+#: Fig. 8 (Sec. VI-E/F): the SGD ablation records (the update policies of Algorithm 1).
+FIG8 = FigureSpec(number=8, section="VI-E/F", subject="update policies and g vs dl/dz",
+                  records=("ablation",), draw=render_fig8)

@@ -1,4 +1,5 @@
-"""Figs. 7 and 8 of the paper (Sec. VI-D, VI-E, VI-F) from the ablation run records only.
+"""Fig. 7 of the paper (Sec. VI-D) from the ablation run records only (Fig. 8, Sec. VI-E/F, is
+:mod:`gal.fig8`; the record helpers both use are :mod:`gal.fig_sweeps`).
 
 Records: ``<runs_root>/ablation/<profile>/<dataset>/<optimizer>/<method>/seed-<k>/`` with method
 ``baseline``, ``gal`` (the paper's default GAL setting of that optimizer) or a variant
@@ -11,35 +12,49 @@ column is the requested profile are used; failed runs are listed in the md and j
   of h, for SGD and Lookahead (SGD). A panel holds the runs with method ``gal`` or
   ``gal+<key>=<v>`` (only that key changed). Points: mean over seeds, error bars: std (ddof=1);
   the baseline of the optimizer is a horizontal band, mean ± std.
-- Fig. 8 (Sec. VI-E/F, in :mod:`gal.fig8`), SGD: (a) ``error_top1`` of the update policies of Algorithm 1 lines 7-10
+- Fig. 8 (Sec. VI-E/F, :mod:`gal.fig8`), SGD: (a) ``error_top1`` of the update policies of Algorithm 1 lines 7-10
   (``gal_policy`` leq = "line 7 (≤)", lt = "line 7 (<)", always = "line 8", never = "line 10")
   and of the baseline, mean ± std over seeds; line 10 feeds dl/dz to the model at every step,
   so its errors are compared with the baseline's seed by seed. (b) the per-epoch fraction
   ``g_beats_grad`` (l(z - eta~ g) < l(z - eta~ dl/dz)) per policy, mean with min-max band.
 
-Outputs per figure: ``figN.{png,pdf,json,md}`` (:func:`gal.fig_analysis.write_figure`).
+Outputs per figure: ``figN.{png,pdf,json,md}`` (:func:`gal.fig_provenance.write_figure`).
 """
 
 from __future__ import annotations
 
-import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from gal import fig_analysis as fa
-from gal.fig_style import OPTIMIZER_LABELS, RED, epoch_ranges, note
-from gal.fig_style import col as _col
+from gal.fig_provenance import write_figure
+from gal.fig_records import col as _col
+from gal.fig_records import excluded_lines, gal_setting, no_runs
+from gal.fig_spec import FigureSpec
+from gal.fig_style import OPT_COLORS, OPTIMIZER_LABELS, epoch_ranges, note
 from gal.fig_style import new_figure as _new_figure
-from gal.fig_style import ordered as _ordered
-from gal.fig_style import str_or_none as _str
-from gal.stats import ci_paired_diff, paired_diffs
 
-__all__ = ["FIG7_OPTIMIZERS", "FIG7_KEYS", "PAPER_FIXED", "POLICY_LABELS", "sweep_rows",
+# the ablation-record helpers shared with Fig. 8, re-exported here as before
+from gal.fig_sweeps import (
+    POLICY_LABELS,
+    by_dataset,
+    close_excluded,
+    dataset_head,
+    draw_paired,
+    error_stats,
+    load_ablation,
+    mean_std_cell,
+    paired_cell,
+    paired_vs_baseline,
+    sweep_points,
+    sweep_rows,
+    usable,
+    x_order,
+    yes_no,
+)
+
+__all__ = ["FIG7", "FIG7_OPTIMIZERS", "FIG7_KEYS", "PAPER_FIXED", "POLICY_LABELS", "sweep_rows",
            "error_stats", "paired_vs_baseline", "draw_paired", "fig7_summary", "fig7_markdown", "render_fig7"]
 
 FIG7_OPTIMIZERS = ("sgd", "lookahead_sgd")
@@ -47,140 +62,12 @@ FIG7_KEYS = ("alpha", "beta", "arch")
 #: The fixed settings of Fig. 7's caption (CIFAR-100): each sweep varies one of them.
 PAPER_FIXED = {"sgd": {"alpha": 0.01, "beta": 1.0, "arch": "256-64-32"},
                "lookahead_sgd": {"alpha": 0.001, "beta": 5.0, "arch": "256-64-32"}}
-PAPER_ARCHS = ("256", "256-64", "256-64-32", "256-64-32-16")
 PAPER_ALPHA_RANGE = (1e-4, 1e-2)
 FIG7_CLAIMS = {
     "alpha": "alpha in [1e-4, 1e-2] consistently gives lower errors",
     "beta": "errors are sensitive to beta: beta = 1 is best with SGD, beta = 5 with Lookahead",
     "arch": "(256-64-32) gives lower errors than (256), (256-64), (256-64-32-16)",
 }
-POLICY_ORDER = ("leq", "lt", "always", "never")
-POLICY_LABELS = {"leq": "line 7 (≤)", "lt": "line 7 (<)", "always": "line 8", "never": "line 10"}
-POLICY_COLORS = {"leq": RED, "lt": "tab:orange", "always": "tab:purple", "never": "tab:gray"}
-FIG8_CLAIMS = {
-    "a": "line 7 (≤) is best; line 8 is better than line 10; line 7 (≤) is slightly better "
-    "than line 7 (<)",
-    "b": "g beats dl/dz (lower tentative loss) on a considerable amount of samples in the "
-    "early stage",
-}
-GRANULARITY_UNITS = {"batch": "fraction of mini-batches (one decision per step on the batch loss)",
-                     "sample": "fraction of samples"}
-
-
-def _ablation(runs_root: Path, profile: str, n: int) -> tuple[pd.DataFrame, dict[str, Any]]:
-    df, other = fa.load_classification(runs_root, "ablation", profile)
-    if df.empty:
-        raise fa.no_runs(n, "ablation run records", [f"{Path(runs_root)}/ablation/{profile}"],
-                      profile, f"`make fig{n} PROFILE={profile}` (`python -m "
-                      f"experiments.classification --table fig{n} --profile {profile}`)")
-    return df, {"non_complete": [], "other_profile": other, "no_error_top1": [],
-                "no_setting": [], "failed_outside_figure": fa.split_complete(df)[1]}
-
-
-def _close(excluded: dict[str, Any]) -> dict[str, Any]:
-    """Keep in ``failed_outside_figure`` only the failed ablation runs no panel wanted (e.g. the
-    diverging unit-scaled noise runs of Table VI): counted, not hidden."""
-    mine = {e["path"] for e in excluded["non_complete"]}
-    excluded["failed_outside_figure"] = [e for e in excluded["failed_outside_figure"]
-                                         if e["path"] not in mine]
-    return excluded
-
-
-def sweep_rows(df: pd.DataFrame, key: str) -> pd.DataFrame:
-    """The runs of the ``key`` sweep: method ``gal`` or ``gal+<key>=<value>`` (nothing else
-    changed); where ``gal`` lands is read from the ``gal_<key>`` column (Figs. 7, 8a)."""
-    m = _col(df, "method").astype(str)
-    return df[(m == "gal") | m.str.fullmatch(rf"gal\+{re.escape(key)}=[^+]+")]
-
-
-def _usable(rows: pd.DataFrame, excluded: dict[str, Any]) -> pd.DataFrame:
-    """Complete runs with a finite error_top1; the rest goes to ``excluded``."""
-    rows, bad = fa.split_complete(rows)
-    excluded["non_complete"] += bad
-    if rows.empty:
-        return rows
-    err = pd.to_numeric(_col(rows, "error_top1"), errors="coerce")
-    excluded["no_error_top1"] += [str(p) for p in rows.loc[~np.isfinite(err), "path"]]
-    return rows[np.isfinite(err)]
-
-
-def error_stats(rows: pd.DataFrame, what: str) -> dict[str, Any]:
-    """``error_top1`` of complete runs over seeds: n, mean, std (ddof=1, null for one seed),
-    seeds, per_seed, runs, methods (Figs. 7, 8a)."""
-    runs = fa.runs_by_seed(rows, what)
-    err = {int(r["seed"]): float(r["error_top1"]) for _, r in rows.iterrows()}
-    v = np.array([err[s] for s in runs])
-    return {"n": len(v), "mean": float(v.mean()),
-            "std": float(v.std(ddof=1)) if len(v) > 1 else None, "seeds": list(runs),
-            "per_seed": {str(s): err[s] for s in runs},
-            "runs": {str(s): p for s, p in runs.items()},
-            "methods": sorted(set(rows["method"].astype(str)))}
-
-
-def paired_vs_baseline(base: Mapping[str, Any] | None, point: Mapping[str, Any]) -> dict[str, Any]:
-    """What the paired design measures (Figs. 7, 8a): the configuration's error minus the
-    baseline's, seed by seed, with the paired 95% CI of its mean
-    (:func:`gal.stats.ci_paired_diff`; null with fewer than 2 pairs)."""
-    a = {} if not base else base["per_seed"]
-    b = point["per_seed"]
-    seeds = sorted((s for s in set(a) & set(b)), key=int)
-    d = paired_diffs(a, b)
-    lo, hi = ci_paired_diff(a, b)
-    ok = bool(np.isfinite(lo) and np.isfinite(hi))
-    return {"n": len(seeds), "seeds": [int(s) for s in seeds],
-            "diff_per_seed": {s: float(b[s]) - float(a[s]) for s in seeds},
-            "mean_diff": float(d.mean()) if len(d) else None,
-            "ci95": [float(lo), float(hi)] if ok else None,
-            "ci_excludes_zero": bool(lo > 0 or hi < 0) if ok else None}
-
-
-def draw_paired(ax: Any, xs: Sequence[float], points: Sequence[Mapping[str, Any]], color: str,
-                label: str) -> None:
-    """Mean paired difference (configuration − baseline) per point with its 95% CI as error bar
-    (a point without a CI, fewer than 2 pairs, is drawn hollow without a bar)."""
-    for x, q in zip(xs, points, strict=True):
-        pr = q["paired"]
-        if pr["mean_diff"] is None:
-            continue
-        if pr["ci95"] is None:
-            ax.plot([x], [pr["mean_diff"]], "o", mfc="none", color=color)
-            continue
-        lo, hi = pr["ci95"]
-        ax.errorbar([x], [pr["mean_diff"]], [[pr["mean_diff"] - lo], [hi - pr["mean_diff"]]],
-                    color=color, marker="o", capsize=3, label=label)
-        label = "_nolegend_"
-    ax.axhline(0.0, color="k", lw=0.7)
-
-
-def _x_order(key: str, xs: Sequence[Any]) -> list[Any]:
-    if key == "arch":
-        return _ordered(sorted(xs, key=lambda a: (a.count("-"), a)), PAPER_ARCHS)
-    if key == "policy":
-        return _ordered(sorted(xs), POLICY_ORDER)
-    return sorted(xs)
-
-
-def _points(rows: pd.DataFrame, key: str, what: str, excluded: dict[str, Any]) -> list[dict]:
-    xs = [fa.gal_setting(r, key) for _, r in rows.iterrows()]
-    excluded["no_setting"] += [{"path": str(p), "setting": key} for p, x in
-                               zip(rows["path"], xs, strict=True) if x is None]
-    out = []
-    for x in _x_order(key, list({x for x in xs if x is not None})):
-        sel = rows[[v == x for v in xs]]
-        st = error_stats(sel, f"{what} {key}={x}")
-        label = f"({x})" if key == "arch" else x if isinstance(x, str) else f"{x:g}"
-        out.append({"x": x, "label": label, "default": "gal" in st["methods"], **st})
-    return out
-
-
-def _by_dataset(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    return [(d, df[df["dataset"].astype(str) == d]) for d in sorted(set(df["dataset"].astype(str)))]
-
-
-def _ds_head(sub: pd.DataFrame) -> dict[str, Any]:
-    r0 = sub.iloc[0]
-    return {"dataset": str(r0["dataset"]), "dataset_label": _str(r0.get("dataset_label")) or
-            str(r0["dataset"]), "model": _str(r0.get("model"))}
 
 
 def _best(points: Sequence[Mapping[str, Any]]) -> Any:
@@ -207,17 +94,17 @@ def fig7_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
     ``profile``: per dataset and optimizer the baseline (mean, std over seeds), the GAL setting
     of the ``gal`` runs, and per sweep (alpha, beta, arch) the points (x, mean, std, per-seed
     errors, runs) with the best x and the paper's claim beside ours."""
-    df, excluded = _ablation(runs_root, profile, 7)
+    df, excluded = load_ablation(runs_root, profile, 7)
     datasets = []
-    for _, sub in _by_dataset(df):
+    for _, sub in by_dataset(df):
         opts: dict[str, Any] = {}
         for opt in FIG7_OPTIMIZERS:
             o = sub[sub["optimizer"].astype(str) == opt]
             what = f"Fig. 7 {sub['dataset'].iloc[0]}/{opt}"
-            base = _usable(o[_col(o, "method").astype(str) == "baseline"], excluded)
+            base = usable(o[_col(o, "method").astype(str) == "baseline"], excluded)
             panels = {}
             for key in FIG7_KEYS:
-                pts = _points(_usable(sweep_rows(o, key), excluded), key, what, excluded)
+                pts = sweep_points(usable(sweep_rows(o, key), excluded), key, what, excluded)
                 panels[key] = {"points": pts, "best": _best(pts)}
             if not any(p["points"] for p in panels.values()):
                 continue
@@ -225,17 +112,17 @@ def fig7_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
             for p in panels.values():
                 for q in p["points"]:
                     q["paired"] = paired_vs_baseline(bstats, q)
-            gal = _usable(o[_col(o, "method").astype(str) == "gal"], excluded)
-            fixed = {k: fa.gal_setting(gal.iloc[0], k) for k in FIG7_KEYS} if len(gal) else None
+            gal = usable(o[_col(o, "method").astype(str) == "gal"], excluded)
+            fixed = {k: gal_setting(gal.iloc[0], k) for k in FIG7_KEYS} if len(gal) else None
             opts[opt] = {"label": OPTIMIZER_LABELS.get(opt, opt),
                          "baseline": bstats,
                          "fixed": fixed, "paper_fixed": PAPER_FIXED[opt],
                          "fixed_matches_paper": fixed == PAPER_FIXED[opt] if fixed else None,
                          "panels": panels, "checks": _fig7_checks(opt, panels)}
         if opts:
-            datasets.append({**_ds_head(sub), "optimizers": opts})
+            datasets.append({**dataset_head(sub), "optimizers": opts})
     if not datasets:
-        raise fa.no_runs(7, "complete `gal` / `gal+alpha|beta|arch=...` ablation runs of SGD or "
+        raise no_runs(7, "complete `gal` / `gal+alpha|beta|arch=...` ablation runs of SGD or "
                       "Lookahead", [f"{Path(runs_root)}/ablation/{profile}"], profile,
                       f"`make fig7 PROFILE={profile}`")
     return {"figure": 7, "paper_section": "VI-D", "profile": profile,
@@ -248,31 +135,12 @@ def fig7_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
                 "mean_diff and its paired 95% CI (t, n-1 df; gal.stats.ci_paired_diff)",
                 "best": "x with the lowest mean error"},
             "paper": {"fixed": PAPER_FIXED, "claims": FIG7_CLAIMS},
-            "datasets": datasets, "excluded": _close(excluded)}
-
-
-def _ms(st: Mapping[str, Any] | None) -> str:
-    if not st:
-        return "n/a"
-    sd = "" if st["std"] is None else f" ± {st['std']:.3g}"
-    return f"{st['mean']:.4g}{sd} (n={st['n']})"
-
-
-def _pd(pr: Mapping[str, Any]) -> str:
-    """``GAL − baseline`` paired by seed: mean [95% CI] (n pairs)."""
-    if pr["mean_diff"] is None:
-        return "n/a (no paired seed)"
-    ci = "no CI" if pr["ci95"] is None else f"[{pr['ci95'][0]:+.3g}, {pr['ci95'][1]:+.3g}]"
-    return f"{pr['mean_diff']:+.3g} {ci} (n={pr['n']})"
+            "datasets": datasets, "excluded": close_excluded(excluded)}
 
 
 def _setting(g: Mapping[str, Any] | None) -> str:
     return "n/a" if not g else ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} ({v})"
                                         for k, v in g.items())
-
-
-def _yes(v: Any) -> str:
-    return {True: "yes", False: "no", None: "n/a"}[v]
 
 
 def fig7_markdown(summary: Mapping[str, Any]) -> str:
@@ -286,26 +154,26 @@ def fig7_markdown(summary: Mapping[str, Any]) -> str:
         for o in ds["optimizers"].values():
             seeds = sorted({s for p in o["panels"].values() for q in p["points"]
                             for s in q["seeds"]})
-            lines += [f"### {o['label']}", "", f"- baseline: {_ms(o['baseline'])}",
+            lines += [f"### {o['label']}", "", f"- baseline: {mean_std_cell(o['baseline'])}",
                       f"- seeds (any point): {', '.join(map(str, seeds))}",
                       f"- fixed GAL setting of the `gal` runs: {_setting(o['fixed'])} (paper: "
-                      f"{_setting(o['paper_fixed'])}; same: {_yes(o['fixed_matches_paper'])})", ""]
+                      f"{_setting(o['paper_fixed'])}; same: {yes_no(o['fixed_matches_paper'])})", ""]
             for key in FIG7_KEYS:
                 p, c = o["panels"][key], o["checks"][key]
                 if not p["points"]:
                     continue
-                row = "; ".join(f"{q['label']}{'*' if q['default'] else ''}: {_ms(q)}, "
-                                f"paired {_pd(q['paired'])}" for q in p["points"])
+                row = "; ".join(f"{q['label']}{'*' if q['default'] else ''}: {mean_std_cell(q)}, "
+                                f"paired {paired_cell(q['paired'])}" for q in p["points"])
                 if key == "alpha":
                     ours = f"best alpha {c['best']:g}, in [1e-4, 1e-2]: " \
-                           f"{_yes(c['best_in_paper_range'])}"
+                           f"{yes_no(c['best_in_paper_range'])}"
                 else:
                     ours = f"best {key} {c['best']}, paper's best {c['paper_best']}: " \
-                           f"{_yes(c['agrees'])}"
+                           f"{yes_no(c['agrees'])}"
                 lines += [f"- **{key}** ({row}; * = `gal` run)", f"  - paper: {c['paper']}",
                           f"  - here: {ours}"]
             lines.append("")
-    return "\n".join(lines + fa.excluded_lines(summary["excluded"], "fig7"))
+    return "\n".join(lines + excluded_lines(summary["excluded"], "fig7"))
 
 
 def _baseline_band(ax: Any, st: Mapping[str, Any] | None, color: str, label: str) -> None:
@@ -322,11 +190,11 @@ def _draw_fig7(summary: Mapping[str, Any]) -> Any:
     axes = fig.subplots(2 * n, 3, squeeze=False)
     for i_ds, ds in enumerate(summary["datasets"]):
         raw, paired = axes[2 * i_ds], axes[2 * i_ds + 1]
-        archs = _x_order("arch", list({q["x"] for o in ds["optimizers"].values()
+        archs = x_order("arch", list({q["x"] for o in ds["optimizers"].values()
                                       for q in o["panels"]["arch"]["points"]}))
         for ax, pax, key in zip(raw, paired, FIG7_KEYS, strict=True):
             for i, (opt, o) in enumerate(ds["optimizers"].items()):
-                color, pts = fa.OPT_COLORS.get(opt, "tab:purple"), o["panels"][key]["points"]
+                color, pts = OPT_COLORS.get(opt, "tab:purple"), o["panels"][key]["points"]
                 _baseline_band(ax, o["baseline"], color, f"{o['label']} baseline (mean ± std)")
                 if not pts:
                     continue
@@ -369,6 +237,11 @@ def _draw_fig7(summary: Mapping[str, Any]) -> Any:
 
 def render_fig7(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Path]:
     """Render Fig. 7 (Sec. VI-D) for one ``profile``: ``fig7.{json,md,png,pdf}`` in ``out_dir``.
-    Raises :class:`gal.fig_analysis.NoRunsError` naming ``make fig7`` if there are no records."""
+    Raises :class:`gal.records.NoRunsError` naming ``make fig7`` if there are no records."""
     summary = fig7_summary(Path(runs_root), profile)
-    return fa.write_figure(_draw_fig7(summary), summary, fig7_markdown(summary), out_dir, "fig7")
+    return write_figure(_draw_fig7(summary), summary, fig7_markdown(summary), out_dir, "fig7")
+
+
+#: Fig. 7 (Sec. VI-D): the ablation records (alpha, beta and the architecture of h swept).
+FIG7 = FigureSpec(number=7, section="VI-D", subject="alpha / beta / architecture",
+                  records=("ablation",), draw=render_fig7)

@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-# the record helpers of Figs. 6-8 and the shared drawing helpers, re-exported from here (Figs. 7
-# and 8 and the tests use them as ``gal.fig_analysis.<name>``)
+# the record, writing and drawing helpers of Figs. 6-8 are re-exported from here (older code and
+# the tests use them as ``gal.fig_analysis.<name>``)
+from gal.fig_provenance import write_figure
 from gal.fig_records import (
     NoRunsError,
     excluded_lines,
@@ -41,30 +42,30 @@ from gal.fig_records import (
     runs_by_seed,
     seed_curves,
     split_complete,
-    write_figure,
 )
+from gal.fig_records import col as _col
+from gal.fig_records import seed_stats as _stats
+from gal.fig_records import str_or_none as _str
+from gal.fig_spec import FigureSpec
 from gal.fig_style import (
     BAND,
-    BLUE,
     LOG_Y_RATIO,
     ONE_EPOCH,
+    OPT_COLORS,
     OPTIMIZER_LABELS,
     OPTIMIZER_ORDER,
-    RED,
     draw_band,
     epoch_axis,
     epoch_ranges,
     note,
     one_epoch,
 )
-from gal.fig_style import col as _col
 from gal.fig_style import new_figure as _new_figure
 from gal.fig_style import ordered as _ordered
-from gal.fig_style import seed_stats as _stats
-from gal.fig_style import str_or_none as _str
 
 __all__ = [
     "NoRunsError",
+    "FIG6",
     "FIG6_TASKS",
     "FIG6_COLUMNS",
     "load_classification",
@@ -91,7 +92,6 @@ TASK_LABELS = {"table1": "Table I", "table2": "Table II", "table3": "Table III",
                "ablation": "ablation (Sec. VI-D/E)"}
 #: history.csv columns of Fig. 6: |r| (left panel), signed r (json/md) and cosine (right panel).
 FIG6_COLUMNS = ("abs_remainder", "remainder", "cosine")
-OPT_COLORS = {"sgd": RED, "lookahead_sgd": BLUE, "adabound": "tab:green"}
 #: The paper's reading of each panel of Fig. 6, written on the axes.
 FIG6_READING = {"remainder": "the remainder goes down (warm-up fluctuations early)",
                 "cosine": "the cosine is positive (v~ within 90° of dl/dz)"}
@@ -297,4 +297,9 @@ def render_fig6(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Pa
                       f"(Tables I/II) or the ablation runs (`make fig7 PROFILE={profile}`)")
     summary = fig6_summary(panels, runs_root, profile, excluded)
     return write_figure(_draw_fig6(summary), summary, fig6_markdown(summary), out_dir,
-                        "fig6" if profile == "cpu" else f"fig6-{profile}")
+                        FIG6.stem(profile))
+
+
+#: Fig. 6 (Sec. VI-A): the ``gal`` runs of Tables I-III and of the analyses; one figure per profile.
+FIG6 = FigureSpec(number=6, section="VI-A", subject="remainder and cosine", records=FIG6_TASKS,
+                  draw=render_fig6, profile_stem=True)

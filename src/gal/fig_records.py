@@ -1,11 +1,11 @@
-"""Record helpers of Figs. 6-8 (:mod:`gal.fig_analysis`, :mod:`gal.fig_ablation`,
-:mod:`gal.fig8`): loading the classification records of one profile, keeping the complete runs,
-a record's GAL settings, per-seed curves, the "Left out" section of a figure's md, writing a
-figure's ``json``/``md``/``png``/``pdf``, and the error raised when there is nothing to draw."""
+"""How the paper's figures read run records (Figs. 5-8: :mod:`gal.fig5`, :mod:`gal.fig_analysis`,
+:mod:`gal.fig_ablation`, :mod:`gal.fig8`): a record column, a run's per-epoch curve, the
+statistics over seeds, the classification records of one profile, the complete runs, a record's
+GAL settings, per-seed curves, the "Left out" section of a figure's md, and the error raised when
+there is nothing to draw (:class:`gal.records.NoRunsError`)."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -14,26 +14,57 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gal.fig_provenance import footer, record_commits, stamp
-from gal.fig_style import str_or_none as _str
-from gal.fig_style import val_curve as _val_curve
-from gal.records import load_runs
+from gal.records import NoRunsError, load_history, load_runs
 
 __all__ = [
     "NoRunsError",
+    "str_or_none",
+    "col",
+    "val_curve",
+    "seed_stats",
     "load_classification",
     "split_complete",
     "gal_setting",
     "runs_by_seed",
     "seed_curves",
     "excluded_lines",
-    "write_figure",
     "no_runs",
 ]
 
 
-class NoRunsError(FileNotFoundError):
-    """No complete run record to draw a figure from (the message names the ``make`` target)."""
+def str_or_none(v: Any) -> str | None:
+    """``str(v)``, or None for None / NaN (a missing record column)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return str(v)
+
+
+def col(df: pd.DataFrame, name: str) -> pd.Series:
+    """Column ``name`` of ``df``, or a column of None where the records lack it."""
+    return df[name] if name in df.columns else pd.Series([None] * len(df), index=df.index, dtype=object)
+
+
+def val_curve(path: str, column: str = "val_loss") -> pd.Series:
+    """``column`` (default ``val_loss``) by epoch of one run (rows without a finite value are
+    dropped; also used for the GAL diagnostics of Figs. 6 and 8b)."""
+    h = load_history(path)
+    if h.empty or column not in h.columns or "epoch" not in h.columns:
+        return pd.Series(dtype=float)
+    h = h[["epoch", column]].apply(pd.to_numeric, errors="coerce")
+    h = h[np.isfinite(h[column]) & np.isfinite(h["epoch"])]
+    s = pd.Series(h[column].to_numpy(float), index=h["epoch"].astype(int).to_numpy())
+    return s[~s.index.duplicated(keep="last")].sort_index()
+
+
+def seed_stats(mat: np.ndarray) -> dict[str, Any]:
+    """Per column of ``mat`` (seeds x epochs): mean, min, max and std (ddof=1; None for one seed)."""
+    n = mat.shape[0]
+    return {
+        "mean": mat.mean(axis=0).tolist(),
+        "min": mat.min(axis=0).tolist(),
+        "max": mat.max(axis=0).tolist(),
+        "std": mat.std(axis=0, ddof=1).tolist() if n > 1 else None,
+    }
 
 
 def load_classification(
@@ -44,7 +75,7 @@ def load_classification(
     df = load_runs(Path(runs_root) / key / profile)
     if df.empty:
         return df, []
-    prof = df["profile"].map(_str)
+    prof = df["profile"].map(str_or_none)
     other = [{"path": str(p), "profile": q} for p, q in zip(df["path"], prof, strict=True)
              if q != profile]
     return df[prof == profile].reset_index(drop=True), other
@@ -55,15 +86,15 @@ def split_complete(df: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]
     if df.empty:
         return df, []
     ok = df["status"] == "complete"
-    bad = [{"path": str(r["path"]), "method": _str(r.get("method")), "seed": _seed(r),
-            "status": _str(r["status"]), "reason": _str(r.get("reason"))}
+    bad = [{"path": str(r["path"]), "method": str_or_none(r.get("method")), "seed": _seed(r),
+            "status": str_or_none(r["status"]), "reason": str_or_none(r.get("reason"))}
            for _, r in df[~ok].iterrows()]
     return df[ok].reset_index(drop=True), bad
 
 
 def _seed(r: Mapping[str, Any]) -> int | None:
     s = r.get("seed")
-    return None if _str(s) is None else int(s)
+    return None if str_or_none(s) is None else int(s)
 
 
 def gal_setting(row: Mapping[str, Any], name: str) -> Any:
@@ -71,7 +102,7 @@ def gal_setting(row: Mapping[str, Any], name: str) -> Any:
     one record: its ``gal_<name>`` column, else ``settings.gal.<name>`` (older records); arch as
     ``"256-64-32"``; ``None`` where absent (baseline)."""
     v = row.get(f"gal_{name}")
-    if _str(v) is None:
+    if str_or_none(v) is None:
         v = row.get(f"settings.gal.{name}")
     if isinstance(v, list | tuple):
         return "-".join(str(int(w)) for w in v)
@@ -99,14 +130,13 @@ def seed_curves(
 ) -> tuple[list[int], dict[str, np.ndarray]]:
     """Per-epoch ``columns`` of the runs ``{seed: path}`` on the epochs where every run has a
     finite value of every column: ``(epochs, {column: array seeds x epochs})``."""
-    curves = {c: [_val_curve(p, c) for p in runs.values()] for c in columns}
+    curves = {c: [val_curve(p, c) for p in runs.values()] for c in columns}
     sets = [set(s.index) for cs in curves.values() for s in cs]
     epochs = sorted(int(e) for e in set.intersection(*sets)) if sets else []
     if not epochs:
         return [], {}
     return epochs, {c: np.vstack([s.loc[epochs].to_numpy(float) for s in cs])
                     for c, cs in curves.items()}
-
 
 
 def excluded_lines(excluded: Mapping[str, Any], stem: str) -> list[str]:
@@ -121,35 +151,6 @@ def excluded_lines(excluded: Mapping[str, Any], stem: str) -> list[str]:
         return []
     return ["## Left out", "", *out, "", f"(paths and reasons in {stem}.json, `excluded`)", ""]
 
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer | np.bool_):
-        return obj.item()
-    return obj
-
-
-def write_figure(fig: Any, summary: Mapping[str, Any], markdown: str, out_dir: Path,
-                 stem: str) -> list[Path]:
-    """Write ``<stem>.json`` (non-finite numbers as null), ``<stem>.md``, ``<stem>.png`` and
-    ``<stem>.pdf`` (no creation date: reproducible bytes) into ``out_dir``; returns the paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}.{ext}" for ext in ("json", "md", "png", "pdf")]
-    prov = record_commits(summary)
-    summary = {**summary, "records": prov}
-    stamp(fig, prov)
-    paths[0].write_text(json.dumps(_clean(summary), indent=2, allow_nan=False) + "\n")
-    paths[1].write_text(markdown + f"\n{footer(prov)}.\n")
-    fig.savefig(paths[2], dpi=150)
-    fig.savefig(paths[3], metadata={"CreationDate": None})
-    return paths
 
 
 def no_runs(n: int, what: str, places: Iterable[str], profile: str, make: str) -> NoRunsError:

@@ -1,26 +1,29 @@
-"""Style and record helpers shared by the figure modules (:mod:`gal.figures`, :mod:`gal.fig5`,
-:mod:`gal.fig_analysis`, :mod:`gal.fig_ablation`, :mod:`gal.fig8`): colours, labels, the band
-rule, the figure factory, the small record readers and the mean-and-band / epoch-axis drawing
-helpers. It imports none of them, so the figure modules import each other in one direction only
-(the dispatcher :func:`gal.figures.render_figure` at the top)."""
+"""The one style of the paper's figures (Figs. 4-8: :mod:`gal.fig4`, :mod:`gal.fig5`,
+:mod:`gal.fig_analysis`, :mod:`gal.fig_ablation`, :mod:`gal.fig8`): colours (standard process in
+blue, GAL in red, as the paper's Fig. 4), optimizer labels and order, the band rule, the figure
+factory, how images are saved, the readings written on the axes and the mean-and-band /
+epoch-axis drawing helpers. It reads no records (:mod:`gal.fig_records` does) and imports no
+figure module."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from gal.records import load_history
 from gal.vocab import OPTIMIZER_LABELS, OPTIMIZER_ORDER  # noqa: F401  (re-exported)
 
-__all__ = ["BLUE", "RED", "BAND", "LOG_Y_RATIO", "OPTIMIZER_ORDER", "OPTIMIZER_LABELS",
-           "ONE_EPOCH", "note", "new_figure", "ordered", "str_or_none", "col", "val_curve", "seed_stats",
+__all__ = ["BLUE", "RED", "OPT_COLORS", "POLICY_COLORS", "BAND", "LOG_Y_RATIO", "OPTIMIZER_ORDER",
+           "OPTIMIZER_LABELS", "ONE_EPOCH", "DPI", "note", "new_figure", "save_images", "ordered",
            "epoch_ranges", "draw_band", "epoch_axis", "one_epoch"]
 
 BLUE, RED = "tab:blue", "tab:red"
+#: One colour per optimizer where several share a panel (Figs. 6, 7).
+OPT_COLORS = {"sgd": RED, "lookahead_sgd": BLUE, "adabound": "tab:green"}
+#: One colour per update policy of Algorithm 1 lines 7-10 (Fig. 8, ``gal_policy``).
+POLICY_COLORS = {"leq": RED, "lt": "tab:orange", "always": "tab:purple", "never": "tab:gray"}
 #: The band drawn around each mean curve (also stated in the captions and the figures' json).
 BAND = "min-max over seeds"
 #: A panel uses a log y-axis when its curves span more than this factor (all values > 0).
@@ -37,44 +40,22 @@ def new_figure(figsize: tuple[float, float]) -> Any:
     return fig
 
 
+#: Resolution of the png images (the pdf is vector graphics).
+DPI = 150
+
+
+def save_images(fig: Any, out_dir: Path, stem: str) -> list[Path]:
+    """Save ``fig`` as ``<stem>.png`` (:data:`DPI`) and ``<stem>.pdf`` in ``out_dir`` (the pdf
+    without a creation date: reproducible bytes); returns the two paths."""
+    paths = [Path(out_dir) / f"{stem}.png", Path(out_dir) / f"{stem}.pdf"]
+    fig.savefig(paths[0], dpi=DPI)
+    fig.savefig(paths[1], metadata={"CreationDate": None})
+    return paths
+
+
 def ordered(keys: Sequence[str], order: Sequence[str]) -> list[str]:
     """``keys`` in ``order`` first, the others after, sorted."""
     return [k for k in order if k in keys] + sorted(k for k in keys if k not in order)
-
-
-def str_or_none(v: Any) -> str | None:
-    """``str(v)``, or None for None / NaN (a missing record column)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
-    return str(v)
-
-
-def col(df: pd.DataFrame, name: str) -> pd.Series:
-    """Column ``name`` of ``df``, or a column of None where the records lack it."""
-    return df[name] if name in df.columns else pd.Series([None] * len(df), index=df.index, dtype=object)
-
-
-def val_curve(path: str, column: str = "val_loss") -> pd.Series:
-    """``column`` (default ``val_loss``) by epoch of one run (rows without a finite value are
-    dropped; also used for the GAL diagnostics of Figs. 6 and 8b)."""
-    h = load_history(path)
-    if h.empty or column not in h.columns or "epoch" not in h.columns:
-        return pd.Series(dtype=float)
-    h = h[["epoch", column]].apply(pd.to_numeric, errors="coerce")
-    h = h[np.isfinite(h[column]) & np.isfinite(h["epoch"])]
-    s = pd.Series(h[column].to_numpy(float), index=h["epoch"].astype(int).to_numpy())
-    return s[~s.index.duplicated(keep="last")].sort_index()
-
-
-def seed_stats(mat: np.ndarray) -> dict[str, Any]:
-    """Per column of ``mat`` (seeds x epochs): mean, min, max and std (ddof=1; None for one seed)."""
-    n = mat.shape[0]
-    return {
-        "mean": mat.mean(axis=0).tolist(),
-        "min": mat.min(axis=0).tolist(),
-        "max": mat.max(axis=0).tolist(),
-        "std": mat.std(axis=0, ddof=1).tolist() if n > 1 else None,
-    }
 
 
 def epoch_ranges(epochs: Sequence[int]) -> str:

@@ -1,51 +1,50 @@
 """Figures of the paper, rendered from run records only (docs/design.md; never from training code).
 
-``gal figure N [--gif] [--profile P]`` calls :func:`render_figure` (Figs. 4-8; Fig. 5 in
-:mod:`gal.fig5`, Fig. 6 in :mod:`gal.fig_analysis`, Figs. 7 and 8 in :mod:`gal.fig_ablation` and :mod:`gal.fig8`,
-each with its own outputs ``figN.{png,pdf,json,md}``). This module holds Fig. 4 (Sec. IV-D, the 3D
-example: convergence paths and f against steps for GD, Lookahead(GD), RMSprop, Adam and AdaBound,
-standard process in blue and GAL in red), read from ``<runs_root>/fig4/<convention>/<optimizer>/
-<arm>/seed-<k>/`` as written by ``python -m experiments.toy3d``; its numbers (``fig4.json``, ``fig4.md``) are
-computed in :mod:`gal.fig4_data`.
+Each implemented figure is a small :class:`~gal.fig_spec.FigureSpec` (the records it reads, the
+function of those records that draws it, the files it writes), registered in :data:`FIGURES`:
 
-Outputs of Fig. 4 in ``out_dir``:
+* Fig. 4 (Sec. IV-D, the 3D example): :data:`~gal.fig4.FIG4`, its numbers in :mod:`gal.fig4_data`;
+* Fig. 5 (Sec. VI-A, validation loss curves): :data:`~gal.fig5.FIG5`;
+* Fig. 6 (Sec. VI-A, remainder and cosine of GAL training): :data:`~gal.fig_analysis.FIG6`;
+* Fig. 7 (Sec. VI-D, alpha / beta / architecture of h): :data:`~gal.fig_ablation.FIG7`;
+* Fig. 8 (Sec. VI-E/F, update policies and g vs dl/dz): :data:`~gal.fig8.FIG8`.
 
-- ``fig4.png`` / ``fig4.pdf``: the paper-convention runs (Eq. 7 as written, h in its own optimizer);
-- ``fig4-authors.png`` / ``.pdf``: the same under the authors' 3D-code conventions;
-- ``fig4.json``: per convention and optimizer, for the baseline and for GAL (every seed of h's
-  initialisation and the median over seeds): final f, the first step within ``1e-3`` of the run's
-  own final f, the first step from which it *stays* within it, and the minimum f reached;
-- ``fig4.gif`` (``gif=True``): an animation of the GD paths (baseline vs GAL median seed).
+All share one style (:mod:`gal.fig_style`), one way of reading records (:mod:`gal.fig_records`),
+one writer naming the runs drawn (:mod:`gal.fig_provenance`) and one error when there are none
+(:class:`gal.records.NoRunsError`). Entry point for the CLI: :func:`render_figure`
+(``gal figure N``), a lookup in :data:`FIGURES`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+from gal.fig4 import FIG4, render_fig4
 
 # Fig. 4's numbers (re-exported here: ``from gal.figures import path_summary`` etc.)
 from gal.fig4_data import (  # noqa: F401
     FIG4_CONVENTION_ORDER,
     FIG4_OPTIMIZER_ORDER,
     FIG4_TOL,
-    _load_fig4,
     fig4_markdown,
     fig4_summary,
     median_seed,
     path_summary,
     toy3d_surface,
 )
-from gal.fig_provenance import footer, record_commits, stamp
-from gal.fig_style import BLUE, RED
-from gal.fig_style import new_figure as _new_figure
-from gal.fig_style import ordered as _ordered
-from gal.records import load_runs
+from gal.fig5 import FIG5
+from gal.fig8 import FIG8
+from gal.fig_ablation import FIG7
+from gal.fig_analysis import FIG6
+from gal.fig_spec import FigureSpec
+from gal.records import NoRunsError
 
 __all__ = [
+    "FIGURES",
+    "FigureSpec",
+    "NoRunsError",
+    "figure_spec",
+    "not_implemented_message",
     "render_figure",
     "render_fig4",
     "fig4_summary",
@@ -55,180 +54,33 @@ __all__ = [
     "FIG4_TOL",
 ]
 
+#: figure number -> its spec (what ``gal figure N`` renders)
+FIGURES: dict[int, FigureSpec] = {s.number: s for s in (FIG4, FIG5, FIG6, FIG7, FIG8)}
+
+
+def not_implemented_message(n: object) -> str:
+    """One clear line for a figure the suite does not render, naming those it does."""
+    known = [f"{s.number} (Sec. {s.section}, {s.subject}; `{s.make_target}`)"
+             for s in FIGURES.values()]
+    return (f"gal figure {n}: Fig. {n} of the paper is not implemented; implemented figures: "
+            f"{', '.join(known[:-1])} and {known[-1]}.")
+
+
+def figure_spec(n: int | str) -> FigureSpec:
+    """The spec of figure ``n`` (``5`` or ``"5"``); ``NotImplementedError`` naming the
+    implemented figures for any other."""
+    try:
+        return FIGURES[int(n)]
+    except (KeyError, ValueError, TypeError):
+        raise NotImplementedError(not_implemented_message(n)) from None
+
 
 def render_figure(
-    n: int, runs_root: Path, out_dir: Path, gif: bool = False, profile: str = "cpu"
+    n: int | str, runs_root: Path, out_dir: Path, gif: bool = False, profile: str = "cpu"
 ) -> list[Path]:
-    """Render figure ``n`` of the paper from the run records under ``runs_root`` into ``out_dir``.
-
-    Returns the paths written. Implemented: Fig. 4 (Sec. IV-D), Fig. 5 (Sec. VI-A, validation
-    loss curves of the runs of ``profile``; see :mod:`gal.fig5`), Fig. 6 (Sec. VI-A, remainder
-    and cosine of GAL runs; :mod:`gal.fig_analysis`), Figs. 7 and 8 (Sec. VI-D/E/F, alpha / beta
-    / architecture sweeps and update policies from the ablation records of ``profile``;
-    :mod:`gal.fig_ablation`); any other ``n`` raises ``NotImplementedError`` naming what exists.
-    """
-    if int(n) == 4:
-        return render_fig4(Path(runs_root), Path(out_dir), gif=gif)
-    # the modules below import helpers from this one: imported here, not at the top
-    if int(n) == 5:
-        from gal.fig5 import render_fig5
-
-        return render_fig5(Path(runs_root), Path(out_dir), profile=profile)
-    if int(n) == 6:
-        from gal.fig_analysis import render_fig6
-
-        return render_fig6(Path(runs_root), Path(out_dir), profile=profile)
-    if int(n) in (7, 8):
-        from gal.fig8 import render_fig8
-        from gal.fig_ablation import render_fig7
-
-        render = render_fig7 if int(n) == 7 else render_fig8
-        return render(Path(runs_root), Path(out_dir), profile=profile)
-    raise NotImplementedError(
-        f"gal figure {n}: Fig. {n} of the paper is not implemented; implemented figures: 4 "
-        "(Sec. IV-D, the 3D example; `make fig4`), 5 (Sec. VI-A, validation loss curves), 6 "
-        "(Sec. VI-A, remainder and cosine), 7 (Sec. VI-D, alpha / beta / architecture) and 8 "
-        "(Sec. VI-E/F, update policies and g vs dl/dz)."
-    )
-
-
-# --------------------------------------------------------------------------- Fig. 4 drawing
-def _contour(ax: Any, levels: int = 30) -> None:
-    g = np.linspace(-1.5, 1.5, 301)
-    xx, yy = np.meshgrid(g, g)
-    zz = toy3d_surface(xx, yy)
-    ax.contourf(xx, yy, zz, levels=levels, cmap="Greys_r", alpha=0.55)
-    ax.contour(xx, yy, zz, levels=levels, colors="k", linewidths=0.3, alpha=0.35)
-    ax.set_xlim(-1.5, 1.5)
-    ax.set_ylim(-1.5, 1.5)
-    ax.set_aspect("equal")
-
-
-def _draw_fig4(conv: str, data: Mapping[str, Any], summary: Mapping[str, Any], out: Path,
-               prov: Mapping[str, Any] | None = None) -> list[Path]:
-    names = _ordered(list(data), FIG4_OPTIMIZER_ORDER)
-    n = len(names)
-    fig = _new_figure((3.1 * n, 6.4))
-    axes = fig.subplots(2, n, squeeze=False, gridspec_kw={"height_ratios": [1.0, 0.72]})
-    for j, name in enumerate(names):
-        e, s = data[name], summary[name]
-        top, bot = axes[0, j], axes[1, j]
-        _contour(top)
-        top.set_title(e["label"], fontsize=11)
-        med = s["gal"]["median_seed"] if "gal" in s else None
-        if "gal" in s:
-            for k, h in sorted(e["gal"].items()):
-                if k != med:
-                    top.plot(h["x"], h["y"], color=RED, lw=0.8, alpha=0.3,
-                             label="GAL (other seeds of h)")
-            h = e["gal"][med]
-            top.plot(h["x"], h["y"], color=RED, lw=1.6, label="GAL (median seed)")
-            top.plot(h["x"].iloc[-1], h["y"].iloc[-1], "o", color=RED, ms=4)
-            steps = np.asarray(h["step"])
-            fmat = np.vstack([np.asarray(hh["f"]) for hh in e["gal"].values()])
-            bot.fill_between(steps, fmat.min(0), fmat.max(0), color=RED, alpha=0.18, lw=0,
-                             label="GAL min-max over seeds")
-            bot.plot(steps, h["f"], color=RED, lw=1.4, label="GAL (median seed)")
-            fw = s["gal"]["seeds"][str(med)]["first_within"]
-            bot.axvline(fw, color=RED, ls=":", lw=1.0)
-            top.text(0.03, 0.03, f"median seed: {med} (of {len(e['gal'])} seeds)",
-                     transform=top.transAxes, fontsize=7, color=RED)
-        if "baseline" in e:
-            h = e["baseline"]
-            top.plot(h["x"], h["y"], color=BLUE, lw=1.6, label="standard")
-            top.plot(h["x"].iloc[-1], h["y"].iloc[-1], "o", color=BLUE, ms=4)
-            top.plot(h["x"].iloc[0], h["y"].iloc[0], "k*", ms=8, label="start")
-            bot.plot(h["step"], h["f"], color=BLUE, lw=1.4, label="standard")
-            bot.axvline(s["baseline"]["first_within"], color=BLUE, ls=":", lw=1.0)
-        top.set_xlabel("x")
-        if j == 0:
-            top.set_ylabel("y")
-            bot.set_ylabel("f(x, y)")
-        bot.set_xlabel("step")
-        bot.grid(alpha=0.3)
-        bot.margins(x=0)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    h2, l2 = axes[1, 0].get_legend_handles_labels()
-    seen = dict(zip(labels, handles, strict=True))
-    for lab, hd in zip(l2, h2, strict=True):
-        seen.setdefault(lab, hd)
-    fig.legend(list(seen.values()), list(seen.keys()), loc="outside lower center",
-               ncol=len(seen), fontsize=9, frameon=False)
-    title = {
-        "paper": "Fig. 4 (Sec. IV-D): standard (blue) vs GAL (red); paper conventions "
-        "(Eq. 7 inner product, h in its own optimizer)",
-        "authors": "Fig. 4 (Sec. IV-D): standard (blue) vs GAL (red); authors' 3D-code conventions "
-        "(first-order term averaged over coordinates, h in the same optimizer)",
-    }.get(conv, f"Fig. 4 (Sec. IV-D), convention {conv}")
-    fig.suptitle(title + "; faint: other seeds of h; dotted: first step within 1e-3 of final f",
-                 fontsize=9.5)
-    if prov is not None:
-        stamp(fig, prov)
-    stem = "fig4" if conv == "paper" else f"fig4-{conv}"
-    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1], metadata={"CreationDate": None})  # reproducible bytes
-    return paths
-
-
-def _draw_gif(data: Mapping[str, Any], summary: Mapping[str, Any], path: Path,
-              optimizer: str = "sgd") -> Path:
-    from matplotlib.animation import FuncAnimation, PillowWriter
-
-    e, s = data[optimizer], summary[optimizer]
-    fig = _new_figure((4.6, 4.8))
-    ax = fig.subplots()
-    _contour(ax)
-    ax.set_title(f"Fig. 4 (Sec. IV-D), {e['label']}: standard (blue) vs GAL (red)", fontsize=9)
-    b = e["baseline"]
-    g = e["gal"][s["gal"]["median_seed"]]
-    (lb,) = ax.plot([], [], color=BLUE, lw=1.6)
-    (lg,) = ax.plot([], [], color=RED, lw=1.6)
-    (pb,) = ax.plot([], [], "o", color=BLUE, ms=5)
-    (pg,) = ax.plot([], [], "o", color=RED, ms=5)
-    ax.plot(b["x"].iloc[0], b["y"].iloc[0], "k*", ms=8)
-    txt = ax.text(-1.4, 1.35, "", fontsize=9, va="top")
-    n = max(len(b), len(g))
-    stride = max(1, n // 150)
-    frames = list(range(0, n, stride)) + [n - 1]
-
-    def update(i: int) -> tuple[Any, ...]:
-        ib, ig = min(i, len(b) - 1), min(i, len(g) - 1)
-        lb.set_data(b["x"][: ib + 1], b["y"][: ib + 1])
-        lg.set_data(g["x"][: ig + 1], g["y"][: ig + 1])
-        pb.set_data([b["x"].iloc[ib]], [b["y"].iloc[ib]])
-        pg.set_data([g["x"].iloc[ig]], [g["y"].iloc[ig]])
-        txt.set_text(f"step {i}")
-        return lb, lg, pb, pg, txt
-
-    anim = FuncAnimation(fig, update, frames=frames, blit=False)
-    anim.save(path, writer=PillowWriter(fps=15))
-    return path
-
-
-def render_fig4(runs_root: Path, out_dir: Path, gif: bool = False) -> list[Path]:
-    """Render Fig. 4 (Sec. IV-D) from ``<runs_root>/fig4`` records: ``fig4.{png,pdf,json}``, the
-    authors'-convention figure ``fig4-authors.{png,pdf}`` and, with ``gif``, ``fig4.gif``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data = _load_fig4(runs_root)
-    summary = fig4_summary(runs_root, data=data)
-    df = load_runs(Path(runs_root) / "fig4")
-    prov = record_commits({}, df["path"].tolist() if len(df) else [])
-    summary["records"] = prov
-    written: list[Path] = []
-    jpath = out_dir / "fig4.json"
-    with open(jpath, "w") as fh:
-        json.dump(summary, fh, indent=2, allow_nan=True)
-        fh.write("\n")
-    written.append(jpath)
-    mpath = out_dir / "fig4.md"
-    mpath.write_text(fig4_markdown(summary) + f"\n{footer(prov)}.\n")
-    written.append(mpath)
-    for conv in _ordered(list(data), FIG4_CONVENTION_ORDER):
-        written += _draw_fig4(conv, data[conv], summary["conventions"][conv], out_dir, prov)
-    if gif:
-        conv = "paper" if "paper" in data else next(iter(data))
-        opt = "sgd" if "sgd" in data[conv] else next(iter(data[conv]))
-        written.append(_draw_gif(data[conv], summary["conventions"][conv], out_dir / "fig4.gif", opt))
-    return written
+    """Render figure ``n`` of the paper from the run records under ``runs_root`` into ``out_dir``
+    (:data:`FIGURES`; ``profile`` for the figures drawn per profile, ``gif`` for Fig. 4's
+    animation). Returns the paths written. Raises ``NotImplementedError`` naming the implemented
+    figures for any other ``n`` and :class:`~gal.records.NoRunsError` (naming the ``make`` target)
+    when there are no records to draw from."""
+    return figure_spec(n).render(Path(runs_root), Path(out_dir), profile=profile, gif=gif)

@@ -14,8 +14,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-__all__ = ["RECORD_COLUMNS", "SET_ASIDE_SUFFIXES", "flatten", "load_history", "load_runs", "read_json",
-           "read_status", "scalar", "to_builtin", "write_json"]
+__all__ = ["NoRunsError", "RECORD_COLUMNS", "SET_ASIDE_SUFFIXES", "flatten", "load_history", "load_runs",
+           "read_json", "read_status", "scalar", "to_builtin", "write_json"]
+
+
+class NoRunsError(FileNotFoundError):
+    """No (usable) run records to render a paper table or figure from; the message names the
+    command that makes them. The one such error of the suite: tables (:mod:`gal.tables`) and
+    figures (:mod:`gal.figures`) raise it alike."""
+
 
 #: Columns load_runs always provides (besides flattened config keys and metric names).
 RECORD_COLUMNS = ["status", "reason", "path", "profile", "seed", "wall_time_s", "git_commit", "device"]

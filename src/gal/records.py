@@ -71,6 +71,7 @@ from gal.provenance import (
 from gal.record_io import (
     RECORD_COLUMNS,
     SET_ASIDE_SUFFIXES,
+    NoRunsError,
     flatten,
     load_history,
     load_runs,
@@ -80,7 +81,7 @@ from gal.record_io import (
     write_json,
 )
 
-__all__ = ["RunWriter", "load_runs", "load_history", "flatten", "to_builtin", "git_info",
+__all__ = ["RunWriter", "NoRunsError", "load_runs", "load_history", "flatten", "to_builtin", "git_info",
            "launch_info", "machine_info", "RECORD_COLUMNS", "SET_ASIDE_SUFFIXES", "IGNORED_SETTINGS",
            "IMPLICIT_SETTINGS"]
 

@@ -12,9 +12,10 @@ renderer :func:`gal.tables.render.render`:
 * Tables VI (noise instead of h) and VIII (MLP vs CNN adjusters), Sec. VI:
   :data:`~gal.tables.ablation.TABLE6`, :data:`~gal.tables.ablation.TABLE8`, from the records of
   the analyses (``<runs_root>/ablation``), each row compared with the baseline;
-* Table VII, training time per image (Sec. VI-C): :data:`~gal.tables.table7.TABLE7`, rendered by
-  :func:`~gal.tables.table7.render_cost_table` from the benchmark reports
-  (``results/benchmarks/gal_cost_*.json``) and the classification run records' ``s_per_image``.
+* Table VII, training time per image (Sec. VI-C): :data:`~gal.tables.table7.TABLE7`, a
+  :class:`~gal.tables.table7_spec.CostTableSpec` whose own ``tabulate`` reads the benchmark
+  reports (``results/benchmarks/gal_cost_*.json``) and the classification run records'
+  ``s_per_image``; the same renderer writes it.
 
 Ours are computed from ``load_runs(<runs_root>/tableN)`` (never from training code); the
 paper's numbers come from ``paper_values.yaml`` and only ever land in the "paper" columns.
@@ -50,7 +51,6 @@ __all__ = [
     "Method",
     "Metric",
     "SPECS",
-    "COST_SPECS",
     "TABLE1",
     "TABLE6",
     "TABLE8",
@@ -76,11 +76,10 @@ __all__ = [
     "not_implemented_message",
 ]
 
-#: table number -> its spec (what `gal table N` renders)
-SPECS: dict[int, TableSpec] = {1: TABLE1, 2: TABLE2, 3: TABLE3, 4: TABLE4, 5: TABLE5, 6: TABLE6, 8: TABLE8}
-#: tables with their own spec type (Table VII reads benchmark reports besides run records)
-COST_SPECS: dict[int, CostTableSpec] = {7: TABLE7}
-IMPLEMENTED_TABLES = tuple(sorted({*SPECS, *COST_SPECS}))
+#: table number -> its spec (what `gal table N` renders, all with :func:`render`)
+SPECS: dict[int, TableSpec | CostTableSpec] = {1: TABLE1, 2: TABLE2, 3: TABLE3, 4: TABLE4,
+                                               5: TABLE5, 6: TABLE6, 7: TABLE7, 8: TABLE8}
+IMPLEMENTED_TABLES = tuple(sorted(SPECS))
 
 def not_implemented_message(n: int) -> str:
     """One clear line for a table number the suite does not render."""
@@ -95,12 +94,11 @@ def render_table(
     out_dir: str | os.PathLike[str] = "results/tables",
 ) -> dict[str, Path]:
     """Render paper table ``n`` (1-8) from ``<runs_root>/<spec.subdir>`` into
-    ``<out_dir>/table<n>.{md,csv,tex}`` and ``table<n>_numeric.csv``; returns {"md", "csv",
-    "tex", "numeric"} -> path. Table VII also reads ``<runs_root>/../benchmarks/gal_cost_*.json``
-    and the records of Tables I/II. Raises :class:`NoRunsError` (with the command to run) when
-    there is nothing to render, NotImplementedError for the other tables."""
-    if int(n) in COST_SPECS:
-        return render_cost_table(COST_SPECS[int(n)], runs_root, out_dir)
+    ``<out_dir>/table<n>.{md,csv,tex}`` and ``table<n>_numeric.csv`` (:func:`render`, a lookup
+    in :data:`SPECS`); returns {"md", "csv", "tex", "numeric"} -> path. Table VII reads
+    ``<runs_root>/../benchmarks/gal_cost_*.json`` and the records of Tables I/II. Raises
+    :class:`NoRunsError` (with the command to run) when there is nothing to render,
+    NotImplementedError for the other tables."""
     spec = SPECS.get(int(n))
     if spec is None:
         raise NotImplementedError(not_implemented_message(int(n)))

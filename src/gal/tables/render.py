@@ -3,7 +3,9 @@
 ``render(spec, runs_root, out_dir)`` reads ``load_runs(<runs_root>/<spec.subdir>)`` (never
 training code), builds the grid with :func:`grid` and writes ``tableN.md`` (header notes + pipe
 table), ``tableN.csv`` (the grid), ``tableN.tex`` (booktabs) and ``tableN_numeric.csv``
-(unrounded means/stds and every statistic). The paper's numbers come only from the spec's
+(unrounded means/stds and every statistic). A spec with its own ``tabulate`` (Table VII,
+Sec. VI-C: benchmark cases and per-image times, :mod:`gal.tables.table7`) makes its grid, notes
+and numbers itself; the writing is the same. The paper's numbers come only from the spec's
 ``paper_value``/``paper_ttest`` (i.e. ``paper_values.yaml``) and only land in "paper" columns.
 
 Per group (e.g. Table V: profile, variant, dataset; Table I: profile, dataset, optimizer) the
@@ -39,12 +41,12 @@ from gal.tables.cells import DASH, fmt_num, fmt_p, fmt_tp
 from gal.tables.cells import tex_escape as tex_escape
 from gal.tables.notes import alpha0_check, alpha0_text, failed_note, ours_note
 from gal.tables.selection import mixed_settings, select
-from gal.tables.spec import MixedSettingsError, NoRunsError, TableSpec
+from gal.tables.spec import MixedSettingsError, NoRunsError, TableSpec, Tabulate
 from gal.tables.writers import to_latex, to_markdown, write_table
 
 # DASH, the note helpers and the writers moved to gal.tables.cells / .notes / .writers and
 # select / mixed_settings to gal.tables.selection; they stay importable from here.
-__all__ = ["DASH", "paper_effects", "alpha0_check", "alpha0_text", "failed_note", "ours_note", "select", "grid", "render", "to_markdown", "to_latex"]
+__all__ = ["DASH", "paper_effects", "record_table", "alpha0_check", "alpha0_text", "failed_note", "ours_note", "select", "grid", "render", "to_markdown", "to_latex"]
 
 
 def _ordered(values: Sequence[Any], preferred: Sequence[Any]) -> list[Any]:
@@ -371,17 +373,10 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
     return table, facts
 
 
-def render(
-    spec: TableSpec,
-    runs_root: str | os.PathLike[str] = "results/runs",
-    out_dir: str | os.PathLike[str] = "results/tables",
-) -> dict[str, Path]:
-    """Render ``spec`` from ``load_runs(<runs_root>/<spec.subdir>)`` into
-    ``<out_dir>/tableN.{md,csv,tex}`` and ``tableN_numeric.csv`` (unrounded numbers).
-
-    Returns {"md", "csv", "tex", "numeric"} -> path. Raises :class:`NoRunsError` (naming the
-    ``make`` target to run) if there are no records of this table.
-    """
+def record_table(spec: TableSpec, runs_root: Path) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
+    """The record grid of ``spec`` (:func:`grid` of ``load_runs(<runs_root>/<spec.subdir>)``),
+    its header notes and its unrounded numbers. Raises :class:`NoRunsError` (naming the ``make``
+    target to run) if there are no records of this table."""
     root = Path(runs_root) / spec.subdir
     df = load_runs(root)
     if len(df) == 0:
@@ -390,4 +385,22 @@ def render(
         table, facts = grid(df, spec)
     except NoRunsError as e:
         raise NoRunsError(f"{e} under {root}: run `{spec.make_target}`") from e
-    return write_table(spec, table, spec.notes(facts), facts["numeric"], out_dir)
+    return table, spec.notes(facts), facts["numeric"]
+
+
+def render(
+    spec: Any,
+    runs_root: str | os.PathLike[str] = "results/runs",
+    out_dir: str | os.PathLike[str] = "results/tables",
+) -> dict[str, Path]:
+    """Render a table spec (a :class:`TableSpec`, or Table VII's
+    :class:`~gal.tables.table7_spec.CostTableSpec`) into ``<out_dir>/tableN.{md,csv,tex}`` and
+    ``tableN_numeric.csv`` (unrounded numbers): its own ``tabulate`` where it has one, else the
+    record grid (:func:`record_table`).
+
+    Returns {"md", "csv", "tex", "numeric"} -> path. Raises :class:`NoRunsError` (naming the
+    command to run) if there is nothing to render.
+    """
+    tabulate: Tabulate = spec.tabulate or record_table
+    table, notes, numeric = tabulate(spec, Path(runs_root))
+    return write_table(spec, table, notes, numeric, out_dir)

@@ -4,15 +4,22 @@ A spec says which run records belong to the table, how they are grouped into blo
 which methods form the rows, which metrics form the columns (with the paper's value beside
 ours), which statistics rows compare baseline and GAL, and what the header notes say. One
 renderer, :func:`gal.tables.render.render`, turns any spec into ``tableN.{md,csv,tex}`` and
-``tableN_numeric.csv``. Specs: Table V (:mod:`gal.tables.table5`), Tables I and II
-(:mod:`gal.tables.classification`).
+``tableN_numeric.csv``. Specs: Tables I and II (:mod:`gal.tables.classification`), III
+(:mod:`gal.tables.table3`), IV (:mod:`gal.tables.table4`), V (:mod:`gal.tables.table5`), VI and
+VIII (:mod:`gal.tables.ablation`); the record grid of :func:`gal.tables.render.grid` tabulates
+them. Table VII (Sec. VI-C, :mod:`gal.tables.table7`) lists benchmark cases beside run-record
+groups, rows no record grid makes: its spec brings its own :data:`Tabulate`, and the same
+renderer writes it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from gal.records import NoRunsError
 
 __all__ = [
     "NoRunsError",
@@ -24,12 +31,9 @@ __all__ = [
     "PaperValue",
     "PaperTtest",
     "NotesFn",
+    "Tabulate",
     "InfoColumn",
 ]
-
-
-class NoRunsError(FileNotFoundError):
-    """No (usable) run records under the given root."""
 
 
 class MixedSettingsError(ValueError):
@@ -100,6 +104,9 @@ PaperValue = Callable[[Mapping[str, Any], str, str], dict[str, float] | None]
 PaperTtest = Callable[[Mapping[str, Any], str], dict[str, float] | None]
 #: facts of a rendered grid -> header notes (one bullet each)
 NotesFn = Callable[[Mapping[str, Any]], list[str]]
+#: (spec, runs root) -> (grid of display strings, header notes, unrounded numbers) of a table
+#: whose rows are not the record grid (Table VII); ``None`` on a spec: the record grid
+Tabulate = Callable[[Any, Path], "tuple[Any, list[str], Any]"]
 
 
 def _no_ttest(group: Mapping[str, Any], metric: str) -> dict[str, float] | None:
@@ -147,6 +154,8 @@ class TableSpec:
             (:class:`gal.tables.contrasts.Contrast`; Table IV's controls), where both arms ran.
         row_key: record (a dict of its config keys) -> the method key of its row, or None to
             leave it out; default: the record's ``method``.
+        tabulate: ``None`` (every table here): the renderer's record grid
+            (:func:`gal.tables.render.grid`) and ``notes``; a :data:`Tabulate` replaces both.
     """
 
     number: int
@@ -177,6 +186,7 @@ class TableSpec:
     info: tuple[InfoColumn, ...] = ()
     contrasts: tuple[Any, ...] = ()
     row_key: Callable[[Mapping[str, Any]], str | None] | None = None
+    tabulate: Tabulate | None = None
 
     def __post_init__(self) -> None:
         bad = [k for k, _ in self.stat_rows if k not in STAT_KINDS]

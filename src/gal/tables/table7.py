@@ -16,11 +16,14 @@ training code:
 
 Rows are grouped under the paper's settings (ImageNet, CIFAR-10, CIFAR-100; cases the paper has
 no row for, e.g. Table V's regression MLPs, under "—"), the paper's numbers repeated beside each of
-ours. :func:`render_cost_table` writes ``table7.{md,csv,tex}`` and ``table7_numeric.csv``.
+ours. :data:`TABLE7` is its spec: :func:`cost_table` makes the grid, notes and numbers, and the
+one renderer :func:`gal.tables.render.render` writes ``table7.{md,csv,tex}`` and
+``table7_numeric.csv`` (why Table VII brings its own grid: :mod:`gal.tables.table7_spec`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,16 +33,17 @@ import pandas as pd
 
 from gal import stats as gs
 from gal.tables.cells import DASH, fmt_pct, fmt_sec
+from gal.tables.render import render
 from gal.tables.spec import NoRunsError
 from gal.tables.table7_bench import bench_rows, hardware, load_benchmarks
 from gal.tables.table7_records import load_time_records, record_rows
-from gal.tables.table7_spec import TABLE7, TABLE7_COLUMNS, CostTableSpec
+from gal.tables.table7_spec import TABLE7_COLUMNS, CostTableSpec
 from gal.tables.table7_spec import PaperSetting as PaperSetting
-from gal.tables.writers import write_table
 
-# The spec lives in gal.tables.table7_spec, the benchmark rows in .table7_bench and the run-record
-# rows in .table7_records; their public names stay importable from here.
-__all__ = ["CostTableSpec", "TABLE7", "TABLE7_COLUMNS", "cost_grid", "render_cost_table"]
+# The spec type lives in gal.tables.table7_spec, the benchmark rows in .table7_bench and the
+# run-record rows in .table7_records; their public names stay importable from here.
+__all__ = ["CostTableSpec", "TABLE7", "TABLE7_COLUMNS", "cost_grid", "cost_table",
+           "render_cost_table"]
 
 
 # --------------------------------------------------------------------------- grid
@@ -149,26 +153,37 @@ def _notes(spec: CostTableSpec, facts: Mapping[str, Any], runs_root: Path, bench
     return notes
 
 
-# --------------------------------------------------------------------------- render
-def render_cost_table(
-    spec: CostTableSpec = TABLE7,
-    runs_root: str | os.PathLike[str] = "results/runs",
-    out_dir: str | os.PathLike[str] = "results/tables",
-    benchmarks_dir: str | os.PathLike[str] | None = None,
-) -> dict[str, Path]:
-    """Render Table VII into ``<out_dir>/table7.{md,csv,tex}`` and ``table7_numeric.csv``.
-
-    ``benchmarks_dir`` defaults to ``<runs_root>/../benchmarks`` (``results/benchmarks`` for the
-    default ``results/runs``). Raises :class:`NoRunsError` naming the command to run when there
-    is neither a benchmark report nor a classification run record.
-    """
+# --------------------------------------------------------------------------- tabulate
+def cost_table(spec: CostTableSpec, runs_root: Path) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
+    """Table VII's grid, header notes and unrounded numbers (its ``tabulate``) from the benchmark
+    reports in ``spec.benchmarks_dir`` (default ``<runs_root>/../benchmarks``) and the
+    classification run records under ``runs_root``. Raises :class:`NoRunsError` naming the
+    command to run when there is neither a benchmark report nor a classification run record."""
     runs_root = Path(runs_root)
-    bench_dir = Path(benchmarks_dir) if benchmarks_dir is not None else runs_root.parent / "benchmarks"
+    bench_dir = (Path(spec.benchmarks_dir) if spec.benchmarks_dir is not None
+                 else runs_root.parent / "benchmarks")
     benches = load_benchmarks(bench_dir, spec.benchmark_glob)
     records = load_time_records(spec, runs_root)
     if not benches and len(records) == 0:
         raise NoRunsError(f"no benchmark report ({bench_dir}/{spec.benchmark_glob}) and no "
                           f"classification run records under {runs_root}: run `{spec.make_target}`")
     table, facts = cost_grid(spec, benches, records)
-    notes = _notes(spec, facts, runs_root, bench_dir)
-    return write_table(spec, table, notes, facts["numeric"], out_dir)
+    return table, _notes(spec, facts, runs_root, bench_dir), facts["numeric"]
+
+
+#: Table VII (Sec. VI-C): training time per image, baseline vs GAL, ours beside the paper's.
+TABLE7 = CostTableSpec(tabulate=cost_table)
+
+
+def render_cost_table(
+    spec: CostTableSpec = TABLE7,
+    runs_root: str | os.PathLike[str] = "results/runs",
+    out_dir: str | os.PathLike[str] = "results/tables",
+    benchmarks_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Path]:
+    """Render Table VII into ``<out_dir>/table7.{md,csv,tex}`` and ``table7_numeric.csv`` with the
+    one renderer (:func:`gal.tables.render.render`), the benchmark reports read from
+    ``benchmarks_dir`` (default ``<runs_root>/../benchmarks``)."""
+    if benchmarks_dir is not None:
+        spec = dataclasses.replace(spec, benchmarks_dir=str(benchmarks_dir))
+    return render(spec, runs_root, out_dir)

@@ -1,6 +1,14 @@
-"""The spec of Table VII (training time per image): its columns, the paper's dataset blocks and
-:class:`CostTableSpec` with the paper's seconds per image (rendered by
-:func:`gal.tables.table7.render_cost_table`)."""
+"""The spec type of Table VII (Sec. VI-C, training time per image): its columns, the paper's
+dataset blocks and :class:`CostTableSpec` with the paper's seconds per image. The spec itself,
+``TABLE7``, is in :mod:`gal.tables.table7` (with its ``tabulate``), rendered by the one renderer
+:func:`gal.tables.render.render` like every other table.
+
+Why not a :class:`~gal.tables.spec.TableSpec`: that spec's rows are groups of run records x
+methods, its columns metrics with the paper's value and a verdict, all made by one record grid.
+Table VII's rows are mostly benchmark cases (``benchmarks/gal_cost.py`` reports: arms of one
+interleaved measurement with FLOP bound, operator counts and a cost target, columns no record
+has) and the paper gives one time per row (no spread, no test, no verdict). So its spec brings
+the smallest special part, its ``tabulate`` (grid, notes, numbers); the writing is shared."""
 
 from __future__ import annotations
 
@@ -8,8 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gal import paper_values as pv
+from gal.tables.spec import Tabulate
 
-__all__ = ["CostTableSpec", "PaperSetting", "TABLE7", "TABLE7_COLUMNS"]
+__all__ = ["CostTableSpec", "PaperSetting", "TABLE7_COLUMNS"]
 
 TABLE7_COLUMNS = [
     "Paper setting", "Ours", "Hardware", "Method", "Time (s/image) ours", "Time (s/image) paper",
@@ -28,9 +37,12 @@ class PaperSetting:
 
 @dataclass(frozen=True)
 class CostTableSpec:
-    """Everything table-specific about Table VII (rendered by :func:`render_cost_table`).
+    """Everything table-specific about Table VII (Sec. VI-C), rendered by
+    :func:`gal.tables.render.render`.
 
     Args:
+        tabulate: (spec, runs root) -> (grid, header notes, unrounded numbers)
+            (:func:`gal.tables.table7.cost_table`).
         number, name, title, tex_comment, tex_caption: as in :class:`~gal.tables.spec.TableSpec`.
         paper_table: table of ``paper_values.yaml`` with the paper's ``time_s`` per row.
         settings: the paper's dataset blocks, in order.
@@ -41,8 +53,11 @@ class CostTableSpec:
         time_metric: the records' seconds-per-image metric.
         arms: benchmark arm -> row label (the baseline first).
         make_target: what to run when nothing is there.
+        benchmarks_dir: where the benchmark reports are; ``None``: ``<runs_root>/../benchmarks``
+            (``results/benchmarks`` for the default ``results/runs``).
     """
 
+    tabulate: Tabulate
     number: int = 7
     name: str = "Table VII"
     title: str = "# Table VII: training time per image, baseline vs GAL"
@@ -69,6 +84,7 @@ class CostTableSpec:
     })
     make_target: str = ("python benchmarks/gal_cost.py (writes results/benchmarks/gal_cost_cpu.json)"
                         " or make table1 / make table2")
+    benchmarks_dir: str | None = None
 
     @property
     def stem(self) -> str:
@@ -85,6 +101,3 @@ class CostTableSpec:
     def paper_overhead(self, setting: str) -> float | None:
         b, g = self.paper_time(setting, "baseline"), self.paper_time(setting, "gal")
         return None if b is None or g is None else g / b - 1.0
-
-
-TABLE7 = CostTableSpec()
