@@ -22,7 +22,7 @@ import pandas as pd
 from gal import stats as gs
 from gal.tables.cells import fmt_num
 
-__all__ = ["Contrast", "contrast_cell", "holm_contrasts", "CONTRAST_NOTE"]
+__all__ = ["Contrast", "contrast_cell", "contrast_rows", "contrast_stats", "holm_contrasts", "CONTRAST_NOTE"]
 
 CONTRAST_NOTE = (
     "Contrasts (rows 'Δ B − A'): mean of the per-seed differences B − A over the seeds both arms "
@@ -74,3 +74,28 @@ def holm_contrasts(cells: Sequence[tuple[dict[str, Any], dict[str, str], str]]) 
         c["holm_p"] = p
         if c["direction"] and c["direction"] != "no difference resolved":
             row[col] += f" (Holm {'✓' if p < gs.ALPHA else '✗'})"
+
+
+def contrast_rows(spec: Any, shown: Mapping[str, str], group: Mapping[str, Any],
+                   ok_by_method: Mapping[str, pd.DataFrame], cells: list[Any],
+                   comparisons: list[Any]) -> list[dict[str, str]]:
+    """One row per contrast of ``spec`` (a :class:`gal.tables.spec.TableSpec`) whose two arms
+    both have complete runs in this group; each metric's cell goes to ``cells`` (for
+    :func:`holm_contrasts`) and its numbers to ``comparisons`` (the numeric table)."""
+    rows = []
+    for con in spec.contrasts:
+        a, b = ok_by_method.get(con.a), ok_by_method.get(con.b)
+        if a is None or b is None or not len(a) or not len(b):
+            continue
+        r = {**shown, "Method": con.label, "n": "", "check": ""}
+        for m in spec.metrics:
+            c = contrast_stats(a, b, m.key, m.higher_is_better)
+            r[f"{m.label} ours"] = contrast_cell(c, con, spec.digits)
+            if c["n"]:
+                cells.append((c, r, f"{m.label} ours"))
+                comparisons.append(({**group, "method": f"{con.b}_vs_{con.a}", "metric": m.key},
+                                    {"paired_mean_diff": c["mean"], "ci_low": c["ci"][0],
+                                     "ci_high": c["ci"][1], "p": c["p"], "n": c["n"],
+                                     "direction": c["direction"]}))
+        rows.append(r)
+    return rows

@@ -198,29 +198,6 @@ def _holm_fill(cells: list[tuple[dict[str, Any], dict[str, str], str, dict[str, 
                 holm_row[holm_col] = f"{fmt_p(p0)}; {fmt_p(pp)}"
 
 
-def _contrast_rows(spec: TableSpec, shown: Mapping[str, str], group: Mapping[str, Any],
-                   ok_by_method: Mapping[str, pd.DataFrame], cells: list[Any],
-                   comparisons: list[Any]) -> list[dict[str, str]]:
-    """One row per contrast of ``spec`` whose two arms both have complete runs in this group."""
-    rows = []
-    for con in spec.contrasts:
-        a, b = ok_by_method.get(con.a), ok_by_method.get(con.b)
-        if a is None or b is None or not len(a) or not len(b):
-            continue
-        r = {**shown, "Method": con.label, "n": "", "check": ""}
-        for m in spec.metrics:
-            c = ct.contrast_stats(a, b, m.key, m.higher_is_better)
-            r[f"{m.label} ours"] = ct.contrast_cell(c, con, spec.digits)
-            if c["n"]:
-                cells.append((c, r, f"{m.label} ours"))
-                comparisons.append(({**group, "method": f"{con.b}_vs_{con.a}", "metric": m.key},
-                                    {"paired_mean_diff": c["mean"], "ci_low": c["ci"][0],
-                                     "ci_high": c["ci"][1], "p": c["p"], "n": c["n"],
-                                     "direction": c["direction"]}))
-        rows.append(r)
-    return rows
-
-
 def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Build the grid (display strings, columns ``spec.columns``) from a ``load_runs`` frame,
     plus a dict of facts for the header notes (profiles, seeds, commits, failed runs, the alpha=0
@@ -342,7 +319,7 @@ def grid(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, dict[str, Any
                                       f"{m.label} ours"))
             comparisons.append(({**group, "method": f"{spec.gal}_vs_{spec.baseline}", "metric": m.key}, c))
         rows.extend(stat_rows.values())
-        rows.extend(_contrast_rows(spec, shown, group, ok_by_method, contrast_cells, comparisons))
+        rows.extend(ct.contrast_rows(spec, shown, group, ok_by_method, contrast_cells, comparisons))
     _holm_fill(verdict_cells)
     ct.holm_contrasts(contrast_cells)
     for keys, c in comparisons:
