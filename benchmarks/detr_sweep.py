@@ -43,6 +43,7 @@ CANDIDATES: dict[str, tuple[str, str, dict[str, Any]]] = {
               {"models.detr_small.pretrain.epochs": 20}),
     "cdetr40": ("Conditional DETR (transformers), 40 epochs", "cdetr_small", {}),
     "cdetr20": ("Conditional DETR (transformers), 20 epochs", "cdetr_small", {"train.epochs": 20}),
+    "cdetr30": ("Conditional DETR (transformers), 30 epochs", "cdetr_small", {"train.epochs": 30}),
 }
 PROFILE, DATASET = "cpu", "shapes"
 #: the profile name the old plain-DETR cpu profile's Table IV records are kept under
