@@ -36,14 +36,12 @@ from detr_gal.pretrain import pretrained_backbone
 from experiments.common import (
     RankWriter,
     ResumeMismatch,
-    add_run_arguments,
     choose_device,
     config_hash,
     csv_list,
     init_distributed,
     pending,
     run_epochs,
-    run_specs,
     seed_everything,
     set_threads,
 )
@@ -51,6 +49,7 @@ from experiments.engine import unwrap
 from experiments.gal_settings import gal_from_settings
 from experiments.image_data import DataError, cache_dir
 from experiments.launch import LaunchError, check_launch, launch_kwargs
+from experiments.runner import add_run_arguments, run_specs
 from gal.config import ConfigError, load_config, parse_overrides
 from gal.records import RunWriter
 from gal.vocab.methods import DETECTION_METHODS, gal_overrides
@@ -343,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
     try:
         counts = run_table(args.profile, args.seeds, csv_list(args.models), csv_list(args.methods),
-                           args.dataset, args.runs_root, parse_overrides(args.overrides), args.config,
+                           args.dataset, args.runs_root, parse_overrides(args.overrides), args.config or CONFIG_PATH,
                            progress=not args.no_progress, retry_failed=args.retry_failed,
                            rerun_stale=args.rerun_stale, **launch_kwargs(args))
     except (ConfigError, DataError, ResumeMismatch, FileNotFoundError, LaunchError) as e:

@@ -65,13 +65,11 @@ from experiments.classification_spec import (
 from experiments.common import (
     RankWriter,
     ResumeMismatch,
-    add_run_arguments,
     config_hash,
     csv_list,
     init_distributed,
     pending,
     run_epochs,
-    run_specs,
     set_threads,
 )
 from experiments.engine import evaluate, make_criterion, train_one_epoch, unwrap
@@ -82,6 +80,7 @@ from experiments.launch import (
     launch_kwargs,
 )
 from experiments.models import count_parameters
+from experiments.runner import add_run_arguments, run_specs
 from experiments.until_decided import run_until_decided
 from gal.config import ConfigError, load_config, parse_overrides
 from gal.records import RunWriter

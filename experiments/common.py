@@ -13,27 +13,23 @@ ImageNet tasks of Tables I-III later).
   finished ones were made with other settings than requested (refused with
   :class:`StaleRuns`, or set aside and re-run with ``--rerun-stale``); in
   :mod:`experiments.stale_runs`, re-exported here.
-* :func:`add_run_arguments`, :func:`csv_list`, :func:`check_choice` - the command line shared by
-  the table runners (profile, seeds, runs root, config, ``--set``, ``--rerun-stale`` and the
-  launch flags of :mod:`experiments.launch`: ``--jobs``, ``--launcher``, ``--threads``, Slurm
-  options).
+* :func:`csv_list`, :func:`check_choice` - selector values of the runners' command lines (the
+  command line itself, with the plan / stale / launch steps every runner shares, is in
+  :mod:`experiments.runner`).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from experiments.launch import Job, add_launch_arguments, run_jobs, slurm_options
 from experiments.stale_runs import (
     CONFIG_HASH_KEY,
     StaleRuns,
@@ -56,7 +52,6 @@ __all__ = [
     "RankWriter",
     "ResumeMismatch",
     "StaleRuns",
-    "add_run_arguments",
     "check_choice",
     "choose_device",
     "config_hash",
@@ -64,7 +59,6 @@ __all__ = [
     "pending",
     "rng_state",
     "run_epochs",
-    "run_specs",
     "seed_everything",
     "set_rng_state",
     "set_aside_stale",
@@ -338,52 +332,3 @@ def check_choice(kind: str, values: Sequence[str], allowed: Sequence[str], hint:
         raise ConfigError(f"unknown {kind} {', '.join(map(repr, bad))}; choose from "
                           f"{', '.join(allowed)}{f' ({hint})' if hint else ''}")
     return list(values)
-
-
-def _positive_int(text: str) -> int:
-    """``--seeds``: an integer >= 1 (argparse turns the ValueError into one usage line)."""
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return n
-
-
-def add_run_arguments(ap: argparse.ArgumentParser, *, profiles: str, runs_root: str,
-                      config: str, set_example: str) -> None:
-    """The flags every table runner takes: ``--profile --seeds --runs-root --config --set
-    --retry-failed --rerun-stale --no-progress`` and the launch flags (``--jobs --launcher --threads
-    --slurm-*``, :func:`experiments.launch.add_launch_arguments`)."""
-    ap.add_argument("--profile", default="cpu", help=f"config profile: {profiles}")
-    ap.add_argument("--seeds", type=_positive_int, default=None,
-                    help="number of seeds (runs use seeds 0..N-1); default: the config's 'seeds'")
-    ap.add_argument("--runs-root", default=runs_root,
-                    help=f"where run records go (default {runs_root})")
-    ap.add_argument("--config", default=config, help=f"config file (default: {Path(config).name})")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help=f"override a config key, e.g. --set {set_example} (repeatable)")
-    ap.add_argument("--retry-failed", action="store_true", help="re-run runs recorded as failed")
-    ap.add_argument("--rerun-stale", action="store_true",
-                    help="re-run finished runs made with other settings than requested (their "
-                         "records are set aside to <run>.stale); without it such runs are refused")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_launch_arguments(ap)
-
-
-def run_specs(entry: str, specs: Sequence[Any], cfg: Mapping[str, Any], runs_root: Any,
-              kwargs: Mapping[str, Any], counts: Mapping[str, int], *, retry_failed: bool,
-              jobs: int, launcher: str, threads: int | None, slurm: Mapping[str, Any] | None,
-              progress: bool, desc: str) -> dict[str, int]:
-    """Launch ``entry(spec, cfg, runs_root, **kwargs)`` for every spec (each has ``run_dir`` and
-    ``label``) through :func:`experiments.launch.run_jobs` (``jobs`` at once with ``launcher``,
-    ``threads`` torch threads per run, default the config's ``num_threads``); a run already
-    complete (or failed, unless ``retry_failed``) when its turn comes is skipped. Returns
-    ``counts`` plus the launched runs' outcomes."""
-    skip_if = ("complete",) if retry_failed else ("complete", "failed")
-    job_list = [Job(entry, (spec, cfg, str(runs_root)), dict(kwargs), spec.run_dir(runs_root),
-                    spec.label, skip_if) for spec in specs]
-    done = run_jobs(job_list, jobs, launcher, threads or cfg["num_threads"] or None,
-                    slurm_options(cfg, slurm), progress=progress, desc=desc)
-    out = dict(counts)
-    for k, v in done.items():
-        out[k] = out.get(k, 0) + v
-    return out

@@ -35,10 +35,8 @@ checkpoint); a run whose loss becomes NaN/inf is recorded as failed and never av
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -52,23 +50,13 @@ from torch import nn
 from experiments.common import (
     DIAGNOSTICS,
     EpochAverager,
-    ResumeMismatch,
-    add_run_arguments,
     check_choice,
     choose_device,
     config_hash,
-    csv_list,
-    pending,
     run_epochs,
-    run_specs,
     seed_everything,
 )
 from experiments.gal_settings import gal_from_settings
-from experiments.launch import (
-    LaunchError,
-    check_launch,
-    launch_kwargs,
-)
 from experiments.regression_data import (
     DATASETS,
     VARIANTS,
@@ -79,8 +67,9 @@ from experiments.regression_data import (
     regression_metrics,
 )
 from experiments.regression_spec import CONFIG_PATH, RunSpec, record_config, run_settings
+from experiments.runner import RunRequest, Selector, Task, run_task, task_main
 from gal import GradientAdjuster
-from gal.config import ConfigError, load_config, parse_overrides
+from gal.config import load_config
 from gal.optim import build_optimizer
 from gal.records import RunWriter
 from gal.vocab.methods import METHODS as METHOD_VOCAB
@@ -102,6 +91,7 @@ __all__ = [
     "VARIANTS",
     "DatasetUnavailable",
     "RunSpec",
+    "TASK",
     "load_dataset",
     "main",
     "make_split",
@@ -303,6 +293,34 @@ def plan_runs(
     return [RunSpec(profile, v, d, m, s) for v in vs for d in ds for m in ms for s in seed_list]
 
 
+def _load(path: Any, profile: str, overrides: Mapping[str, Any] | None,
+          seeds: int | Sequence[int] | None) -> dict[str, Any]:
+    """The config; an int ``seeds`` also becomes its ``seeds`` key (as before the runner)."""
+    over = dict(overrides or {})
+    if isinstance(seeds, int):
+        over.setdefault("seeds", seeds)
+    return load_config(path, profile, over)
+
+
+def _check_data(cfg: Mapping[str, Any], todo: Sequence[RunSpec]) -> None:
+    for name in sorted({s.dataset for s in todo}):
+        load_dataset(name, bool(cfg["data"]["allow_download"]))
+
+
+#: Table V as a task of the shared runner (:mod:`experiments.runner`)
+TASK = Task(
+    name="table5", prog="python -m experiments.regression",
+    description="Table V (Sec. V-B) regression runs -> run records",
+    config_path=CONFIG_PATH, runs_root=DEFAULT_RUNS_ROOT, plan=plan_runs, run_settings=run_settings,
+    run_one="experiments.regression:run_one",
+    selectors=(Selector("datasets", f"from {','.join(DATASETS)}"),
+               Selector("variants", f"from {','.join(VARIANTS)}"),
+               Selector("methods", f"from {','.join(METHODS)}")),
+    job_options=("overrides", "retry_failed", "config_path"), check_data=_check_data, load=_load,
+    errors=(DatasetUnavailable,), set_example="datasets.boston.epochs=10",
+)
+
+
 def run_table(
     profile: str = "cpu",
     seeds: int | Sequence[int] | None = None,
@@ -322,58 +340,24 @@ def run_table(
 ) -> dict[str, int]:
     """Run the missing runs of Table V; returns counts ``{"complete", "failed", "skipped"}``.
 
-    The missing runs become :class:`experiments.launch.Job` objects run by
-    :func:`experiments.launch.run_jobs`: ``jobs`` at once with ``launcher`` (``"local"`` worker
-    processes, ``"slurm"`` or ``"submitit-local"``), ``threads`` torch threads each (default: the
-    config's ``num_threads``; a run's metrics depend on it, not on ``jobs`` or the launcher) and
-    the profile's ``slurm:`` settings overridden by ``slurm``. ``skipped`` counts runs finished
-    before (or meanwhile by another invocation). A finished run made with other settings is
-    refused (:class:`experiments.common.StaleRuns`, naming the differing keys) unless
-    ``rerun_stale``, which sets it aside and runs it again.
+    :func:`experiments.runner.run_task` with :data:`TASK`: the missing runs go to
+    :func:`experiments.launch.run_jobs` (``jobs`` at once with ``launcher``, ``threads`` torch
+    threads each, default the config's ``num_threads``; a run's metrics depend on it, not on
+    ``jobs`` or the launcher). A finished run made with other settings is refused
+    (:class:`experiments.common.StaleRuns`, naming the differing keys) unless ``rerun_stale``,
+    which sets it aside and runs it again.
     """
-    check_launch(jobs, launcher, threads)
-    over = dict(overrides or {})
-    if isinstance(seeds, int):
-        over.setdefault("seeds", seeds)
-    cfg = load_config(config_path, profile, over)
-    plan = plan_runs(cfg, profile, seeds, datasets, variants, methods)
-    todo, counts = pending(plan, runs_root, retry_failed, lambda spec: run_settings(cfg, spec),
-                           rerun_stale)
-    for name in sorted({s.dataset for s in todo}):  # fail fast, before any run starts
-        load_dataset(name, bool(cfg["data"]["allow_download"]))
-    return run_specs("experiments.regression:run_one", todo, cfg, runs_root,
-                     {"overrides": dict(overrides or {}), "retry_failed": retry_failed,
-                      "config_path": str(config_path)}, counts, retry_failed=retry_failed,
-                     jobs=jobs, launcher=launcher, threads=threads, slurm=slurm,
-                     progress=progress, desc="table5 runs")
+    return run_task(TASK, RunRequest(
+        profile=profile, seeds=seeds,
+        selection={"datasets": datasets, "variants": variants, "methods": methods},
+        runs_root=runs_root, overrides=overrides, config_path=config_path, progress=progress,
+        retry_failed=retry_failed, rerun_stale=rerun_stale, jobs=jobs, launcher=launcher,
+        threads=threads, slurm=slurm))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point (``python -m experiments.regression``)."""
-    ap = argparse.ArgumentParser(prog="python -m experiments.regression",
-                                 description="Table V (Sec. V-B) regression runs -> run records")
-    ap.add_argument("--datasets", help=f"comma list from {','.join(DATASETS)}")
-    ap.add_argument("--variants", help=f"comma list from {','.join(VARIANTS)}")
-    ap.add_argument("--methods", help=f"comma list from {','.join(METHODS)}")
-    add_run_arguments(ap, profiles="cpu (default) or paper", runs_root=str(DEFAULT_RUNS_ROOT),
-                      config=str(CONFIG_PATH), set_example="datasets.boston.epochs=10")
-    args = ap.parse_args(argv)
-    t0 = time.monotonic()
-    try:
-        counts = run_table(
-            profile=args.profile, seeds=args.seeds, datasets=csv_list(args.datasets),
-            variants=csv_list(args.variants), methods=csv_list(args.methods),
-            runs_root=args.runs_root, overrides=parse_overrides(args.overrides),
-            config_path=args.config, progress=not args.no_progress,
-            retry_failed=args.retry_failed, rerun_stale=args.rerun_stale, **launch_kwargs(args),
-        )
-    except (ConfigError, DatasetUnavailable, ResumeMismatch, LaunchError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"table5 runs: {counts['complete']} complete, {counts['failed']} failed, "
-          f"{counts['skipped']} skipped (already done); {time.monotonic() - t0:.1f}s "
-          f"-> {args.runs_root}")
-    return 0
+    return task_main(TASK, argv)
 
 
 if __name__ == "__main__":

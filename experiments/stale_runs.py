@@ -124,22 +124,25 @@ def stale_message(stale: Sequence[tuple[str, list[str]]], runs_root: Any) -> str
 
 def pending(specs: Sequence[Any], runs_root: str | os.PathLike[str], retry_failed: bool,
             settings_of: Callable[[Any], Mapping[str, Any]] | None = None,
-            rerun_stale: bool = False) -> tuple[list[Any], dict[str, int]]:
+            rerun_stale: bool = False,
+            stale_of: Callable[[Path, Mapping[str, Any]], list[str]] | None = None,
+            ) -> tuple[list[Any], dict[str, int]]:
     """The specs (each with ``run_dir`` and ``label``) whose record is not finished (or failed,
     with ``retry_failed``), and counts ``{"complete": 0, "failed": 0, "skipped": <finished>}``.
 
     With ``settings_of`` (spec -> the settings it would run with), a finished record made with
-    other settings (:func:`stale_keys`) raises :class:`StaleRuns` naming the runs and the
+    other settings (``stale_of(run_dir, settings)``, default :func:`stale_keys`) raises :class:`StaleRuns` naming the runs and the
     differing keys, before anything runs; with ``rerun_stale`` such records are moved to
     ``<run>.stale`` and their specs run again."""
     counts = {"complete": 0, "failed": 0, "skipped": 0}
+    differs = stale_keys if stale_of is None else stale_of
     todo = []
     stale: list[tuple[Any, list[str]]] = []
     for spec in specs:
         run_dir = spec.run_dir(runs_root)
         st = RunWriter(run_dir).status()
         if st == "complete" or (st == "failed" and not retry_failed):
-            diff = stale_keys(run_dir, settings_of(spec)) if settings_of is not None else []
+            diff = differs(run_dir, settings_of(spec)) if settings_of is not None else []
             if diff:
                 stale.append((spec, diff))
                 todo.append(spec)

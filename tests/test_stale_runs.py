@@ -11,7 +11,7 @@ import yaml
 
 from experiments import classification as C
 from experiments import regression as reg
-from experiments import toy3d
+from experiments import runner, toy3d
 from experiments.common import StaleRuns, config_hash, settings_diff, stale_keys
 from gal.config import load_config
 from gal.records import load_runs
@@ -95,7 +95,7 @@ def test_regression_refuses_stale_runs_or_reruns_them(tmp_path: Path, monkeypatc
     spec = reg.plan_runs(cfg, "cpu", 1, ["diabetes"], ["paper"], ["baseline"])[0]
     _fake_record(spec.run_dir(tmp_path), reg.run_settings(cfg, spec))
     launched: list = []
-    monkeypatch.setattr(reg, "run_specs", lambda entry, todo, *a, **k: launched.extend(todo) or {})
+    monkeypatch.setattr(runner, "run_specs", lambda entry, todo, *a, **k: launched.extend(todo) or {})
     kw = dict(seeds=1, datasets=["diabetes"], variants=["paper"], methods=["baseline"],
               runs_root=tmp_path, progress=False)
     reg.run_table(**kw)
