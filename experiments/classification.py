@@ -44,10 +44,8 @@ per runs root.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,27 +60,14 @@ from experiments.classification_spec import (
     record_config,
     run_settings,
 )
-from experiments.common import (
-    RankWriter,
-    ResumeMismatch,
-    config_hash,
-    csv_list,
-    init_distributed,
-    pending,
-    run_epochs,
-    set_threads,
-)
+from experiments.common import RankWriter, ResumeMismatch, config_hash, run_epochs
 from experiments.engine import evaluate, make_criterion, train_one_epoch, unwrap
 from experiments.image_data import DataError, ImageSet, check_pair, load_split
-from experiments.launch import (
-    LaunchError,
-    check_launch,
-    launch_kwargs,
-)
+from experiments.launch import LaunchError
 from experiments.models import count_parameters
-from experiments.runner import add_run_arguments, run_specs
+from experiments.runner import RunRequest, Selector, Task, run_task, task_main
 from experiments.until_decided import run_until_decided
-from gal.config import ConfigError, load_config, parse_overrides
+from gal.config import ConfigError, load_config
 from gal.records import RunWriter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,7 +76,7 @@ CONFIG_PATH = REPO / "experiments" / "configs" / "cifar.yaml"
 IMAGENET_CONFIG_PATH = REPO / "experiments" / "configs" / "imagenet.yaml"
 DEFAULT_RUNS_ROOT = Path("results/runs")
 
-__all__ = ["RunSpec", "build_run", "config_for", "default_gal", "gal_columns", "lr_lambda", "main",
+__all__ = ["TASK", "RunSpec", "build_run", "config_for", "default_gal", "gal_columns", "lr_lambda", "main",
            "model_config", "plan_runs", "record_config", "run_one", "run_settings", "run_table"]
 
 
@@ -227,6 +212,75 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
     return writer.finish(metrics, keep_checkpoint=bool(tr.get("keep_checkpoint", False)))
 
 
+def _check_data(cfg: Mapping[str, Any], todo: Sequence[RunSpec]) -> None:
+    load_data(cfg, todo[0].dataset)
+
+
+def _until_decided(args: argparse.Namespace, req: RunRequest) -> int | None:
+    """``--until-decided`` (Tables I and II): paired seeds in batches until each optimizer row's
+    verdict is decided (:func:`experiments.until_decided.run_until_decided`); None otherwise."""
+    if not args.until_decided:
+        return None
+    table = req.selection["table"]
+    try:
+        cfg = load_config(config_for(table) if req.config_path is None else req.config_path,
+                          req.profile, req.overrides)
+        plan = plan_runs(cfg, table, req.profile, 1, req.selection["optimizers"],
+                         ["baseline", "gal"], req.selection["dataset"]) if table in ("1", "2") else []
+        reasons = run_until_decided(table, run_table, plan, req.profile, args.max_seeds,
+                                    args.decide_batch, req.selection["dataset"], req.runs_root,
+                                    req.overrides, req.config_path, progress=req.progress,
+                                    retry_failed=req.retry_failed, rerun_stale=req.rerun_stale,
+                                    jobs=req.jobs, launcher=req.launcher, threads=req.threads,
+                                    slurm=req.slurm)
+    except (ConfigError, DataError, ResumeMismatch, FileNotFoundError, LaunchError,
+            RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for opt, why in reasons.items():
+        print(f"{plan_name(table)} {opt}: {why}")
+    return 0
+
+
+def _until_decided_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--until-decided", action="store_true",
+                    help="Tables 1 and 2: add paired seeds (baseline and GAL) in batches until each "
+                         "optimizer row's verdict is decided or --max-seeds is reached "
+                         "(group-sequential design, gal.sequential; ignores --seeds and --methods)")
+    ap.add_argument("--max-seeds", type=int, default=60, metavar="N",
+                    help="--until-decided: the cap, in paired seeds (default 60)")
+    ap.add_argument("--decide-batch", type=int, default=5, metavar="B",
+                    help="--until-decided: paired seeds added per look (default 5)")
+
+
+#: Tables I-III and the analyses of Sec. VI as a task of the shared runner
+#: (:mod:`experiments.runner`); ``--table`` picks the plan, its name and its default config
+TASK = Task(
+    name=lambda sel: plan_name(sel["table"]), prog="python -m experiments.classification",
+    description="Tables I-III (Sec. V-B) and the analyses of Sec. VI: classification runs -> "
+                "run records",
+    config_path=lambda sel: config_for(sel["table"]), runs_root=DEFAULT_RUNS_ROOT,
+    plan=lambda cfg, profile, seeds, table, **sel: plan_runs(cfg, table, profile, seeds, **sel),
+    run_settings=run_settings, run_one="experiments.classification:run_one",
+    selectors=(
+        Selector("table", "1, 2, 3 (Tables I, II, III); 6, 8, fig7, fig8 (the analyses of Sec. VI) "
+                          "or ablation (all four, one shared set of runs)",
+                 many=False, choices=TABLES, required=True),
+        Selector("optimizers", f"from the config's optimizers ({','.join(OPTIMIZERS)}; Table III: "
+                               "rmsproptf)"),
+        Selector("methods", f"{', '.join(METHODS)} or gal+<key>=<value>[+...] "
+                            "(experiments.gal_variants)"),
+        Selector("models", "Table III: the config's models entries (default: the profile's "
+                           "run.table3.models)"),
+        Selector("dataset", "dataset key (default: the profile's run.table<N>.dataset)", many=False),
+    ),
+    job_options=("overrides", "retry_failed", "progress"), check_data=_check_data,
+    check_settings=check_world, torchrun=True, errors=(DataError,),
+    profiles="cpu (default), paper or smoke", extra_arguments=_until_decided_arguments,
+    alt_main=_until_decided,
+)
+
+
 def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int] | None = None,
               optimizers: Sequence[str] | None = None, methods: Sequence[str] | None = None,
               dataset: str | None = None, runs_root: str | os.PathLike[str] = DEFAULT_RUNS_ROOT,
@@ -238,120 +292,26 @@ def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int]
               models: Sequence[str] | None = None, rerun_stale: bool = False) -> dict[str, int]:
     """Run the missing runs of Table ``table``; returns counts ``{"complete", "failed", "skipped"}``.
 
-    ``config_path`` None: :func:`config_for` (imagenet.yaml for Table III, else cifar.yaml).
-    The missing runs go to :func:`experiments.launch.run_jobs` (``jobs`` at once with
-    ``launcher``; ``threads`` torch threads per run, default the config's ``num_threads`` or
-    cores / jobs; the profile's ``slurm:`` settings overridden by ``slurm``). Under torchrun
+    :func:`experiments.runner.run_task` with :data:`TASK`. ``config_path`` None:
+    :func:`config_for` (imagenet.yaml for Table III, else cifar.yaml). Under torchrun
     (``WORLD_SIZE > 1``) the runs go one after another in every rank, without claims; a world
     size that does not divide a run's global batch is one ConfigError, before any process
     group is made. A finished run made with other settings is refused
     (:class:`experiments.common.StaleRuns`, naming the differing keys) unless ``rerun_stale``,
     which sets it aside and runs it again.
     """
-    check_launch(jobs, launcher, threads)
-    cfg = load_config(config_for(table) if config_path is None else config_path, profile, overrides)
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if world > 1 and (jobs > 1 or launcher != "local"):
-        raise LaunchError("under torchrun (WORLD_SIZE > 1) runs go one after another: use "
-                          "--jobs 1 --launcher local, or --jobs N without torchrun")
-    plan = plan_runs(cfg, table, profile, seeds, optimizers, methods, dataset, models)
-    for spec in plan:
-        check_world(run_settings(cfg, spec), world)
-    if world > 1:
-        set_threads(threads or cfg["num_threads"])
-    if world > 1:
-        init_distributed(cfg)
-    todo, counts = pending(plan, runs_root, retry_failed, lambda spec: run_settings(cfg, spec),
-                           rerun_stale)
-    if todo:
-        load_data(cfg, todo[0].dataset)  # fail fast, before any run starts
-    if world > 1:  # DDP: every rank runs the same plan in step
-        from tqdm.auto import tqdm
-
-        rank0 = int(os.environ.get("RANK", 0)) == 0
-        bar = tqdm(todo, desc=f"{plan_name(table)} runs", unit="run",
-                   disable=not (progress and rank0 and todo), dynamic_ncols=True)
-        for spec in bar:
-            outcome = run_one(spec, cfg, runs_root, overrides, retry_failed, progress=progress)
-            counts[outcome] = counts.get(outcome, 0) + 1
-        bar.close()
-        return counts
-    inline = jobs == 1 and launcher == "local"  # per-run image bar only when runs go one by one
-    return run_specs("experiments.classification:run_one", todo, cfg, runs_root,
-                     {"overrides": dict(overrides or {}), "retry_failed": retry_failed,
-                      "progress": progress and inline}, counts, retry_failed=retry_failed,
-                     jobs=jobs, launcher=launcher, threads=threads, slurm=slurm,
-                     progress=progress, desc=f"{plan_name(table)} runs")
+    selection = {"table": table, "optimizers": optimizers, "methods": methods, "models": models,
+                 "dataset": dataset}
+    return run_task(TASK, RunRequest(
+        profile=profile, seeds=seeds, selection=selection, runs_root=runs_root,
+        overrides=overrides, config_path=config_path, progress=progress,
+        retry_failed=retry_failed, rerun_stale=rerun_stale, jobs=jobs, launcher=launcher,
+        threads=threads, slurm=slurm))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point (``python -m experiments.classification``)."""
-    ap = argparse.ArgumentParser(prog="python -m experiments.classification",
-                                 description="Tables I-III (Sec. V-B) and the analyses of Sec. VI: "
-                                             "classification runs -> run records")
-    ap.add_argument("--table", required=True, choices=TABLES,
-                    help="1, 2, 3 (Tables I, II, III); 6, 8, fig7, fig8 (the analyses of Sec. VI) or "
-                         "ablation (all four, one shared set of runs)")
-    ap.add_argument("--optimizers", help="comma list from the config's optimizers "
-                                         f"({','.join(OPTIMIZERS)}; Table III: rmsproptf)")
-    ap.add_argument("--methods", help=f"comma list: {', '.join(METHODS)} or gal+<key>=<value>[+...] "
-                                      "(experiments.gal_variants)")
-    ap.add_argument("--models", help="Table III: comma list of the config's models entries "
-                                     "(default: the profile's run.table3.models)")
-    ap.add_argument("--dataset", help="dataset key (default: the profile's run.table<N>.dataset)")
-    ap.add_argument("--until-decided", action="store_true",
-                    help="Tables 1 and 2: add paired seeds (baseline and GAL) in batches until each "
-                         "optimizer row's verdict is decided or --max-seeds is reached "
-                         "(group-sequential design, gal.sequential; ignores --seeds and --methods)")
-    ap.add_argument("--max-seeds", type=int, default=60, metavar="N",
-                    help="--until-decided: the cap, in paired seeds (default 60)")
-    ap.add_argument("--decide-batch", type=int, default=5, metavar="B",
-                    help="--until-decided: paired seeds added per look (default 5)")
-    add_run_arguments(ap, profiles="cpu (default), paper or smoke",
-                      runs_root=str(DEFAULT_RUNS_ROOT), config=str(CONFIG_PATH),
-                      set_example="train.epochs=2")
-    ap.set_defaults(config=None)  # None: config_for(--table)
-    for action in ap._actions:
-        if action.dest == "config":
-            action.help = "config file (default: imagenet.yaml for --table 3, else cifar.yaml)"
-    args = ap.parse_args(argv)
-    t0 = time.monotonic()
-    if args.until_decided:
-        try:
-            overrides = parse_overrides(args.overrides)
-            cfg = load_config(config_for(args.table) if args.config is None else args.config,
-                              args.profile, overrides)
-            plan = plan_runs(cfg, args.table, args.profile, 1, csv_list(args.optimizers),
-                             ["baseline", "gal"], args.dataset) if args.table in ("1", "2") else []
-            reasons = run_until_decided(args.table, run_table, plan, args.profile, args.max_seeds,
-                                        args.decide_batch, args.dataset, args.runs_root, overrides,
-                                        args.config, progress=not args.no_progress,
-                                        retry_failed=args.retry_failed,
-                                        rerun_stale=args.rerun_stale, **launch_kwargs(args))
-        except (ConfigError, DataError, ResumeMismatch, FileNotFoundError, LaunchError,
-                RuntimeError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        for opt, why in reasons.items():
-            print(f"{plan_name(args.table)} {opt}: {why}")
-        return 0
-    try:
-        counts = run_table(args.table, args.profile, args.seeds, csv_list(args.optimizers),
-                           csv_list(args.methods), args.dataset, args.runs_root,
-                           parse_overrides(args.overrides), args.config,
-                           progress=not args.no_progress, retry_failed=args.retry_failed,
-                           models=csv_list(args.models), rerun_stale=args.rerun_stale,
-                           **launch_kwargs(args))
-    except (ConfigError, DataError, ResumeMismatch, FileNotFoundError, LaunchError) as e:
-        # under torchrun every rank fails the same pre-flight checks: rank 0 says it once
-        if int(os.environ.get("RANK", 0)) == 0 or not isinstance(e, ConfigError):
-            print(f"error: {e}", file=sys.stderr)
-        return 2
-    dt = time.monotonic() - t0
-    print(f"{plan_name(args.table)} runs: {counts['complete']} complete, {counts['failed']} failed, "
-          f"{counts['skipped']} skipped (already done); {dt:.1f}s ({math.ceil(dt / 60)} min) "
-          f"-> {args.runs_root}")
-    return 0
+    return task_main(TASK, argv)
 
 
 if __name__ == "__main__":

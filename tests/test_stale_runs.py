@@ -46,7 +46,7 @@ def test_classification_refuses_stale_runs_or_reruns_them(tmp_path: Path, monkey
     _fake_record(spec.run_dir(runs), C.run_settings(cfg, spec))
     launched: list = []
     monkeypatch.setattr(C, "load_data", lambda *a, **k: None)
-    monkeypatch.setattr(C, "run_specs", lambda entry, todo, *a, **k: launched.extend(todo) or {})
+    monkeypatch.setattr(runner, "run_specs", lambda entry, todo, *a, **k: launched.extend(todo) or {})
     kw = dict(seeds=1, optimizers=["sgd"], methods=["baseline"], runs_root=runs, progress=False)
     assert C.run_table(1, "smoke", **kw) == {} and launched == []  # same settings: skipped
     with pytest.raises(StaleRuns) as e:
