@@ -13,7 +13,6 @@ epoch (no best-epoch selection).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -22,7 +21,6 @@ import json
 import math
 import os
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,26 +33,20 @@ from detr_gal.model import backbone_of, build_detr, build_loss, count_parameters
 from detr_gal.pretrain import pretrained_backbone
 from experiments.common import (
     RankWriter,
-    ResumeMismatch,
     choose_device,
     config_hash,
-    csv_list,
-    init_distributed,
-    pending,
     run_epochs,
     seed_everything,
-    set_threads,
 )
 from experiments.engine import unwrap
 from experiments.gal_settings import gal_from_settings
 from experiments.image_data import DataError, cache_dir
-from experiments.launch import LaunchError, check_launch, launch_kwargs
-from experiments.runner import add_run_arguments, run_specs
-from gal.config import ConfigError, load_config, parse_overrides
+from experiments.runner import RunRequest, Selector, Task, run_task, task_main
+from gal.config import ConfigError
 from gal.records import RunWriter
 from gal.vocab.methods import DETECTION_METHODS, gal_overrides
 
-__all__ = ["RunSpec", "METHODS", "load_data", "plan_runs", "run_one", "run_table", "main"]
+__all__ = ["TASK", "RunSpec", "METHODS", "load_data", "plan_runs", "run_one", "run_table", "main"]
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_PATH = REPO / "experiments" / "configs" / "detr.yaml"
@@ -289,6 +281,33 @@ def plan_runs(cfg: Mapping[str, Any], profile: str, seeds: int | Sequence[int] |
             for meth in (methods or plan["methods"]) for s in seed_list]
 
 
+def _check_world(settings: Mapping[str, Any], world: int) -> None:
+    """The global batch must split over the torchrun processes."""
+    tr = settings["train"]
+    if int(tr["batch_size"]) % world:
+        raise ConfigError(f"train.batch_size={tr['batch_size']} (the global batch) is not divisible "
+                          f"by the {world} torchrun processes; choose a multiple of {world}")
+
+
+def _check_data(cfg: Mapping[str, Any], todo: Sequence[RunSpec]) -> None:
+    load_data(run_settings(cfg, todo[0]))
+
+
+#: Table IV as a task of the shared runner (:mod:`experiments.runner`)
+TASK = Task(
+    name="table4", prog="python -m detr_gal.run",
+    description="Table IV (Sec. V-B): DETR baseline vs GAL -> run records",
+    config_path=CONFIG_PATH, runs_root=DEFAULT_RUNS_ROOT, plan=plan_runs, run_settings=run_settings,
+    run_one="detr_gal.run:run_one",
+    selectors=(Selector("models", "the config's models entries"),
+               Selector("methods", f"from {', '.join(METHODS)}"),
+               Selector("dataset", "dataset key: coco, coco_tiny, shapes (default: the profile's)",
+                        many=False)),
+    check_data=_check_data, check_settings=_check_world, torchrun=True, errors=(DataError,),
+    profiles="cpu (default), paper or smoke",
+)
+
+
 def run_table(profile: str = "cpu", seeds: int | Sequence[int] | None = None,
               models: Sequence[str] | None = None, methods: Sequence[str] | None = None,
               dataset: str | None = None, runs_root: str | os.PathLike[str] = DEFAULT_RUNS_ROOT,
@@ -297,61 +316,21 @@ def run_table(profile: str = "cpu", seeds: int | Sequence[int] | None = None,
               retry_failed: bool = False, jobs: int = 1, launcher: str = "local",
               threads: int | None = None, slurm: Mapping[str, Any] | None = None,
               rerun_stale: bool = False) -> dict[str, int]:
-    """Run the missing runs of Table IV; returns counts ``{"complete", "failed", "skipped"}``.
-    A finished run made with other settings is refused (:class:`experiments.common.StaleRuns`,
-    naming the differing keys) unless ``rerun_stale``, which sets it aside and runs it again."""
-    check_launch(jobs, launcher, threads)
-    cfg = load_config(config_path, profile, overrides)
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if world > 1 and (jobs > 1 or launcher != "local"):
-        raise LaunchError("under torchrun (WORLD_SIZE > 1) runs go one after another: use "
-                          "--jobs 1 --launcher local, or --jobs N without torchrun")
-    plan = plan_runs(cfg, profile, seeds, models, methods, dataset)
-    for spec in plan:
-        tr = run_settings(cfg, spec)["train"]  # every config error before any run starts
-        if int(tr["batch_size"]) % world:
-            raise ConfigError(f"train.batch_size={tr['batch_size']} (the global batch) is not divisible "
-                              f"by the {world} torchrun processes; choose a multiple of {world}")
-    todo, counts = pending(plan, runs_root, retry_failed, lambda spec: run_settings(cfg, spec),
-                           rerun_stale)
-    if todo:
-        load_data(run_settings(cfg, todo[0]))  # fail fast on the data, before any run starts
-    if world > 1:  # DDP: every rank runs the same plan in step, one run after another
-        set_threads(threads or cfg["num_threads"])
-        init_distributed(cfg)
-        for spec in todo:
-            outcome = run_one(spec, cfg, runs_root, overrides, retry_failed)
-            counts[outcome] = counts.get(outcome, 0) + 1
-        return counts
-    return run_specs("detr_gal.run:run_one", todo, cfg, runs_root,
-                     {"overrides": dict(overrides or {}), "retry_failed": retry_failed}, counts,
-                     retry_failed=retry_failed, jobs=jobs, launcher=launcher, threads=threads,
-                     slurm=slurm, progress=progress, desc="Table IV runs")
+    """Run the missing runs of Table IV; returns counts ``{"complete", "failed", "skipped"}``
+    (:func:`experiments.runner.run_task` with :data:`TASK`). A finished run made with other
+    settings is refused (:class:`experiments.common.StaleRuns`, naming the differing keys)
+    unless ``rerun_stale``, which sets it aside and runs it again."""
+    return run_task(TASK, RunRequest(
+        profile=profile, seeds=seeds,
+        selection={"models": models, "methods": methods, "dataset": dataset},
+        runs_root=runs_root, overrides=overrides, config_path=config_path, progress=progress,
+        retry_failed=retry_failed, rerun_stale=rerun_stale, jobs=jobs, launcher=launcher,
+        threads=threads, slurm=slurm))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point (``python -m detr_gal.run``)."""
-    ap = argparse.ArgumentParser(prog="python -m detr_gal.run",
-                                 description="Table IV (Sec. V-B): DETR baseline vs GAL -> run records")
-    ap.add_argument("--models", help="comma list of the config's models entries")
-    ap.add_argument("--methods", help=f"comma list from {', '.join(METHODS)}")
-    ap.add_argument("--dataset", help="dataset key: coco, coco_tiny, shapes (default: the profile's)")
-    add_run_arguments(ap, profiles="cpu (default), paper or smoke", runs_root=str(DEFAULT_RUNS_ROOT),
-                      config=str(CONFIG_PATH), set_example="train.epochs=2")
-    args = ap.parse_args(argv)
-    t0 = time.monotonic()
-    try:
-        counts = run_table(args.profile, args.seeds, csv_list(args.models), csv_list(args.methods),
-                           args.dataset, args.runs_root, parse_overrides(args.overrides), args.config or CONFIG_PATH,
-                           progress=not args.no_progress, retry_failed=args.retry_failed,
-                           rerun_stale=args.rerun_stale, **launch_kwargs(args))
-    except (ConfigError, DataError, ResumeMismatch, FileNotFoundError, LaunchError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    dt = time.monotonic() - t0
-    print(f"Table IV runs: {counts['complete']} complete, {counts['failed']} failed, "
-          f"{counts['skipped']} skipped (already done); {dt:.1f}s -> {args.runs_root}")
-    return 0
+    return task_main(TASK, argv)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def test_detr_refuses_stale_runs_or_reruns_them(tmp_path: Path, monkeypatch) -> 
     _fake_record(spec.run_dir(tmp_path), R.run_settings(cfg, spec))
     launched: list = []
     monkeypatch.setattr(R, "load_data", lambda *a, **k: None)
-    monkeypatch.setattr(R, "run_specs", lambda entry, todo, *a, **k: launched.extend(todo) or {})
+    monkeypatch.setattr(runner, "run_specs", lambda entry, todo, *a, **k: launched.extend(todo) or {})
     kw = dict(seeds=1, methods=["baseline"], runs_root=tmp_path, progress=False)
     R.run_table("smoke", **kw)
     assert launched == []
