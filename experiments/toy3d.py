@@ -16,21 +16,21 @@ hyperparameters, Alg. 1 line 14) or ``authors`` (the authors' 3D code: ``first_o
 step: ``step, x, y, f`` (row 0 = the start, row t = after t updates) and, for GAL, the diagnostics
 of the update that led to the row (``loss, tentative_loss, remainder, ..., g_beats_grad``).
 
-Run ``python -m experiments.toy3d --profile cpu`` (only missing runs are run; a finished run
-whose config changed is kept and reported, ``--force`` re-runs it; ``--jobs N`` / ``--launcher``
-run N at once, :mod:`experiments.launch`), then ``gal figure 4`` renders
+Run ``python -m experiments.toy3d --profile cpu`` (the shared runner, :mod:`experiments.runner`:
+only missing runs are run; a finished run whose config changed is refused and reported,
+``--rerun-stale`` sets it aside and re-runs it, ``--force`` re-runs every run; ``--jobs N`` /
+``--launcher`` run N at once, :mod:`experiments.launch`), then ``gal figure 4`` renders
 the figure from the records (``gal.figures.render_figure``). A path on which f, the position or
 GAL's remainder (Eq. 7) becomes NaN/inf is recorded as ``failed`` with the step and the values.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import math
 import os
 import shutil
 import sys
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,18 +38,10 @@ from typing import Any
 import torch
 import yaml
 
-from experiments.common import StaleRuns, set_aside_stale, stale_keys, stale_message
-from experiments.launch import (
-    CLAIM_NAME,
-    Job,
-    LaunchError,
-    add_launch_arguments,
-    check_launch,
-    launch_kwargs,
-    run_jobs,
-    slurm_options,
-)
-from gal.config import ConfigError, load_config, parse_overrides
+from experiments.common import check_choice, stale_keys
+from experiments.launch import CLAIM_NAME
+from experiments.runner import RunRequest, Selector, Task, run_task, task_main
+from gal.config import load_config, parse_overrides
 
 CONFIG_PATH = Path(__file__).resolve().parent / "configs" / "toy3d.yaml"
 ARMS = ("baseline", "gal")
@@ -89,9 +81,7 @@ def load_toy3d_config(
     Uses the shared loader :func:`gal.config.load_config` (keys and types validated against
     ``common``); ``overrides`` are ``a.b=value`` strings.
     """
-    cfg = dict(load_config(path, profile, parse_overrides(list(overrides))))
-    cfg["profile"] = profile
-    return cfg
+    return _load(path, profile, parse_overrides(list(overrides)), None)
 
 
 def run_config(
@@ -285,6 +275,76 @@ def run_dir_of(runs_root: Path, convention: str, optimizer: str, arm: str, seed:
     return Path(runs_root) / "fig4" / convention / optimizer / arm / f"seed-{seed}"
 
 
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run of Fig. 4 (Sec. IV-D): convention, optimizer, arm and seed."""
+
+    convention: str
+    optimizer: str
+    arm: str
+    seed: int
+
+    def run_dir(self, root: str | os.PathLike[str]) -> Path:
+        return run_dir_of(Path(root), self.convention, self.optimizer, self.arm, self.seed)
+
+    @property
+    def label(self) -> str:
+        return f"{self.convention}/{self.optimizer}/{self.arm}/seed-{self.seed}"
+
+
+def plan_specs(cfg: Mapping[str, Any], profile: str, seeds: int | None = None,
+               conventions: Sequence[str] | None = None, optimizers: Sequence[str] | None = None,
+               arms: Sequence[str] | None = None) -> list[RunSpec]:
+    """:func:`planned_runs` as specs, the selectors checked against the config."""
+    hint = f"see {CONFIG_PATH.name}"
+    conventions = check_choice("conventions", conventions, list(cfg["conventions"]), hint) if conventions else None
+    optimizers = check_choice("optimizers", optimizers, list(cfg["optimizers"]), hint) if optimizers else None
+    arms = check_choice("arms", arms, ARMS) if arms else None
+    return [RunSpec(*r) for r in planned_runs(cfg, conventions, optimizers, arms, seeds)]
+
+
+def spec_config(cfg: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:
+    """:func:`run_config` of a spec (what the run's config.yaml records, compared for stale runs)."""
+    return run_config(cfg, spec.convention, spec.optimizer, spec.arm, spec.seed)
+
+
+def stale_config(run_dir: Path, rc: Mapping[str, Any]) -> list[str]:
+    """How a complete record's config.yaml differs from the run config ``rc`` (``[]``: the same,
+    :func:`finished_status`); the differing keys, or one line when only ignored keys differ."""
+    if finished_status(rc, Path(run_dir)) != "stale":
+        return []
+    return stale_keys(run_dir, rc, key="") or ["config.yaml: differs from the run config"]
+
+
+def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[str],
+            force: bool = False) -> str:
+    """:func:`run_record` of one planned run (the entry point of :mod:`experiments.runner`)."""
+    return run_record(spec_config(cfg, spec), spec.run_dir(runs_root), force)
+
+
+def _load(path: Any, profile: str, overrides: Mapping[str, Any] | None, _seeds: Any) -> dict[str, Any]:
+    cfg = dict(load_config(path, profile, overrides))
+    cfg["profile"] = profile
+    return cfg
+
+
+#: Fig. 4 as a task of the shared runner (:mod:`experiments.runner`). Its records keep their own
+#: format: config.yaml is the run config itself (no settings hash), a run is stale when that
+#: differs (:func:`stale_config`), a failed path is run again by every invocation, one torch
+#: thread per run, exit status 1 when a path failed.
+TASK = Task(
+    name="fig4", prog="python -m experiments.toy3d", description=__doc__.split("\n")[0],
+    config_path=CONFIG_PATH, runs_root=Path("results/runs"), plan=plan_specs,
+    run_settings=spec_config, run_one="experiments.toy3d:run_one",
+    selectors=(Selector("conventions", f"from {', '.join(CONVENTIONS)} (default all)",
+                        aliases=("--convention",)),
+               Selector("optimizers", "the config's optimizers (default all)", aliases=("--optimizer",)),
+               Selector("arms", f"from {', '.join(ARMS)} (default both)", aliases=("--arm",))),
+    job_options=("force",), load=_load, stale_of=stale_config, keep_failed=False,
+    default_threads=1, force=True, failed_exit=1, set_example="optimizers.adam.steps=80",
+)
+
+
 def run_table(
     profile: str = "cpu",
     runs_root: str | os.PathLike[str] = Path("results/runs"),
@@ -301,88 +361,28 @@ def run_table(
     threads: int | None = None,
     slurm: Mapping[str, Any] | None = None,
     rerun_stale: bool = False,
-) -> tuple[dict[str, int], list[str]]:
-    """Run the missing runs of Fig. 4 (Sec. IV-D); returns ``(counts, stale labels)``.
+) -> dict[str, int]:
+    """Run the missing runs of Fig. 4 (Sec. IV-D); returns counts ``complete``, ``failed``,
+    ``skipped`` (finished with the same config).
 
-    Counts: ``complete``, ``failed``, ``skipped`` (finished with the same config). A run
-    finished with another config is refused before anything runs
-    (:class:`experiments.common.StaleRuns`, naming the differing keys) unless ``rerun_stale``
-    (it is set aside to ``<run>.stale`` and run again; its label is returned); ``force``
-    re-runs every run. The runs go to
-    :func:`experiments.launch.run_jobs` (``jobs`` at once with ``launcher``, 1 torch thread each
-    unless ``threads``).
+    :func:`experiments.runner.run_task` with :data:`TASK`. A run finished with another config
+    is refused before anything runs (:class:`experiments.common.StaleRuns`, naming the
+    differing keys) unless ``rerun_stale`` (it is set aside to ``<run>.stale`` and run again);
+    ``force`` re-runs every run. ``overrides`` are ``a.b=value`` strings.
     """
-    check_launch(jobs, launcher, threads)
-    cfg = load_toy3d_config(profile, overrides, Path(config_path))
-    plan = planned_runs(cfg, conventions, optimizers, arms, seeds)
-    counts: dict[str, int] = {"complete": 0, "failed": 0, "skipped": 0}
-    stale: list[tuple[str, list[str]]] = []
-    job_list = []
-    for conv, name, arm, seed in plan:
-        rc = run_config(cfg, conv, name, arm, seed)
-        run_dir = run_dir_of(Path(runs_root), conv, name, arm, seed)
-        label = f"{conv}/{name}/{arm}/seed-{seed}"
-        status = None if force else finished_status(rc, run_dir)
-        if status == "skipped":
-            counts["skipped"] += 1
-            continue
-        if status == "stale":
-            stale.append((label, stale_keys(run_dir, rc, key="")))
-            if not rerun_stale:
-                continue
-            set_aside_stale(run_dir)
-        job_list.append(Job("experiments.toy3d:run_record", (rc, str(run_dir), force), {},
-                            run_dir, label, () if force else ("complete",)))
-    if stale and not rerun_stale:
-        raise StaleRuns(stale_message(stale, Path(runs_root) / "fig4"))
-    done = run_jobs(job_list, jobs, launcher, threads or 1, slurm_options(cfg, slurm),
-                    progress=progress, desc="fig4 runs")
-    for k, v in done.items():
-        counts[k] = counts.get(k, 0) + v
-    return counts, [label for label, _ in stale]
+    return run_task(TASK, RunRequest(
+        profile=profile, seeds=seeds,
+        selection={"conventions": None if conventions is None else list(conventions),
+                   "optimizers": None if optimizers is None else list(optimizers),
+                   "arms": None if arms is None else list(arms)},
+        runs_root=runs_root, overrides=parse_overrides(list(overrides)), config_path=config_path,
+        progress=progress, rerun_stale=rerun_stale, force=force, jobs=jobs, launcher=launcher,
+        threads=threads, slurm=slurm))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: run the missing Fig. 4 runs (Sec. IV-D) and write their records."""
-    ap = argparse.ArgumentParser(prog="python -m experiments.toy3d", description=__doc__.split("\n")[0])
-    ap.add_argument("--profile", default="cpu", help="config profile (cpu | paper)")
-    ap.add_argument("--runs-root", type=Path, default=Path("results/runs"))
-    ap.add_argument("--config", type=Path, default=CONFIG_PATH)
-    ap.add_argument("--seeds", type=int, default=None, help="number of h-init seeds (default: config)")
-    ap.add_argument("--convention", action="append", choices=CONVENTIONS, help="repeatable; default all")
-    ap.add_argument("--optimizer", action="append", help="repeatable; default all in the config")
-    ap.add_argument("--arm", action="append", choices=ARMS, help="repeatable; default both")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--force", action="store_true",
-                    help="re-run complete runs (also those made with another config)")
-    ap.add_argument("--rerun-stale", action="store_true",
-                    help="re-run finished runs made with another config (their records are set "
-                         "aside to <run>.stale); without it such runs are refused")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_launch_arguments(ap)
-    args = ap.parse_args(argv)
-
-    torch.set_num_threads(1)
-    t0 = time.monotonic()
-    try:
-        counts, stale = run_table(
-            args.profile, args.runs_root, args.overrides, args.config, args.convention,
-            args.optimizer, args.arm, args.seeds, args.force, progress=not args.no_progress,
-            rerun_stale=args.rerun_stale, **launch_kwargs(args))
-    except (ConfigError, LaunchError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if stale:
-        print(f"note: {len(stale)} finished run(s) made with another config were set aside "
-              f"(<run>.stale) and run again (e.g. {stale[0]})", file=sys.stderr)
-    n = sum(counts.values())
-    shown = {k: v for k, v in counts.items() if v}
-    print(
-        f"[toy3d] {n} runs under {args.runs_root / 'fig4'}: {shown} "
-        f"in {time.monotonic() - t0:.1f}s",
-        flush=True,
-    )
-    return 0 if counts.get("failed", 0) == 0 else 1
+    return task_main(TASK, argv)
 
 
 if __name__ == "__main__":
