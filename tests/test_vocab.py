@@ -77,13 +77,16 @@ def test_optim_names_are_the_registry():
     assert vocab.PAPER_OPTIMIZER["lookahead_sgd"] == "lookahead"
 
 
-def test_registry_colours_match_the_figures():
-    """Figs. 6-7 still hold their own colour table (gal.fig_analysis.OPT_COLORS, owned by the
-    figure code); until they read :func:`gal.vocab.optimizer_colour`, the two must agree."""
-    from gal import fig_analysis
+def test_figures_read_the_registry_colours():
+    """Figs. 6-7 colour each optimizer by the registry (gal.vocab.optimizer_colour, re-exported by
+    gal.fig_style), with no colour table of their own; the colours of the committed figures."""
+    from gal import fig_ablation, fig_analysis, fig_style
 
-    for key, colour in fig_analysis.OPT_COLORS.items():
-        assert vocab.optimizer_colour(key) == colour
+    assert fig_analysis.optimizer_colour is fig_ablation.optimizer_colour is vocab.optimizer_colour
+    assert fig_style.optimizer_colour is vocab.optimizer_colour
+    assert not hasattr(fig_style, "OPT_COLORS")
+    assert [vocab.optimizer_colour(k) for k in vocab.OPTIMIZER_ORDER] == [
+        fig_style.RED, fig_style.BLUE, "tab:green"]
     assert vocab.optimizer_colour("rmsprop") == "tab:purple"  # the figures' fallback
 
 

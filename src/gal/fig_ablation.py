@@ -32,7 +32,7 @@ from gal.fig_provenance import write_figure
 from gal.fig_records import col as _col
 from gal.fig_records import excluded_lines, gal_setting, no_runs
 from gal.fig_spec import FigureSpec
-from gal.fig_style import OPT_COLORS, OPTIMIZER_LABELS, epoch_ranges, note
+from gal.fig_style import OPTIMIZER_LABELS, epoch_ranges, note, optimizer_colour
 from gal.fig_style import new_figure as _new_figure
 
 # the ablation-record helpers shared with Fig. 8, re-exported here as before
@@ -194,7 +194,7 @@ def _draw_fig7(summary: Mapping[str, Any]) -> Any:
                                       for q in o["panels"]["arch"]["points"]}))
         for ax, pax, key in zip(raw, paired, FIG7_KEYS, strict=True):
             for i, (opt, o) in enumerate(ds["optimizers"].items()):
-                color, pts = OPT_COLORS.get(opt, "tab:purple"), o["panels"][key]["points"]
+                color, pts = optimizer_colour(opt), o["panels"][key]["points"]
                 _baseline_band(ax, o["baseline"], color, f"{o['label']} baseline (mean ± std)")
                 if not pts:
                     continue
