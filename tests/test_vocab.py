@@ -46,6 +46,15 @@ def test_every_config_optimizer_is_in_the_registry():
     assert keys <= set(OPTIMIZERS), sorted(keys - set(OPTIMIZERS))
 
 
+def test_fig4_order_is_the_toy3d_config_order():
+    """Fig. 4's columns (gal.vocab.FIG4_OPTIMIZER_ORDER) are the 3D example's optimizers in the
+    config's order; their titles stay the config's labels ("GD", "Lookahead(GD)", written into
+    the run records), not the registry's table labels."""
+    for cfg in _profiles("toy3d.yaml"):
+        assert tuple(cfg["optimizers"]) == vocab.FIG4_OPTIMIZER_ORDER
+    assert set(vocab.FIG4_OPTIMIZER_ORDER) <= set(OPTIMIZERS)
+
+
 def test_detr_optimizer_is_in_the_registry():
     from detr_gal import run
 
