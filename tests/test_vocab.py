@@ -99,6 +99,15 @@ def test_figures_read_the_registry_colours():
     assert vocab.optimizer_colour("rmsprop") == "tab:purple"  # the figures' fallback
 
 
+def test_fig7_optimizers_in_the_registry_order():
+    """Fig. 7's optimizers are those of its caption (PAPER_FIXED), every one a registry key of
+    Tables I-II, in the registry's order."""
+    from gal import fig_ablation
+
+    assert fig_ablation.FIG7_OPTIMIZERS == ("sgd", "lookahead_sgd")
+    assert set(fig_ablation.PAPER_FIXED) == set(fig_ablation.FIG7_OPTIMIZERS)
+
+
 def _param_ids(groups):
     return [[id(p) for p in g["params"]] for g in groups]
 
