@@ -108,6 +108,16 @@ def test_fig7_optimizers_in_the_registry_order():
     assert set(fig_ablation.PAPER_FIXED) == set(fig_ablation.FIG7_OPTIMIZERS)
 
 
+def test_table7_names_come_from_the_registries():
+    """Table VII's dataset blocks and its baseline / GAL rows are named by gal.vocab."""
+    from gal.tables.table7 import TABLE7
+
+    assert [s.label for s in TABLE7.settings] == [vocab.DATASET_LABELS[s.key] for s in TABLE7.settings]
+    assert set(TABLE7.record_subdirs.values()) <= {s.label for s in TABLE7.settings}
+    assert {m: TABLE7.arms[m] for m in ("baseline", "gal")} == {
+        m: vocab.METHOD_LABELS[m] for m in ("baseline", "gal")}
+
+
 def _param_ids(groups):
     return [[id(p) for p in g["params"]] for g in groups]
 
