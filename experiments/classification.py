@@ -44,7 +44,6 @@ per runs root.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -72,6 +71,7 @@ from experiments.common import (
     pending,
     run_epochs,
     run_specs,
+    runs_summary,
     set_threads,
 )
 from experiments.engine import evaluate, make_criterion, train_one_epoch, unwrap
@@ -349,9 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
         return 2
     dt = time.monotonic() - t0
-    print(f"{plan_name(args.table)} runs: {counts['complete']} complete, {counts['failed']} failed, "
-          f"{counts['skipped']} skipped (already done); {dt:.1f}s ({math.ceil(dt / 60)} min) "
-          f"-> {args.runs_root}")
+    print(runs_summary(plan_name(args.table), counts, dt, args.runs_root, minutes=True))
     return 0
 
 

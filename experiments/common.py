@@ -369,6 +369,15 @@ def add_run_arguments(ap: argparse.ArgumentParser, *, profiles: str, runs_root: 
     add_launch_arguments(ap)
 
 
+def runs_summary(what: str, counts: Mapping[str, int], seconds: float, runs_root: Any,
+                 minutes: bool = False) -> str:
+    """The line a table runner ends with: ``<what> runs: N complete, N failed, N skipped (already
+    done); <seconds>s [(<minutes> min)] -> <runs_root>``."""
+    took = f"{seconds:.1f}s" + (f" ({math.ceil(seconds / 60)} min)" if minutes else "")
+    return (f"{what} runs: {counts['complete']} complete, {counts['failed']} failed, "
+            f"{counts['skipped']} skipped (already done); {took} -> {runs_root}")
+
+
 def run_specs(entry: str, specs: Sequence[Any], cfg: Mapping[str, Any], runs_root: Any,
               kwargs: Mapping[str, Any], counts: Mapping[str, int], *, retry_failed: bool,
               jobs: int, launcher: str, threads: int | None, slurm: Mapping[str, Any] | None,

@@ -61,6 +61,7 @@ from experiments.common import (
     pending,
     run_epochs,
     run_specs,
+    runs_summary,
     seed_everything,
 )
 from experiments.gal_settings import gal_from_settings
@@ -370,9 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DatasetUnavailable, ResumeMismatch, LaunchError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"table5 runs: {counts['complete']} complete, {counts['failed']} failed, "
-          f"{counts['skipped']} skipped (already done); {time.monotonic() - t0:.1f}s "
-          f"-> {args.runs_root}")
+    print(runs_summary("table5", counts, time.monotonic() - t0, args.runs_root))
     return 0
 
 
