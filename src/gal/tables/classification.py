@@ -40,8 +40,8 @@ from gal.vocab import (
     with_stand_ins,
 )
 
-__all__ = ["ARM_METHODS", "PAIRED_STAT_ROWS", "TABLE1", "TABLE2", "CLASSIFICATION_METRICS", "OPTIMIZER_LABELS", "classification_spec",
-           "setup_facts"]
+__all__ = ["ARM_METHODS", "PAIRED_STAT_NOTES", "PAIRED_STAT_ROWS", "TABLE1", "TABLE2",
+           "CLASSIFICATION_METRICS", "OPTIMIZER_LABELS", "classification_spec", "setup_facts"]
 
 OPTIMIZERS = OPTIMIZER_ORDER
 CLASSIFICATION_METRICS = (
@@ -63,6 +63,9 @@ PAIRED_STAT_ROWS = (
     ("mde", MDE_LABEL),
     ("holm", "Holm p (vs 0; vs paper Δ)"),
 )
+#: the header notes explaining those rows (Tables I-III): the MDE row, the verdict rule, the
+#: relative scale and Holm's correction
+PAIRED_STAT_NOTES = (MDE_NOTE, gs.VERDICT_RULE, gs.SCALE_NOTE, gs.HOLM_NOTE)
 #: Tables I and II also say how each row's seeds were chosen (fixed, or until decided)
 SEQUENTIAL_STAT_ROWS = (*PAIRED_STAT_ROWS, ("rule_ci", "verdict CI (GAL − baseline)"),
                         ("sequential", "seeds: stopping"))
@@ -205,10 +208,7 @@ def _notes_fn(table: int) -> NotesFn:
             "variance as in the paper's Table V (t sign = baseline − GAL); Welch = unequal variances; "
             "paired t = over seeds present in both arms (a seed fixes data order and initialisation); "
             "95% CI paired Δ = mean of the per-seed differences GAL − baseline ± t(n−1)·sd/√n.",
-            MDE_NOTE,
-            gs.VERDICT_RULE,
-            gs.SCALE_NOTE,
-            gs.HOLM_NOTE,
+            *PAIRED_STAT_NOTES,
             *sequential_notes(facts),
             f"Control GAL α=0 must equal the baseline exactly (top-1, top-5 error and validation loss, "
             f"seed by seed): {a0_txt}.",

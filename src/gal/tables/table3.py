@@ -25,12 +25,10 @@ from typing import Any
 import pandas as pd
 
 from gal import paper_values as pv
-from gal import stats as gs
 from gal.tables.cells import DASH
-from gal.tables.classification import ARM_METHODS, PAIRED_STAT_ROWS, setup_facts
+from gal.tables.classification import ARM_METHODS, PAIRED_STAT_NOTES, PAIRED_STAT_ROWS, setup_facts
 from gal.tables.notes import alpha0_text, failed_note, ours_note
 from gal.tables.spec import GroupKey, InfoColumn, Metric, TableSpec
-from gal.tables.table5 import MDE_NOTE
 from gal.vocab import OPTIMIZER_LABELS, PAPER_OPTIMIZER, with_stand_ins
 
 __all__ = ["TABLE3", "TABLE3_METRICS", "MODEL_LABELS"]
@@ -127,10 +125,7 @@ def _notes(facts: Mapping[str, Any]) -> list[str]:
         "variance (t sign = baseline − GAL); Welch = unequal variances; paired t = over seeds present "
         "in both arms (a seed fixes data order, augmentation and initialisation); 95% CI paired Δ = "
         "mean of the per-seed differences GAL − baseline ± t(n−1)·sd/√n.",
-        MDE_NOTE,
-        gs.VERDICT_RULE,
-        gs.SCALE_NOTE,
-        gs.HOLM_NOTE,
+        *PAIRED_STAT_NOTES,
         "Control GAL α=0 must equal the baseline exactly (top-1, top-5 accuracy and validation loss, "
         f"seed by seed): {alpha0_text(facts)}.",
     ]
