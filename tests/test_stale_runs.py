@@ -29,6 +29,15 @@ def _fake_record(run_dir: Path, settings: dict) -> None:
     (run_dir / "status.json").write_text('{"status": "complete", "reason": null}\n')
 
 
+def _launched(monkeypatch: pytest.MonkeyPatch, runner: object, loads_data: bool = True) -> list:
+    """The list the runs ``runner`` launches are put in instead of running (no data loaded)."""
+    launched: list = []
+    if loads_data:
+        monkeypatch.setattr(runner, "load_data", lambda *a, **k: None)
+    monkeypatch.setattr(runner, "run_specs", lambda entry, todo, *a, **k: launched.extend(todo) or {})
+    return launched
+
+
 def test_settings_diff_names_keys_ignores_device_and_implicit_defaults() -> None:
     old = {"train": {"epochs": 2, "lr": 0.1}, "device": "cpu", "gal": {"alpha": 1.0}}
     new = {"train": {"epochs": 4, "lr": 0.1, "train_subset": 0}, "device": "cuda:0",
@@ -44,9 +53,7 @@ def test_classification_refuses_stale_runs_or_reruns_them(tmp_path: Path, monkey
     spec = C.plan_runs(cfg, 1, "smoke", seeds=1, optimizers=["sgd"], methods=["baseline"])[0]
     runs = tmp_path / "runs"
     _fake_record(spec.run_dir(runs), C.run_settings(cfg, spec))
-    launched: list = []
-    monkeypatch.setattr(C, "load_data", lambda *a, **k: None)
-    monkeypatch.setattr(C, "run_specs", lambda entry, todo, *a, **k: launched.extend(todo) or {})
+    launched = _launched(monkeypatch, C)
     kw = dict(seeds=1, optimizers=["sgd"], methods=["baseline"], runs_root=runs, progress=False)
     assert C.run_table(1, "smoke", **kw) == {} and launched == []  # same settings: skipped
     with pytest.raises(StaleRuns) as e:
@@ -78,9 +85,7 @@ def test_detr_refuses_stale_runs_or_reruns_them(tmp_path: Path, monkeypatch) -> 
     cfg = load_config(R.CONFIG_PATH, "smoke")
     spec = R.plan_runs(cfg, "smoke", 1, None, ["baseline"])[0]
     _fake_record(spec.run_dir(tmp_path), R.run_settings(cfg, spec))
-    launched: list = []
-    monkeypatch.setattr(R, "load_data", lambda *a, **k: None)
-    monkeypatch.setattr(R, "run_specs", lambda entry, todo, *a, **k: launched.extend(todo) or {})
+    launched = _launched(monkeypatch, R)
     kw = dict(seeds=1, methods=["baseline"], runs_root=tmp_path, progress=False)
     R.run_table("smoke", **kw)
     assert launched == []
@@ -94,8 +99,7 @@ def test_regression_refuses_stale_runs_or_reruns_them(tmp_path: Path, monkeypatc
     cfg = load_config(reg.CONFIG_PATH, "cpu")
     spec = reg.plan_runs(cfg, "cpu", 1, ["diabetes"], ["paper"], ["baseline"])[0]
     _fake_record(spec.run_dir(tmp_path), reg.run_settings(cfg, spec))
-    launched: list = []
-    monkeypatch.setattr(reg, "run_specs", lambda entry, todo, *a, **k: launched.extend(todo) or {})
+    launched = _launched(monkeypatch, reg, loads_data=False)
     kw = dict(seeds=1, datasets=["diabetes"], variants=["paper"], methods=["baseline"],
               runs_root=tmp_path, progress=False)
     reg.run_table(**kw)
