@@ -219,10 +219,7 @@ def make_arm(case: Case, arm: str, device: torch.device) -> Arm:
             (scaler.scale(loss) if scaler is not None else loss).backward()
             avg.add({"train_loss": loss})
         else:
-            stats = adj.backward(z, yb, loss_fn, lr=opts[0].param_groups[0]["lr"], scaler=scaler)
-            d = stats.as_dict()
-            d["train_loss"] = d.pop("loss")
-            avg.add(d)
+            avg.add_stats(adj.backward(z, yb, loss_fn, lr=opts[0].param_groups[0]["lr"], scaler=scaler))
         optimizer_step(model, opts[0], scaler=scaler)  # the engines' own step tail
 
     return Arm(arm, model, adj, opts, step)

@@ -131,10 +131,7 @@ def train_one_epoch(
             avg.add({"train_loss": loss})
         else:
             lr = optimizer.param_groups[0]["lr"]
-            stats = adjuster.backward(z, y, criterion, lr=lr, scaler=scaler)
-            d = stats.as_dict()
-            d["train_loss"] = d.pop("loss")
-            avg.add(d)
+            avg.add_stats(adjuster.backward(z, y, criterion, lr=lr, scaler=scaler))
         optimizer_step(model, optimizer, scaler=scaler, max_norm=max_norm,
                        h_optimizer=h_optimizer, scheduler=scheduler, ema=ema)
         n_images += int(y.shape[0])

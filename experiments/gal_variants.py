@@ -39,18 +39,15 @@ def _bad(method: str, why: str) -> ConfigError:
         f"gal+policy=lt)")
 
 
+#: the variant keys whose value is one of a fixed set of names (Sec. VI: h's kind, the noise
+#: scaling of Table VI, the update policy of Algorithm 1 lines 7-10)
+_CHOICES = {"adjuster": ADJUSTERS, "noise_scaling": NOISE_SCALING, "policy": POLICIES}
+
+
 def _parse_value(method: str, key: str, raw: str) -> Any:
-    if key == "adjuster":
-        if raw not in ADJUSTERS:
-            raise _bad(method, f"adjuster must be one of {', '.join(ADJUSTERS)}, not {raw!r}")
-        return raw
-    if key == "noise_scaling":
-        if raw not in NOISE_SCALING:
-            raise _bad(method, f"noise_scaling must be one of {', '.join(NOISE_SCALING)}")
-        return raw
-    if key == "policy":
-        if raw not in POLICIES:
-            raise _bad(method, f"policy must be one of {', '.join(POLICIES)}, not {raw!r}")
+    if key in _CHOICES:
+        if raw not in _CHOICES[key]:
+            raise _bad(method, f"{key} must be one of {', '.join(_CHOICES[key])}, not {raw!r}")
         return raw
     if key == "arch":
         try:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from resume_helpers import interrupt_at_epoch
 
 from detr_gal import run as R
 from detr_gal.box_gal import MatchedBoxes, matched_box_loss
@@ -228,17 +229,7 @@ def test_smoke_resume_equals_uninterrupted(gal_cache, tmp_path, monkeypatch):
     cfg = _cfg(2)
     spec = R.RunSpec("smoke", "shapes", "detr_tiny", "gal", 0)
     assert R.run_one(spec, cfg, tmp_path / "a") == "complete"
-    real = R.train_one_epoch
-
-    def stop_at_2(*args, **kw):
-        if args[5] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kw)
-
-    monkeypatch.setattr(R, "train_one_epoch", stop_at_2)
-    with pytest.raises(KeyboardInterrupt):
-        R.run_one(spec, cfg, tmp_path / "b")
-    monkeypatch.setattr(R, "train_one_epoch", real)
+    interrupt_at_epoch(R, spec, cfg, tmp_path / "b", monkeypatch)
     assert R.run_one(spec, cfg, tmp_path / "b") == "complete"
     a, b = spec.run_dir(tmp_path / "a"), spec.run_dir(tmp_path / "b")
     drop = ("s_per_image", "train_time_s")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from resume_helpers import interrupt_at_epoch
 
 from experiments import classification as C
 from experiments.augment import TensorAugment
@@ -218,17 +219,7 @@ def _metrics(path: Path) -> dict:
 
 def _interrupt_at_epoch_2(spec: C.RunSpec, cfg: dict, root: Path, monkeypatch) -> None:
     """Run ``spec`` in this process until epoch 2 starts (a kill after epoch 1's checkpoint)."""
-    real = C.train_one_epoch
-
-    def stop_at_2(*args, **kw):
-        if args[5] == 2:  # the epoch argument
-            raise KeyboardInterrupt
-        return real(*args, **kw)
-
-    monkeypatch.setattr(C, "train_one_epoch", stop_at_2)
-    with pytest.raises(KeyboardInterrupt):
-        C.run_one(spec, cfg, root)
-    monkeypatch.setattr(C, "train_one_epoch", real)
+    interrupt_at_epoch(C, spec, cfg, root, monkeypatch)
 
 
 def test_ema_survives_checkpoint_resume_bit_for_bit(tmp_path, monkeypatch):

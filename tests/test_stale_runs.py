@@ -147,8 +147,8 @@ def test_committed_classification_records_are_not_stale(table, profile, kw, n) -
 def test_committed_table4_records_are_not_stale() -> None:
     from detr_gal import run as R
 
-    cfg = load_config(R.CONFIG_PATH, "cpu")
-    plan = R.plan_runs(cfg, "cpu")
+    cfg = load_config(R.CONFIG_PATH, "cpu_plain_detr")  # the old cpu profile's records, kept
+    plan = R.plan_runs(cfg, "cpu_plain_detr", 5)
     found, bad = _stale(plan, lambda s: R.run_settings(cfg, s), RUNS)
     assert found == len(plan) and found > 0 and bad == []
 

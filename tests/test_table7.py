@@ -44,6 +44,15 @@ def _case(name, kind, setting, base, gal, paired, flop_bound, extra_ratio, ops, 
     }
 
 
+def _record(root: Path, method: str, seed: int) -> RunWriter:
+    """The started writer of a Table I run record (cpu profile, CIFAR-10 JPEG copy, SGD)."""
+    d = root / "runs" / "table1" / "cpu" / "cifar10_jpeg" / "sgd" / method / f"seed-{seed}"
+    w = RunWriter(d, device="cpu")
+    w.start({"task": "classification", "table": 1, "dataset": "cifar10_jpeg", "optimizer": "sgd",
+             "method": method}, profile="cpu", seed=seed)
+    return w
+
+
 @pytest.fixture
 def results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(records, "git_info", lambda: (COMMIT, False))
@@ -73,22 +82,10 @@ def results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (root / "benchmarks" / "other.json").write_text("{}")  # not a gal_cost report: ignored
     for method, vals in (("baseline", REC_BASE), ("gal", REC_GAL)):
         for seed, v in vals.items():
-            d = root / "runs" / "table1" / "cpu" / "cifar10_jpeg" / "sgd" / method / f"seed-{seed}"
-            w = RunWriter(d, device="cpu")
-            w.start({"task": "classification", "table": 1, "dataset": "cifar10_jpeg",
-                     "optimizer": "sgd", "method": method}, profile="cpu", seed=seed)
-            w.finish({"error_top1": 10.0, "s_per_image": v})
+            _record(root, method, seed).finish({"error_top1": 10.0, "s_per_image": v})
     # a failed GAL run and an alpha=0 control: neither enters the times
-    d = root / "runs" / "table1" / "cpu" / "cifar10_jpeg" / "sgd" / "gal" / "seed-3"
-    w = RunWriter(d, device="cpu")
-    w.start({"task": "classification", "table": 1, "dataset": "cifar10_jpeg", "optimizer": "sgd",
-             "method": "gal"}, profile="cpu", seed=3)
-    w.fail("non-finite loss")
-    d = root / "runs" / "table1" / "cpu" / "cifar10_jpeg" / "sgd" / "gal_alpha0" / "seed-0"
-    w = RunWriter(d, device="cpu")
-    w.start({"task": "classification", "table": 1, "dataset": "cifar10_jpeg", "optimizer": "sgd",
-             "method": "gal_alpha0"}, profile="cpu", seed=0)
-    w.finish({"s_per_image": 9.0})
+    _record(root, "gal", 3).fail("non-finite loss")
+    _record(root, "gal_alpha0", 0).finish({"s_per_image": 9.0})
     return root
 
 

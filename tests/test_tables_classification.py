@@ -41,13 +41,19 @@ def _write(root, table, dataset, label, optimizer, method, seed, metrics, failed
               "images_per_s": 1000.0, "s_per_image": 1e-3, "train_time_s": 10.0})
 
 
-@pytest.fixture
-def runs(tmp_path, monkeypatch):
+def _sgd_root(tmp_path, monkeypatch, twin):
+    """A runs root holding Table I's SGD baseline seeds and the same numbers under ``twin``."""
     monkeypatch.setattr(records, "git_info", lambda: (COMMIT, False))
     root = tmp_path / "runs"
     for s, m in SGD_BASE.items():
         _write(root, 1, "cifar10_jpeg", LABEL, "sgd", "baseline", s, m)
-        _write(root, 1, "cifar10_jpeg", LABEL, "sgd", "gal_alpha0", s, m)  # identical: passes
+        _write(root, 1, "cifar10_jpeg", LABEL, "sgd", twin, s, m)
+    return root
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    root = _sgd_root(tmp_path, monkeypatch, "gal_alpha0")  # identical to the baseline: passes
     for s, m in SGD_GAL.items():
         _write(root, 1, "cifar10_jpeg", LABEL, "sgd", "gal", s, m)
     _write(root, 1, "cifar10_jpeg", LABEL, "sgd", "gal", 3, (1.0, 1.0, 1.0), failed=True)
@@ -225,11 +231,7 @@ def test_dispatch_and_missing_runs(tmp_path):
 
 
 def test_notes_name_resumed_runs_and_mixed_devices(tmp_path, monkeypatch):
-    monkeypatch.setattr(records, "git_info", lambda: (COMMIT, False))
-    root = tmp_path / "runs"
-    for s, m in SGD_BASE.items():
-        _write(root, 1, "cifar10_jpeg", LABEL, "sgd", "baseline", s, m)
-        _write(root, 1, "cifar10_jpeg", LABEL, "sgd", "gal", s, m)
+    root = _sgd_root(tmp_path, monkeypatch, "gal")
     # seed 1 of GAL was resumed; seed 2 of GAL ran on another device
     prov = root / "table1" / "cpu" / "cifar10_jpeg" / "sgd" / "gal" / "seed-1" / "provenance.json"
     p = json.loads(prov.read_text())

@@ -46,6 +46,15 @@ def test_every_config_optimizer_is_in_the_registry():
     assert keys <= set(OPTIMIZERS), sorted(keys - set(OPTIMIZERS))
 
 
+def test_fig4_order_is_the_toy3d_config_order():
+    """Fig. 4's columns (gal.vocab.FIG4_OPTIMIZER_ORDER) are the 3D example's optimizers in the
+    config's order; their titles stay the config's labels ("GD", "Lookahead(GD)", written into
+    the run records), not the registry's table labels."""
+    for cfg in _profiles("toy3d.yaml"):
+        assert tuple(cfg["optimizers"]) == vocab.FIG4_OPTIMIZER_ORDER
+    assert set(vocab.FIG4_OPTIMIZER_ORDER) <= set(OPTIMIZERS)
+
+
 def test_detr_optimizer_is_in_the_registry():
     from detr_gal import run
 
@@ -77,14 +86,36 @@ def test_optim_names_are_the_registry():
     assert vocab.PAPER_OPTIMIZER["lookahead_sgd"] == "lookahead"
 
 
-def test_registry_colours_match_the_figures():
-    """Figs. 6-7 still hold their own colour table (gal.fig_analysis.OPT_COLORS, owned by the
-    figure code); until they read :func:`gal.vocab.optimizer_colour`, the two must agree."""
-    from gal import fig_analysis
+def test_figures_read_the_registry_colours():
+    """Figs. 6-7 colour each optimizer by the registry (gal.vocab.optimizer_colour, re-exported by
+    gal.fig_style), with no colour table of their own; the colours of the committed figures."""
+    from gal import fig_ablation, fig_analysis, fig_style
 
-    for key, colour in fig_analysis.OPT_COLORS.items():
-        assert vocab.optimizer_colour(key) == colour
+    assert fig_analysis.optimizer_colour is fig_ablation.optimizer_colour is vocab.optimizer_colour
+    assert fig_style.optimizer_colour is vocab.optimizer_colour
+    assert not hasattr(fig_style, "OPT_COLORS")
+    assert [vocab.optimizer_colour(k) for k in vocab.OPTIMIZER_ORDER] == [
+        fig_style.RED, fig_style.BLUE, "tab:green"]
     assert vocab.optimizer_colour("rmsprop") == "tab:purple"  # the figures' fallback
+
+
+def test_fig7_optimizers_in_the_registry_order():
+    """Fig. 7's optimizers are those of its caption (PAPER_FIXED), every one a registry key of
+    Tables I-II, in the registry's order."""
+    from gal import fig_ablation
+
+    assert fig_ablation.FIG7_OPTIMIZERS == ("sgd", "lookahead_sgd")
+    assert set(fig_ablation.PAPER_FIXED) == set(fig_ablation.FIG7_OPTIMIZERS)
+
+
+def test_table7_names_come_from_the_registries():
+    """Table VII's dataset blocks and its baseline / GAL rows are named by gal.vocab."""
+    from gal.tables.table7 import TABLE7
+
+    assert [s.label for s in TABLE7.settings] == [vocab.DATASET_LABELS[s.key] for s in TABLE7.settings]
+    assert set(TABLE7.record_subdirs.values()) <= {s.label for s in TABLE7.settings}
+    assert {m: TABLE7.arms[m] for m in ("baseline", "gal")} == {
+        m: vocab.METHOD_LABELS[m] for m in ("baseline", "gal")}
 
 
 def _param_ids(groups):

@@ -73,22 +73,16 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the file, the key and the fix."""
 
 
+#: the YAML kind of a config value named in messages, checked in this order (bool before int)
+_TYPE_NAMES: tuple[tuple[Any, str], ...] = (
+    (bool, "bool"), (int, "int"), (float, "float"), (str, "str"), (list | tuple, "list"),
+    (Mapping, "mapping"))
+
+
 def _type_name(v: Any) -> str:
     if v is None:
         return "null"
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int"
-    if isinstance(v, float):
-        return "float"
-    if isinstance(v, str):
-        return "str"
-    if isinstance(v, list | tuple):
-        return "list"
-    if isinstance(v, Mapping):
-        return "mapping"
-    return type(v).__name__
+    return next((name for t, name in _TYPE_NAMES if isinstance(v, t)), type(v).__name__)
 
 
 _BOOL_TEXT = {"true": True, "yes": True, "on": True, "1": True,

@@ -24,7 +24,6 @@ import numpy as np
 
 from gal.fig4_data import (
     FIG4_CONVENTION_ORDER,
-    FIG4_OPTIMIZER_ORDER,
     _load_fig4,
     fig4_markdown,
     fig4_summary,
@@ -36,6 +35,7 @@ from gal.fig_style import BLUE, RED, save_images
 from gal.fig_style import new_figure as _new_figure
 from gal.fig_style import ordered as _ordered
 from gal.records import load_runs
+from gal.vocab import FIG4_OPTIMIZER_ORDER
 
 __all__ = ["FIG4", "render_fig4"]
 

@@ -15,10 +15,10 @@ import pandas as pd
 
 from gal.fig_style import ordered as _ordered
 from gal.records import NoRunsError, load_history, load_runs
+from gal.vocab import FIG4_OPTIMIZER_ORDER
 
 __all__ = [
     "FIG4_TOL",
-    "FIG4_OPTIMIZER_ORDER",
     "FIG4_CONVENTION_ORDER",
     "toy3d_surface",
     "path_summary",
@@ -29,7 +29,6 @@ __all__ = [
 
 #: Tolerance of the convergence step in fig4.json: |f_t - f_final| <= FIG4_TOL.
 FIG4_TOL = 1e-3
-FIG4_OPTIMIZER_ORDER = ("sgd", "lookahead_sgd", "rmsprop", "adam", "adabound")
 FIG4_CONVENTION_ORDER = ("paper", "authors")
 
 

@@ -51,7 +51,6 @@ from gal.fig_style import (
     BAND,
     LOG_Y_RATIO,
     ONE_EPOCH,
-    OPT_COLORS,
     OPTIMIZER_LABELS,
     OPTIMIZER_ORDER,
     draw_band,
@@ -59,6 +58,7 @@ from gal.fig_style import (
     epoch_ranges,
     note,
     one_epoch,
+    optimizer_colour,
 )
 from gal.fig_style import new_figure as _new_figure
 from gal.fig_style import ordered as _ordered
@@ -256,7 +256,7 @@ def _draw_fig6(summary: Mapping[str, Any]) -> Any:
     for (left, right), p in zip(axes, panels, strict=True):
         for opt, ln in p["lines"].items():
             label = f"{ln['label']} (seeds {epoch_ranges(ln['seeds'])})"
-            color = OPT_COLORS.get(opt, "tab:purple")
+            color = optimizer_colour(opt)
             draw_band(left, ln["epochs"], ln["abs_remainder"], color, label)
             draw_band(right, ln["epochs"], ln["cosine"], color, label)
         allr = np.concatenate([np.asarray(ln["abs_remainder"][k], float)

@@ -1,8 +1,9 @@
 """The one style of the paper's figures (Figs. 4-8: :mod:`gal.fig4`, :mod:`gal.fig5`,
 :mod:`gal.fig_analysis`, :mod:`gal.fig_ablation`, :mod:`gal.fig8`): colours (standard process in
-blue, GAL in red, as the paper's Fig. 4), optimizer labels and order, the band rule, the figure
-factory, how images are saved, the readings written on the axes and the mean-and-band /
-epoch-axis drawing helpers. It reads no records (:mod:`gal.fig_records` does) and imports no
+blue, GAL in red, as the paper's Fig. 4; an optimizer's colour, label and order are the
+registry's, :mod:`gal.vocab.optimizers`, re-exported here), the band rule, the figure factory,
+how images are saved, the readings written on the axes and the mean-and-band / epoch-axis
+drawing helpers. It reads no records (:mod:`gal.fig_records` does) and imports no
 figure module."""
 
 from __future__ import annotations
@@ -13,15 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from gal.vocab import OPTIMIZER_LABELS, OPTIMIZER_ORDER  # noqa: F401  (re-exported)
+from gal.vocab import OPTIMIZER_LABELS, OPTIMIZER_ORDER, optimizer_colour  # noqa: F401  (re-exported)
 
-__all__ = ["BLUE", "RED", "OPT_COLORS", "POLICY_COLORS", "BAND", "LOG_Y_RATIO", "OPTIMIZER_ORDER",
+__all__ = ["BLUE", "RED", "optimizer_colour", "POLICY_COLORS", "BAND", "LOG_Y_RATIO", "OPTIMIZER_ORDER",
            "OPTIMIZER_LABELS", "ONE_EPOCH", "DPI", "note", "new_figure", "save_images", "ordered",
            "epoch_ranges", "draw_band", "epoch_axis", "one_epoch"]
 
 BLUE, RED = "tab:blue", "tab:red"
-#: One colour per optimizer where several share a panel (Figs. 6, 7).
-OPT_COLORS = {"sgd": RED, "lookahead_sgd": BLUE, "adabound": "tab:green"}
 #: One colour per update policy of Algorithm 1 lines 7-10 (Fig. 8, ``gal_policy``).
 POLICY_COLORS = {"leq": RED, "lt": "tab:orange", "always": "tab:purple", "never": "tab:gray"}
 #: The band drawn around each mean curve (also stated in the captions and the figures' json).

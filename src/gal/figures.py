@@ -22,16 +22,7 @@ from pathlib import Path
 from gal.fig4 import FIG4, render_fig4
 
 # Fig. 4's numbers (re-exported here: ``from gal.figures import path_summary`` etc.)
-from gal.fig4_data import (  # noqa: F401
-    FIG4_CONVENTION_ORDER,
-    FIG4_OPTIMIZER_ORDER,
-    FIG4_TOL,
-    fig4_markdown,
-    fig4_summary,
-    median_seed,
-    path_summary,
-    toy3d_surface,
-)
+from gal.fig4_data import FIG4_TOL, fig4_summary, median_seed, path_summary, toy3d_surface
 from gal.fig5 import FIG5
 from gal.fig8 import FIG8
 from gal.fig_ablation import FIG7

@@ -33,15 +33,7 @@ from gal.tables.render import alpha0_check, grid, render
 from gal.tables.spec import GroupKey, Method, Metric, NoRunsError, TableSpec
 from gal.tables.table3 import TABLE3
 from gal.tables.table4 import TABLE4
-from gal.tables.table5 import (
-    MDE_LABEL,
-    TABLE5,
-    TABLE5_COLUMNS,
-    TABLE5_METHODS,
-    TABLE5_METRICS,
-    render_table5,
-    table5_grid,
-)
+from gal.tables.table5 import TABLE5, TABLE5_COLUMNS, TABLE5_METRICS, render_table5
 from gal.tables.table7 import TABLE7, CostTableSpec, render_cost_table
 
 __all__ = [
@@ -62,14 +54,11 @@ __all__ = [
     "CostTableSpec",
     "render_cost_table",
     "TABLE5_METRICS",
-    "TABLE5_METHODS",
     "TABLE5_COLUMNS",
-    "MDE_LABEL",
     "classification_spec",
     "alpha0_check",
     "grid",
     "render",
-    "table5_grid",
     "render_table5",
     "render_table",
     "IMPLEMENTED_TABLES",

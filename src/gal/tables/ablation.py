@@ -29,7 +29,7 @@ from gal.adjuster import CNNAdjuster, MLPAdjuster
 from gal.tables.classification import OPTIMIZER_LABELS, _setup
 from gal.tables.notes import ours_note
 from gal.tables.spec import GroupKey, InfoColumn, Method, Metric, NotesFn, TableSpec
-from gal.vocab import with_stand_ins
+from gal.vocab import METHOD_LABELS, with_stand_ins
 
 __all__ = ["TABLE6", "TABLE8", "TABLE8_ARCHS", "paper_count_reading"]
 
@@ -230,14 +230,14 @@ def _spec(table: int, methods: tuple[Method, ...], row_key: Any,
 
 TABLE6 = _spec(
     6,
-    (Method("baseline", "Baseline"), Method("gal", "GAL (proposed, h = MLP)"))
+    (Method("baseline", METHOD_LABELS["baseline"]), Method("gal", "GAL (proposed, h = MLP)"))
     + tuple(Method(f"{n}/{s}", f"{_NOISE[n]}; ṽ = {_SCALING[s]}")
             for n in ("uniform", "normal") for s in ("eq4", "unit")),
     _table6_key, (),
 )
 TABLE8 = _spec(
     8,
-    (Method("baseline", "Baseline"),)
+    (Method("baseline", METHOD_LABELS["baseline"]),)
     + tuple(Method(f"{k}/{a}", f"{k.upper()} ({a})") for k in ("mlp", "cnn") for a in TABLE8_ARCHS),
     _table8_key,
     (InfoColumn("h_params", "Parameters", _fmt_params, _paper_params),),

@@ -18,10 +18,11 @@ error only); ours are on whatever dataset and model the records name, and the no
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from gal import paper_values as pv
@@ -39,7 +40,8 @@ from gal.vocab import (
     with_stand_ins,
 )
 
-__all__ = ["ARM_METHODS", "PAIRED_STAT_ROWS", "TABLE1", "TABLE2", "CLASSIFICATION_METRICS", "OPTIMIZER_LABELS", "classification_spec"]
+__all__ = ["ARM_METHODS", "PAIRED_STAT_NOTES", "PAIRED_STAT_ROWS", "TABLE1", "TABLE2",
+           "CLASSIFICATION_METRICS", "OPTIMIZER_LABELS", "classification_spec", "setup_facts"]
 
 OPTIMIZERS = OPTIMIZER_ORDER
 CLASSIFICATION_METRICS = (
@@ -61,6 +63,9 @@ PAIRED_STAT_ROWS = (
     ("mde", MDE_LABEL),
     ("holm", "Holm p (vs 0; vs paper Δ)"),
 )
+#: the header notes explaining those rows (Tables I-III): the MDE row, the verdict rule, the
+#: relative scale and Holm's correction
+PAIRED_STAT_NOTES = (MDE_NOTE, gs.VERDICT_RULE, gs.SCALE_NOTE, gs.HOLM_NOTE)
 #: Tables I and II also say how each row's seeds were chosen (fixed, or until decided)
 SEQUENTIAL_STAT_ROWS = (*PAIRED_STAT_ROWS, ("rule_ci", "verdict CI (GAL − baseline)"),
                         ("sequential", "seeds: stopping"))
@@ -107,24 +112,31 @@ def _pretrained_txt(values: list[Any]) -> str:
     return "pretrained: unknown" if not flags else "pretrained: mixed"
 
 
-def _setup(df: pd.DataFrame) -> list[str]:
-    """One line per (profile, dataset): dataset label, model, pretrained, epochs, seeds."""
+def setup_facts(df: pd.DataFrame, keys: Sequence[str]) -> Iterator[tuple[tuple, dict[str, str]]]:
+    """Per group of the records of a classification table (Tables I-III) by ``keys`` (``profile``,
+    ``dataset`` and, Table III, the model row): the group's key values and the texts of its
+    setup line, ``dataset`` (its label), ``model`` (network built), ``pretrained``, ``epochs``
+    and ``seeds`` (its complete seeds and their number)."""
     ok, _ = gs.complete_runs(df)
-    out = []
-    for (prof, ds), g in df.groupby(["profile", "dataset"], sort=True):
+    for combo, g in df.groupby(list(keys), sort=True):
         label = _uniq(g["dataset_label"]) if "dataset_label" in g.columns else []
         models = _uniq(g["model"]) if "model" in g.columns else []
         pre = _pretrained_txt(_uniq(g["pretrained"])) if "pretrained" in g.columns else "pretrained: unknown"
         epochs = _uniq(g["epochs"]) if "epochs" in g.columns else []
-        okg = ok[(ok["profile"] == prof) & (ok["dataset"] == ds)]
+        okg = ok[np.logical_and.reduce([ok[k] == v for k, v in zip(keys, combo, strict=True)])]
         seeds = sorted({int(s) for s in okg["seed"].dropna()}) if "seed" in okg.columns else []
-        out.append(
-            f"profile `{prof}`, dataset `{ds}` = {', '.join(map(str, label)) or ds}: model "
-            f"{', '.join(map(str, models)) or 'unknown'} ({pre}), "
-            f"{', '.join(map(_num, epochs)) or '?'} epoch(s), "
-            f"seeds {', '.join(map(str, seeds)) or 'none'} (n = {len(seeds)})"
-        )
-    return out
+        yield combo, {
+            "dataset": ", ".join(map(str, label)) or dict(zip(keys, combo, strict=True))["dataset"],
+            "model": ", ".join(map(str, models)) or "unknown", "pretrained": pre,
+            "epochs": ", ".join(map(_num, epochs)) or "?",
+            "seeds": f"seeds {', '.join(map(str, seeds)) or 'none'} (n = {len(seeds)})"}
+
+
+def _setup(df: pd.DataFrame) -> list[str]:
+    """One line per (profile, dataset): dataset label, model, pretrained, epochs, seeds."""
+    return [f"profile `{prof}`, dataset `{ds}` = {f['dataset']}: model {f['model']} "
+            f"({f['pretrained']}), {f['epochs']} epoch(s), {f['seeds']}"
+            for (prof, ds), f in setup_facts(df, ("profile", "dataset"))]
 
 
 def _references(table: int) -> str:
@@ -196,10 +208,7 @@ def _notes_fn(table: int) -> NotesFn:
             "variance as in the paper's Table V (t sign = baseline − GAL); Welch = unequal variances; "
             "paired t = over seeds present in both arms (a seed fixes data order and initialisation); "
             "95% CI paired Δ = mean of the per-seed differences GAL − baseline ± t(n−1)·sd/√n.",
-            MDE_NOTE,
-            gs.VERDICT_RULE,
-            gs.SCALE_NOTE,
-            gs.HOLM_NOTE,
+            *PAIRED_STAT_NOTES,
             *sequential_notes(facts),
             f"Control GAL α=0 must equal the baseline exactly (top-1, top-5 error and validation loss, "
             f"seed by seed): {a0_txt}.",

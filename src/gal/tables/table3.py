@@ -25,12 +25,10 @@ from typing import Any
 import pandas as pd
 
 from gal import paper_values as pv
-from gal import stats as gs
 from gal.tables.cells import DASH
-from gal.tables.classification import ARM_METHODS, PAIRED_STAT_ROWS, _num, _pretrained_txt, _uniq
+from gal.tables.classification import ARM_METHODS, PAIRED_STAT_NOTES, PAIRED_STAT_ROWS, setup_facts
 from gal.tables.notes import alpha0_text, failed_note, ours_note
 from gal.tables.spec import GroupKey, InfoColumn, Metric, TableSpec
-from gal.tables.table5 import MDE_NOTE
 from gal.vocab import OPTIMIZER_LABELS, PAPER_OPTIMIZER, with_stand_ins
 
 __all__ = ["TABLE3", "TABLE3_METRICS", "MODEL_LABELS"]
@@ -85,21 +83,10 @@ def _fmt_counts(values: list[Any]) -> str:
 
 def _setup(df: pd.DataFrame) -> list[str]:
     """One line per (profile, dataset, model row): labels, network built, epochs, seeds."""
-    ok, _ = gs.complete_runs(df)
-    out = []
-    for (prof, ds, key), g in df.groupby(["profile", "dataset", "model_key"], sort=True):
-        label = _uniq(g["dataset_label"]) if "dataset_label" in g.columns else []
-        built = _uniq(g["model"]) if "model" in g.columns else []
-        pre = _pretrained_txt(_uniq(g["pretrained"])) if "pretrained" in g.columns else "pretrained: unknown"
-        epochs = _uniq(g["epochs"]) if "epochs" in g.columns else []
-        okg = ok[(ok["profile"] == prof) & (ok["dataset"] == ds) & (ok["model_key"] == key)]
-        seeds = sorted({int(s) for s in okg["seed"].dropna()}) if "seed" in okg.columns else []
-        out.append(
-            f"profile `{prof}`, dataset `{ds}` = {', '.join(map(str, label)) or ds}, row "
-            f"{MODEL_LABELS.get(str(key), str(key))}: network {', '.join(map(str, built)) or 'unknown'} "
-            f"({pre}), {', '.join(map(_num, epochs)) or '?'} epoch(s), "
-            f"seeds {', '.join(map(str, seeds)) or 'none'} (n = {len(seeds)})")
-    return out
+    return [f"profile `{prof}`, dataset `{ds}` = {f['dataset']}, row "
+            f"{MODEL_LABELS.get(str(key), str(key))}: network {f['model']} ({f['pretrained']}), "
+            f"{f['epochs']} epoch(s), {f['seeds']}"
+            for (prof, ds, key), f in setup_facts(df, ("profile", "dataset", "model_key"))]
 
 
 def _references() -> str:
@@ -138,10 +125,7 @@ def _notes(facts: Mapping[str, Any]) -> list[str]:
         "variance (t sign = baseline − GAL); Welch = unequal variances; paired t = over seeds present "
         "in both arms (a seed fixes data order, augmentation and initialisation); 95% CI paired Δ = "
         "mean of the per-seed differences GAL − baseline ± t(n−1)·sd/√n.",
-        MDE_NOTE,
-        gs.VERDICT_RULE,
-        gs.SCALE_NOTE,
-        gs.HOLM_NOTE,
+        *PAIRED_STAT_NOTES,
         "Control GAL α=0 must equal the baseline exactly (top-1, top-5 accuracy and validation loss, "
         f"seed by seed): {alpha0_text(facts)}.",
     ]

@@ -32,12 +32,12 @@ from typing import Any
 import pandas as pd
 
 from gal import stats as gs
-from gal.tables.cells import DASH, fmt_pct, fmt_sec
+from gal.tables.cells import DASH
 from gal.tables.render import render
 from gal.tables.spec import NoRunsError
 from gal.tables.table7_bench import bench_rows, hardware, load_benchmarks
 from gal.tables.table7_records import load_time_records, record_rows
-from gal.tables.table7_spec import TABLE7_COLUMNS, CostTableSpec
+from gal.tables.table7_spec import RECORD_METHODS, TABLE7_COLUMNS, CostTableSpec
 from gal.tables.table7_spec import PaperSetting as PaperSetting
 
 # The spec type lives in gal.tables.table7_spec, the benchmark rows in .table7_bench and the
@@ -75,16 +75,8 @@ def cost_grid(spec: CostTableSpec, benchmarks: Sequence[tuple[Path, dict]], reco
                 numeric += n
                 n_failed += nf
         if len(rows) == n_before:  # the paper's row with nothing of ours beside it
-            for m, label in (("baseline", "Baseline"), ("gal", "GAL (proposed)")):
-                r = {c: "" for c in TABLE7_COLUMNS}
-                r.update({"Paper setting": setting.label, "Ours": "not measured",
-                          "Hardware": f"paper: {setting.hardware}", "Method": label,
-                          "Time (s/image) ours": DASH,
-                          "Time (s/image) paper": fmt_sec(spec.paper_time(setting.key, m))})
-                if m == "gal":
-                    r["Overhead ours"] = DASH
-                    r["Overhead paper"] = fmt_pct(spec.paper_overhead(setting.key))
-                rows.append(r)
+            rows += [spec.method_row(setting, m, "not measured", f"paper: {setting.hardware}",
+                                     DASH, DASH) for m in RECORD_METHODS]
     for path, rep, case in unmatched:
         r, n = bench_rows(spec, path, rep, case, None)
         rows += r

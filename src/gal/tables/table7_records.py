@@ -14,7 +14,7 @@ import pandas as pd
 from gal import stats as gs
 from gal.records import load_runs
 from gal.tables.cells import DASH, fmt_pct, fmt_sec
-from gal.tables.table7_spec import TABLE7_COLUMNS, CostTableSpec, PaperSetting
+from gal.tables.table7_spec import RECORD_METHODS, CostTableSpec, PaperSetting
 
 __all__ = ["load_time_records", "record_rows"]
 
@@ -31,7 +31,7 @@ def load_time_records(spec: CostTableSpec, runs_root: str | os.PathLike[str]) ->
                 df = df[df[key].isna() | (df[key].astype(str) == str(want))]
         if "method" not in df.columns:
             continue
-        df = df[df["method"].isin(["baseline", "gal"])].copy()
+        df = df[df["method"].isin(RECORD_METHODS)].copy()
         df["subdir"] = sub
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -46,7 +46,7 @@ def record_rows(spec: CostTableSpec, df: pd.DataFrame, setting: PaperSetting
         combo = combo if isinstance(combo, tuple) else (combo,)
         ok, nfail = gs.complete_runs(grp)
         n_failed += nfail
-        by = {m: ok[ok["method"] == m] for m in ("baseline", "gal")}
+        by = {m: ok[ok["method"] == m] for m in RECORD_METHODS}
         vals = {m: (d[spec.time_metric].tolist() if spec.time_metric in d.columns else [])
                 for m, d in by.items()}
         summ = {m: gs.summarize(v) for m, v in vals.items()}
@@ -56,18 +56,11 @@ def record_rows(spec: CostTableSpec, df: pd.DataFrame, setting: PaperSetting
         p_base, p_gal = spec.paper_time(setting.key, "baseline"), spec.paper_time(setting.key, "gal")
         over = (summ["gal"].mean / summ["baseline"].mean - 1.0
                 if summ["gal"].n and summ["baseline"].n else None)
-        for m, label in (("baseline", "Baseline"), ("gal", "GAL (proposed)")):
+        for m in RECORD_METHODS:
             s = summ[m]
-            r = {c: "" for c in TABLE7_COLUMNS}
             cell = DASH if not s.n else (
                 f"{fmt_sec(s.mean)} ± {fmt_sec(s.std)}" if math.isfinite(s.std) else fmt_sec(s.mean))
-            r.update({"Paper setting": setting.label, "Ours": f"{ours} (n = {s.n})", "Hardware": hw,
-                      "Method": label, "Time (s/image) ours": cell,
-                      "Time (s/image) paper": fmt_sec(p_base if m == "baseline" else p_gal)})
-            if m == "gal":
-                r["Overhead ours"] = fmt_pct(over)
-                r["Overhead paper"] = fmt_pct(spec.paper_overhead(setting.key))
-            rows.append(r)
+            rows.append(spec.method_row(setting, m, f"{ours} (n = {s.n})", hw, cell, fmt_pct(over)))
             numeric.append({"source": "run records", "case": ours, "paper_setting": setting.label,
                             "method": m, "hardware": hw, "n": s.n, "failed": nfail,
                             "s_per_image": s.mean, "s_per_image_std": s.std,

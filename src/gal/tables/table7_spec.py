@@ -16,14 +16,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gal import paper_values as pv
+from gal.tables.cells import fmt_pct, fmt_sec
 from gal.tables.spec import Tabulate
+from gal.vocab import DATASET_LABELS, METHOD_LABELS
 
-__all__ = ["CostTableSpec", "PaperSetting", "TABLE7_COLUMNS"]
+__all__ = ["CostTableSpec", "PaperSetting", "RECORD_METHODS", "TABLE7_COLUMNS"]
 
 TABLE7_COLUMNS = [
     "Paper setting", "Ours", "Hardware", "Method", "Time (s/image) ours", "Time (s/image) paper",
     "Overhead ours", "Overhead paper", "FLOP bound", "Extra work / fwd+bwd", "Ops (aten)", "Target",
 ]
+#: the methods the paper times (one row each per setting), keys of :data:`gal.vocab.METHODS`
+RECORD_METHODS = ("baseline", "gal")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,12 @@ class PaperSetting:
     key: str  # row-key prefix in paper_values.yaml (``imagenet`` -> ``imagenet/baseline``)
     label: str
     hardware: str
+
+    @classmethod
+    def of(cls, key: str, hardware: str) -> PaperSetting:
+        """The block of dataset ``key`` (a key of :data:`gal.vocab.DATASETS`), labelled as the
+        registry names it."""
+        return cls(key, DATASET_LABELS[key], hardware)
 
 
 @dataclass(frozen=True)
@@ -66,18 +76,19 @@ class CostTableSpec:
     tex_caption: str = "Training time per image (Table VII): ours beside the paper."
     paper_table: int = 7
     settings: tuple[PaperSetting, ...] = (
-        PaperSetting("imagenet", "ImageNet", "8x NVIDIA V100"),
-        PaperSetting("cifar10", "CIFAR-10", "4x NVIDIA 2080 Ti"),
-        PaperSetting("cifar100", "CIFAR-100", "4x NVIDIA 2080 Ti"),
+        PaperSetting.of("imagenet", "8x NVIDIA V100"),
+        PaperSetting.of("cifar10", "4x NVIDIA 2080 Ti"),
+        PaperSetting.of("cifar100", "4x NVIDIA 2080 Ti"),
     )
     benchmark_glob: str = "gal_cost_*.json"
     record_subdirs: Mapping[str, str] = field(
-        default_factory=lambda: {"table1": "CIFAR-10", "table2": "CIFAR-100"})
+        default_factory=lambda: {"table1": DATASET_LABELS["cifar10"],
+                                 "table2": DATASET_LABELS["cifar100"]})
     record_filter: Mapping[str, str] = field(default_factory=lambda: {"task": "classification"})
     time_metric: str = "s_per_image"
     arms: Mapping[str, str] = field(default_factory=lambda: {
-        "baseline": "Baseline",
-        "gal": "GAL (proposed)",
+        "baseline": METHOD_LABELS["baseline"],
+        "gal": METHOD_LABELS["gal"],
         "gal_no_compare": "GAL, compare_vanilla=False",
         "gal_compiled": "GAL, compile_step (torch.compile, opt-in)",
         "baseline_repeat": "Baseline again (A/A: the measurement's noise)",
@@ -101,3 +112,17 @@ class CostTableSpec:
     def paper_overhead(self, setting: str) -> float | None:
         b, g = self.paper_time(setting, "baseline"), self.paper_time(setting, "gal")
         return None if b is None or g is None else g / b - 1.0
+
+    def method_row(self, setting: PaperSetting, method: str, ours: str, hardware: str,
+                   time_ours: str, overhead_ours: str) -> dict[str, str]:
+        """The grid row of ``method`` (one of :data:`RECORD_METHODS`, labelled as the method
+        registry names it) in ``setting``'s block: our cells beside the paper's time, and for
+        GAL both overheads."""
+        r = {c: "" for c in TABLE7_COLUMNS}
+        r.update({"Paper setting": setting.label, "Ours": ours, "Hardware": hardware,
+                  "Method": METHOD_LABELS[method], "Time (s/image) ours": time_ours,
+                  "Time (s/image) paper": fmt_sec(self.paper_time(setting.key, method))})
+        if method == "gal":
+            r["Overhead ours"] = overhead_ours
+            r["Overhead paper"] = fmt_pct(self.paper_overhead(setting.key))
+        return r

@@ -1,7 +1,8 @@
 """The suite's vocabularies, one registry each, read by runners, tables and figures:
 
 * :mod:`gal.vocab.optimizers`: the optimizers of Sec. V-B and Fig. 4 (label, the paper's row key,
-  figure colour, builder; where h's parameters go: :data:`H_PLACEMENTS`);
+  figure colour, builder; the order of Tables I-II and of Fig. 4's columns; where h's parameters
+  go: :data:`H_PLACEMENTS`);
 * :mod:`gal.vocab.datasets`: the paper's datasets and their stand-ins (table name, the paper
   dataset a stand-in replaces, loader);
 * :mod:`gal.vocab.methods`: the named methods (arms) of Tables I-VIII (row label, what each
@@ -32,6 +33,7 @@ from gal.vocab.methods import (
     gal_overrides,
 )
 from gal.vocab.optimizers import (
+    FIG4_OPTIMIZER_ORDER,
     H_PLACEMENTS,
     OPTIMIZER_LABELS,
     OPTIMIZER_ORDER,
@@ -45,5 +47,6 @@ from gal.vocab.registry import Registry, UnknownName
 
 __all__ = ["DATASETS", "DATASET_LABELS", "LOADERS", "DatasetEntry", "datasets_of", "with_stand_ins",
            "CLASSIFICATION_METHODS", "DETECTION_METHODS", "METHODS", "METHOD_LABELS", "MethodEntry",
-           "REGRESSION_METHODS", "gal_overrides", "H_PLACEMENTS", "OPTIMIZERS", "OPTIMIZER_LABELS", "OPTIMIZER_ORDER", "PAPER_OPTIMIZER",
-           "OptimizerEntry", "OptimizerName", "Registry", "UnknownName", "optimizer_colour"]
+           "REGRESSION_METHODS", "gal_overrides", "FIG4_OPTIMIZER_ORDER", "H_PLACEMENTS", "OPTIMIZERS",
+           "OPTIMIZER_LABELS", "OPTIMIZER_ORDER", "PAPER_OPTIMIZER", "OptimizerEntry", "OptimizerName",
+           "Registry", "UnknownName", "optimizer_colour"]

@@ -32,8 +32,8 @@ from gal.vocab.registry import Registry
 if TYPE_CHECKING:  # torch is imported by the builders themselves
     import torch
 
-__all__ = ["H_PLACEMENTS", "OPTIMIZERS", "OPTIMIZER_LABELS", "OPTIMIZER_ORDER", "PAPER_OPTIMIZER",
-           "OptimizerEntry", "OptimizerName", "optimizer_colour"]
+__all__ = ["FIG4_OPTIMIZER_ORDER", "H_PLACEMENTS", "OPTIMIZERS", "OPTIMIZER_LABELS", "OPTIMIZER_ORDER",
+           "PAPER_OPTIMIZER", "OptimizerEntry", "OptimizerName", "optimizer_colour"]
 
 Params = Iterable[Any]
 Builder = Callable[..., "torch.optim.Optimizer"]
@@ -128,6 +128,9 @@ OPTIMIZER_LABELS = {k: v.label for k, v in OPTIMIZERS.items()}
 PAPER_OPTIMIZER = {k: v.paper for k, v in OPTIMIZERS.items() if v.paper is not None}
 #: the classification tables' optimizers (Tables I-II, Figs. 5-7)
 OPTIMIZER_ORDER = ("sgd", "lookahead_sgd", "adabound")
+#: the optimizers of Fig. 4 (Sec. IV-D, the 3D example) in the figure's column order, the paper's
+#: (GD, Lookahead(GD), RMSprop, Adam, AdaBound; ``experiments/configs/toy3d.yaml`` lists them so)
+FIG4_OPTIMIZER_ORDER = ("sgd", "lookahead_sgd", "rmsprop", "adam", "adabound")
 
 
 def optimizer_colour(key: str, fallback: str = "tab:purple") -> str:
