@@ -1,20 +1,23 @@
 """The suite's vocabularies, one registry each, read by runners, tables and figures:
 
-* :mod:`gal.vocab.optimizers`: the optimizers of Sec. V-B and Fig. 4 (label, the paper's row key,
-  figure colour, builder; the order of Tables I-II and of Fig. 4's columns; where h's parameters
-  go: :data:`H_PLACEMENTS`);
+* :mod:`gal.vocab.optimizers`: the optimizers of Sec. V-B and Fig. 4 (label, the paper's
+  row key, figure colour; the order of Tables I-II and of Fig. 4's columns; each built by the
+  library, :data:`gal.optim.BUILDERS`, where :data:`gal.optim.H_PLACEMENTS` names where h's
+  parameters go);
 * :mod:`gal.vocab.datasets`: the paper's datasets and their stand-ins (table name, the paper
   dataset a stand-in replaces, loader);
 * :mod:`gal.vocab.methods`: the named methods (arms) of Tables I-VIII (row label, what each
   changes in the task's GAL settings);
 
 An unknown key raises :class:`UnknownName` (a ``KeyError`` and a ``ValueError``) naming the
-known keys and the registry to extend. Adding an optimizer to the suite is one entry in
-:data:`OPTIMIZERS` plus its config values.
+known keys and the registry to extend (:mod:`gal.registry`). Adding an optimizer to the suite is
+one builder in :data:`gal.optim.BUILDERS`, one entry in :data:`OPTIMIZERS` plus its config
+values.
 """
 
 from __future__ import annotations
 
+from gal.registry import Registry, UnknownName
 from gal.vocab.datasets import (
     DATASET_LABELS,
     DATASETS,
@@ -34,7 +37,6 @@ from gal.vocab.methods import (
 )
 from gal.vocab.optimizers import (
     FIG4_OPTIMIZER_ORDER,
-    H_PLACEMENTS,
     OPTIMIZER_LABELS,
     OPTIMIZER_ORDER,
     OPTIMIZERS,
@@ -43,10 +45,9 @@ from gal.vocab.optimizers import (
     OptimizerName,
     optimizer_colour,
 )
-from gal.vocab.registry import Registry, UnknownName
 
 __all__ = ["DATASETS", "DATASET_LABELS", "LOADERS", "DatasetEntry", "datasets_of", "with_stand_ins",
            "CLASSIFICATION_METHODS", "DETECTION_METHODS", "METHODS", "METHOD_LABELS", "MethodEntry",
-           "REGRESSION_METHODS", "gal_overrides", "FIG4_OPTIMIZER_ORDER", "H_PLACEMENTS", "OPTIMIZERS",
+           "REGRESSION_METHODS", "gal_overrides", "FIG4_OPTIMIZER_ORDER", "OPTIMIZERS",
            "OPTIMIZER_LABELS", "OPTIMIZER_ORDER", "PAPER_OPTIMIZER", "OptimizerEntry", "OptimizerName",
            "Registry", "UnknownName", "optimizer_colour"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gal.vocab.registry import Registry
+from gal.registry import Registry
 
 __all__ = ["DATASETS", "DATASET_LABELS", "LOADERS", "DatasetEntry", "datasets_of", "with_stand_ins"]
 

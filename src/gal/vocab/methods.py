@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gal.vocab.registry import Registry
+from gal.registry import Registry
 
 __all__ = ["CLASSIFICATION_METHODS", "DETECTION_METHODS", "METHODS", "METHOD_LABELS",
            "REGRESSION_METHODS", "MethodEntry", "gal_overrides"]

@@ -1,6 +1,6 @@
-"""A read-only name -> entry mapping whose unknown keys raise one clear error, shared by the
-suite's vocabularies (optimizers of Sec. V-B and Fig. 4, methods of Tables I-VIII, datasets of
-Sec. V). Needs nothing beyond the standard library, so ``import gal`` stays torch-only."""
+"""A read-only name -> entry mapping whose unknown keys raise one clear error: the optimizer
+builders of Sec. V-B and Fig. 4 (:data:`gal.optim.BUILDERS`) and any vocabulary built on the
+library. Needs nothing beyond the standard library, so ``import gal`` stays torch-only."""
 
 from __future__ import annotations
 
