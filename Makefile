@@ -60,7 +60,7 @@ table5: venv
 # AdaBound, plus the GAL alpha=0 control for SGD on CONTROL_SEEDS seeds), then renders results/tables/table{1,2}.*
 # PROFILE=cpu: CIFAR-10 JPEG copy / Tiny-ImageNet-100 at 32 px; PROFILE=paper: real CIFAR, GPUs.
 # DECIDE=1: instead of a fixed SEEDS, add paired seeds (baseline and GAL) in batches of DECIDE_BATCH
-# until each optimizer row's verdict is decided or MAX_SEEDS pairs are reached (gal.sequential:
+# until each optimizer row's verdict is decided or MAX_SEEDS pairs are reached (gal_suite.sequential:
 # group-sequential, alpha spending; resumes from the records, works with JOBS and LAUNCHER).
 DECIDE ?=
 MAX_SEEDS ?= 60

@@ -23,8 +23,8 @@ import torch
 from experiments import classification as C
 from experiments.engine import make_criterion, train_one_epoch
 from experiments.image_data import ImageSet
-from gal.config import load_config
-from gal.records import git_info
+from gal_suite.config import load_config
+from gal_suite.records import git_info
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from experiments.classification import RunSpec, load_data, run_one
-from gal.config import load_config
-from gal.records import git_info
+from gal_suite.config import load_config
+from gal_suite.records import git_info
 
 CANDIDATES = [  # (model, epochs)
     ("convnet_16_32_64", 1),

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from detr_gal.run import CONFIG_PATH, RunSpec, run_one
-from gal.config import load_config
+from gal_suite.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 #: name -> (what it changes, the model entry of detr.yaml, overrides of the cpu profile)

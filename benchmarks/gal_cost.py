@@ -89,7 +89,7 @@ from benchmarks.gal_cost_instruments import (  # noqa: E402
     profiler_ops,
     quantiles,
 )
-from gal.records import git_info  # noqa: E402
+from gal_suite.records import git_info  # noqa: E402
 
 CPU_CASES = (*REGRESSION_CASES, "cifar_cpu_profile", "resnet50", "efficientnet_b2")
 CUDA_CASES = ("resnet50", "efficientnet_b2")

@@ -16,8 +16,8 @@ from torch import nn
 from experiments.common import DIAGNOSTICS, EpochAverager
 from experiments.engine import optimizer_step
 from gal import GradientAdjuster
-from gal.config import load_config
 from gal.optim import build_optimizer
+from gal_suite.config import load_config
 
 REGRESSION_CASES = ("boston", "diabetes", "california")
 #: Table III (Sec. V-B): GAL arch per ImageNet model; alpha = beta = 0.001

@@ -144,7 +144,7 @@ def checkpoint_cost(case: Case, device: torch.device, step_s: float, *, rows: in
     import pandas as pd
 
     from experiments.common import rng_state
-    from gal.records import RunWriter
+    from gal_suite.records import RunWriter
 
     arm = make_arm(case, "gal", device)
     for _ in range(3):

@@ -29,7 +29,7 @@ def git_provenance(repo: Path, bundle: Path | None, *, dry_run: bool = False) ->
     ``source`` is ``repo`` (a working git repository), ``bundle`` (no usable ``.git``: the
     repository was initialised from ``bundle``'s HEAD with a mixed reset, so ``dirty`` compares
     the files present with that commit) or ``none`` (commit and dirty ``unknown``). ``results/``
-    is left out of ``dirty`` as :func:`gal.records.git_info` does. With ``dry_run`` nothing is
+    is left out of ``dirty`` as :func:`gal_suite.records.git_info` does. With ``dry_run`` nothing is
     changed: the note says what would be done.
     """
     def state(source: str, note: str) -> dict[str, Any]:

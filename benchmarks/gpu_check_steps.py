@@ -113,7 +113,7 @@ def plan(args: argparse.Namespace, work: Path, scale: Scale) -> list[Step]:
 def validate_run_step(cmd: list[str]) -> dict[str, Any]:
     """Resolve a training step's runs without running them: its config, ``--set`` overrides,
     plan and every run's settings (a typo in a key fails here, on CPU, not on the GPU)."""
-    from gal.config import load_config, parse_overrides
+    from gal_suite.config import load_config, parse_overrides
 
     module = cmd[cmd.index("-m", cmd.index("-m") + 1) + 1] if "torch.distributed.run" in cmd else \
         cmd[cmd.index("-m") + 1]

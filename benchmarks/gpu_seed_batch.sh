@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Many paired seeds of Table I's cpu-profile network on one CUDA GPU: the `cpu_cuda` profile (the
 # cpu profile's settings, float32, channels_last; its own rows, never pooled with CPU runs), run
-# until each optimizer row is decided (gal.sequential; looks every DECIDE_BATCH pairs up to
+# until each optimizer row is decided (gal_suite.sequential; looks every DECIDE_BATCH pairs up to
 # MAX_SEEDS) or BUDGET seconds have passed. The finished run records (no checkpoints) are packed
 # into OUT/runs_cpu_cuda.tar.gz, laid out as results/runs (extract with tar -C results/runs -xzf).
 #

@@ -79,7 +79,7 @@ def run_once(jobs: int, profile: str, extra: list[str], work: Path, env: dict[st
                 "--runs-root", str(runs / "table5"), "--jobs", str(jobs), "--no-progress",
                 *extra], env),
         _timed([str(gal) if gal.exists() else sys.executable, *([] if gal.exists() else
-                ["-m", "gal.cli"]), "table", "5", "--runs", str(runs), "--out",
+                ["-m", "gal_suite.cli"]), "table", "5", "--runs", str(runs), "--out",
                 str(work / "tables")], env),
     ]
     return {"jobs": jobs, "wall_s": round(sum(s["wall_s"] for s in steps), 3), "steps": steps,

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gal import GradientAdjuster
-from gal.records import git_info
+from gal_suite.records import git_info
 
 
 def _sync(device: str) -> None:

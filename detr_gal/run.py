@@ -2,7 +2,7 @@
 
 One run = (profile, dataset, model, method, seed), recorded under
 ``<runs-root>/table4/<profile>/<dataset>/<model>/adamw/<method>/seed-<k>/`` with the same record
-format, resume and launchers as every other table (:mod:`gal.records`,
+format, resume and launchers as every other table (:mod:`gal_suite.records`,
 :func:`experiments.common.run_epochs`, :mod:`experiments.launch`). Both arms of one seed share
 the initial weights (the global seed before the model is built; h has its own RNG), the batches
 and the flips (the loader's own generator). AdamW with DETR's two learning rates, gradient
@@ -42,9 +42,9 @@ from experiments.engine import unwrap
 from experiments.gal_settings import gal_from_settings
 from experiments.image_data import DataError, cache_dir
 from experiments.runner import RunRequest, Selector, Task, run_task, task_main
-from gal.config import ConfigError
-from gal.records import RunWriter
-from gal.vocab.methods import DETECTION_METHODS, gal_overrides
+from gal_suite.config import ConfigError
+from gal_suite.records import RunWriter
+from gal_suite.vocab.methods import DETECTION_METHODS, gal_overrides
 
 __all__ = ["TASK", "RunSpec", "METHODS", "load_data", "plan_runs", "run_one", "run_table", "main"]
 
@@ -55,10 +55,10 @@ DEFAULT_RUNS_ROOT = REPO / "results" / "runs"
 #: arithmetic), and two controls that separate "any small bias on the boxes" from "GAL's learned
 #: h": the N(0, 1) noise adjuster at GAL's alpha with Eq. 4 scaling (Table VI's control, no h),
 #: and GAL with h frozen at its initialisation (h's direction field, never trained)
-#: Table IV's optimizer (DETR's AdamW with its two learning rates), a key of gal.vocab.OPTIMIZERS
+#: Table IV's optimizer (DETR's AdamW with its two learning rates), a key of gal_suite.vocab.OPTIMIZERS
 OPTIMIZER = "adamw"
 METHODS = DETECTION_METHODS
-#: what each method changes in the profile's ``gal`` settings (gal.vocab.methods)
+#: what each method changes in the profile's ``gal`` settings (gal_suite.vocab.methods)
 METHOD_GAL: dict[str, dict[str, Any]] = {m: g for m in METHODS if (g := gal_overrides(m)) is not None}
 
 

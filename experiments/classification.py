@@ -67,8 +67,8 @@ from experiments.launch import LaunchError
 from experiments.models import count_parameters
 from experiments.runner import RunRequest, Selector, Task, run_task, task_main
 from experiments.until_decided import run_until_decided
-from gal.config import ConfigError, load_config
-from gal.records import RunWriter
+from gal_suite.config import ConfigError, load_config
+from gal_suite.records import RunWriter
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_PATH = REPO / "experiments" / "configs" / "cifar.yaml"
@@ -246,7 +246,7 @@ def _until_decided_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--until-decided", action="store_true",
                     help="Tables 1 and 2: add paired seeds (baseline and GAL) in batches until each "
                          "optimizer row's verdict is decided or --max-seeds is reached "
-                         "(group-sequential design, gal.sequential; ignores --seeds and --methods)")
+                         "(group-sequential design, gal_suite.sequential; ignores --seeds and --methods)")
     ap.add_argument("--max-seeds", type=int, default=60, metavar="N",
                     help="--until-decided: the cap, in paired seeds (default 60)")
     ap.add_argument("--decide-batch", type=int, default=5, metavar="B",

@@ -11,14 +11,14 @@ from typing import Any
 from experiments.classification_spec import RunSpec, default_gal
 from experiments.common import check_choice
 from experiments.gal_variants import canonical_method
-from gal.config import ConfigError
-from gal.vocab import CLASSIFICATION_METHODS, OPTIMIZER_ORDER
+from gal_suite.config import ConfigError
+from gal_suite.vocab import CLASSIFICATION_METHODS, OPTIMIZER_ORDER
 
 __all__ = ["ABLATION_PARTS", "METHODS", "OPTIMIZERS", "TABLES", "plan_name", "plan_runs", "table_key"]
 
-#: the optimizers of Tables I-II (:data:`gal.vocab.OPTIMIZER_ORDER`)
+#: the optimizers of Tables I-II (:data:`gal_suite.vocab.OPTIMIZER_ORDER`)
 OPTIMIZERS = OPTIMIZER_ORDER
-#: the named methods of Tables I-III (:mod:`gal.vocab.methods`)
+#: the named methods of Tables I-III (:mod:`gal_suite.vocab.methods`)
 METHODS = CLASSIFICATION_METHODS
 #: the analyses of Sec. VI run as parts of one plan (``run.ablation`` in the config); their runs
 #: share one directory, so a configuration used by two of them runs once

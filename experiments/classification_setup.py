@@ -24,8 +24,8 @@ from experiments.gal_settings import gal_from_settings
 from experiments.image_data import ImageSet, TensorLoader
 from experiments.models import build_model
 from gal import GradientAdjuster
-from gal.config import ConfigError
 from gal.optim import build_optimizer, place_h
+from gal_suite.config import ConfigError
 
 __all__ = ["Run", "build_run", "check_world", "fixed_subset", "lr_lambda"]
 

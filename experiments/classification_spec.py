@@ -24,7 +24,7 @@ import torch
 
 from experiments.common import choose_device, config_hash
 from experiments.gal_variants import apply_method
-from gal.config import ConfigError
+from gal_suite.config import ConfigError
 
 __all__ = ["RunSpec", "default_gal", "gal_columns", "model_config", "record_config", "run_settings"]
 

@@ -8,7 +8,7 @@ ImageNet tasks of Tables I-III later).
   (:class:`gal.GALStats`: remainder, ``|r|``, acceptance rate, cosine, g-beats-grad), accumulated
   as tensors on the device and converted to Python floats once per epoch (one host sync).
 * :func:`run_epochs` - the checkpoint / resume / non-finite-loss loop around a task's
-  ``train_epoch`` and ``evaluate`` callables, writing through :class:`gal.records.RunWriter`.
+  ``train_epoch`` and ``evaluate`` callables, writing through :class:`gal_suite.records.RunWriter`.
 * :func:`pending`, :func:`stale_keys` - which runs of a plan still have to run, and which
   finished ones were made with other settings than requested (refused with
   :class:`StaleRuns`, or set aside and re-run with ``--rerun-stale``); in
@@ -40,8 +40,8 @@ from experiments.stale_runs import (
     stale_keys,
     stale_message,
 )
-from gal.config import ConfigError
-from gal.records import IGNORED_SETTINGS, IMPLICIT_SETTINGS, RunWriter
+from gal_suite.config import ConfigError
+from gal_suite.records import IGNORED_SETTINGS, IMPLICIT_SETTINGS, RunWriter
 
 __all__ = [
     "DIAGNOSTICS",
@@ -280,7 +280,7 @@ class RankWriter:
     """The writer of a DDP process (torchrun): rank 0 writes the record through ``writer``, the
     other ranks write nothing, and every rank resumes from rank 0's checkpoint (broadcast from
     rank 0, so the ranks never start from different epochs and need no shared file system).
-    Has the parts of :class:`gal.records.RunWriter` that :func:`run_epochs` uses."""
+    Has the parts of :class:`gal_suite.records.RunWriter` that :func:`run_epochs` uses."""
 
     def __init__(self, writer: RunWriter, rank: int) -> None:
         self.writer, self.rank = writer, int(rank)

@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gal.config import ConfigError
 from gal.step import NOISE_SCALING, POLICIES
-from gal.vocab.methods import CLASSIFICATION_METHODS, gal_overrides
+from gal_suite.config import ConfigError
+from gal_suite.vocab.methods import CLASSIFICATION_METHODS, gal_overrides
 
 __all__ = ["ADJUSTERS", "VARIANT_KEYS", "apply_method", "canonical_method", "parse_method"]
 
@@ -67,7 +67,7 @@ def _parse_value(method: str, key: str, raw: str) -> Any:
 
 
 def parse_method(method: str) -> dict[str, Any] | None:
-    """GAL overrides of a method name: a named method's (:data:`gal.vocab.METHODS`: ``None``
+    """GAL overrides of a method name: a named method's (:data:`gal_suite.vocab.METHODS`: ``None``
     for ``baseline``, ``{}`` for ``gal``, ``{"alpha": 0.0}`` for ``gal_alpha0``), else the
     parsed ``gal+key=value`` pairs."""
     if method in CLASSIFICATION_METHODS:

@@ -288,7 +288,7 @@ def execute(job: Job, threads: int, launcher: str = "local") -> str:
 
     Returns the target's outcome, ``"skipped"`` (finished meanwhile) or ``"busy"`` (claimed by a
     live owner). The launcher and job id go into the environment that
-    :class:`gal.records.RunWriter` records in ``provenance.json`` (``launch``).
+    :class:`gal_suite.records.RunWriter` records in ``provenance.json`` (``launch``).
     """
     target = job.resolve()  # imports the entry point (and torch with it) before threads are set
     if "torch" in sys.modules:

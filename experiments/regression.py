@@ -69,14 +69,14 @@ from experiments.regression_data import (
 from experiments.regression_spec import CONFIG_PATH, RunSpec, record_config, run_settings
 from experiments.runner import RunRequest, Selector, Task, run_task, task_main
 from gal import GradientAdjuster
-from gal.config import load_config
 from gal.optim import build_optimizer
-from gal.records import RunWriter
-from gal.vocab.methods import METHODS as METHOD_VOCAB
-from gal.vocab.methods import REGRESSION_METHODS
+from gal_suite.config import load_config
+from gal_suite.records import RunWriter
+from gal_suite.vocab.methods import METHODS as METHOD_VOCAB
+from gal_suite.vocab.methods import REGRESSION_METHODS
 
 DEFAULT_RUNS_ROOT = Path("results/runs/table5")
-#: Table V's methods (gal.vocab.methods): trained here with torch, or references (scikit-learn)
+#: Table V's methods (gal_suite.vocab.methods): trained here with torch, or references (scikit-learn)
 TORCH_METHODS = tuple(m for m in REGRESSION_METHODS if not METHOD_VOCAB[m].reference)
 SKLEARN_METHODS = tuple(m for m in REGRESSION_METHODS if METHOD_VOCAB[m].reference)
 METHODS = TORCH_METHODS + SKLEARN_METHODS

@@ -8,7 +8,7 @@ import functools
 
 import numpy as np
 
-from gal.config import ConfigError
+from gal_suite.config import ConfigError
 
 __all__ = ["DATASETS", "VARIANTS", "DatasetUnavailable", "Split", "load_dataset", "make_split",
            "regression_metrics"]

@@ -42,7 +42,7 @@ from experiments.launch import (
     slurm_options,
 )
 from experiments.stale_runs import pending, stale_keys
-from gal.config import ConfigError, load_config, parse_overrides
+from gal_suite.config import ConfigError, load_config, parse_overrides
 
 __all__ = ["RunRequest", "Selector", "Task", "add_run_arguments", "run_specs", "run_task",
            "task_main"]
@@ -91,7 +91,7 @@ class Task:
     job_options: tuple[str, ...] = ("overrides", "retry_failed")
     check_data: Callable[[Mapping[str, Any], Sequence[Any]], Any] | None = None
     check_settings: Callable[[Mapping[str, Any], int], None] | None = None
-    #: ``load(path, profile, overrides, seeds)`` -> cfg; default :func:`gal.config.load_config`
+    #: ``load(path, profile, overrides, seeds)`` -> cfg; default :func:`gal_suite.config.load_config`
     load: Callable[[Any, str, Mapping[str, Any] | None, Any], Mapping[str, Any]] | None = None
     stale_of: Callable[[Path, Mapping[str, Any]], list[str]] = stale_keys
     torchrun: bool = False

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gal.config import ConfigError
-from gal.records import IGNORED_SETTINGS, IMPLICIT_SETTINGS, RunWriter, flatten, to_builtin
+from gal_suite.config import ConfigError
+from gal_suite.records import IGNORED_SETTINGS, IMPLICIT_SETTINGS, RunWriter, flatten, to_builtin
 
 __all__ = ["CONFIG_HASH_KEY", "StaleRuns", "config_hash", "pending", "set_aside_stale", "settings_diff",
            "stale_keys", "stale_message"]
@@ -102,7 +102,7 @@ def stale_keys(run_dir: str | os.PathLike[str], settings: Mapping[str, Any],
 
 def set_aside_stale(run_dir: str | os.PathLike[str]) -> Path:
     """Move a finished record made with other settings to ``<run_dir>.stale`` (replacing an
-    older one there), where :func:`gal.records.load_runs` does not read it."""
+    older one there), where :func:`gal_suite.records.load_runs` does not read it."""
     run_dir = Path(run_dir)
     dest = Path(str(run_dir) + ".stale")
     if dest.exists():

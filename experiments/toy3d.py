@@ -20,7 +20,7 @@ Run ``python -m experiments.toy3d --profile cpu`` (the shared runner, :mod:`expe
 only missing runs are run; a finished run whose config changed is refused and reported,
 ``--rerun-stale`` sets it aside and re-runs it, ``--force`` re-runs every run; ``--jobs N`` /
 ``--launcher`` run N at once, :mod:`experiments.launch`), then ``gal figure 4`` renders
-the figure from the records (``gal.figures.render_figure``). A path on which f, the position or
+the figure from the records (``gal_suite.figures.render_figure``). A path on which f, the position or
 GAL's remainder (Eq. 7) becomes NaN/inf is recorded as ``failed`` with the step and the values.
 """
 
@@ -41,7 +41,7 @@ import yaml
 from experiments.common import check_choice, stale_keys
 from experiments.launch import CLAIM_NAME
 from experiments.runner import RunRequest, Selector, Task, run_task, task_main
-from gal.config import load_config, parse_overrides
+from gal_suite.config import load_config, parse_overrides
 
 CONFIG_PATH = Path(__file__).resolve().parent / "configs" / "toy3d.yaml"
 ARMS = ("baseline", "gal")
@@ -78,7 +78,7 @@ def load_toy3d_config(
 ) -> dict[str, Any]:
     """Resolved config of the Fig. 4 experiment (``common`` merged with ``profiles[profile]``).
 
-    Uses the shared loader :func:`gal.config.load_config` (keys and types validated against
+    Uses the shared loader :func:`gal_suite.config.load_config` (keys and types validated against
     ``common``); ``overrides`` are ``a.b=value`` strings.
     """
     return _load(path, profile, parse_overrides(list(overrides)), None)
@@ -206,7 +206,7 @@ def simulate(rc: Mapping[str, Any], log: Callable[[dict[str, Any]], None]) -> di
 def finished_status(rc: Mapping[str, Any], run_dir: Path) -> str | None:
     """``"skipped"`` (complete with the config ``rc``), ``"stale"`` (complete with another config)
     or None (no complete record)."""
-    from gal.records import RunWriter
+    from gal_suite.records import RunWriter
 
     if not RunWriter(run_dir).is_complete():
         return None
@@ -223,7 +223,7 @@ def run_record(rc: dict[str, Any], run_dir: str | os.PathLike[str], force: bool 
     results are never deleted implicitly); ``force`` deletes and re-runs it. A non-finite path
     (:class:`NonFiniteError`) is recorded as ``failed`` with the reason.
     """
-    from gal.records import RunWriter
+    from gal_suite.records import RunWriter
 
     run_dir = Path(run_dir)
     w = RunWriter(run_dir, device="cpu")

@@ -1,5 +1,5 @@
 """Tables I and II run until decided: paired seeds are added in batches until each row's verdict
-is decided or the cap is reached (:mod:`gal.sequential`, a group-sequential design with alpha
+is decided or the cap is reached (:mod:`gal_suite.sequential`, a group-sequential design with alpha
 spending; never a naive t-test repeated after every batch).
 
 A row is one (profile, dataset, optimizer) of the table, its arms ``baseline`` and ``gal``. Before
@@ -22,12 +22,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gal import sequential as sq
-from gal import stats as gs
-from gal.config import ConfigError
-from gal.records import load_runs
-from gal.tables.classification import DESIGN_FILE, classification_spec, read_design
-from gal.tables.render import paper_effects
+from gal_suite import sequential as sq
+from gal_suite import stats as gs
+from gal_suite.config import ConfigError
+from gal_suite.records import load_runs
+from gal_suite.tables.classification import DESIGN_FILE, classification_spec, read_design
+from gal_suite.tables.render import paper_effects
 
 __all__ = ["row_decision", "run_until_decided"]
 

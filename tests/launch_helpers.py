@@ -14,7 +14,7 @@ from experiments.launch import Job, run_jobs
 
 
 def marker_run(run_dir: str, marker: str, sleep_s: float = 0.05) -> str:
-    """A minimal run record written as :class:`gal.records.RunWriter` does (work in
+    """A minimal run record written as :class:`gal_suite.records.RunWriter` does (work in
     ``<run_dir>.partial``, then one atomic rename), without importing torch (fast scheduler
     processes); appends the run's name to ``marker`` once per execution."""
     partial = Path(run_dir + ".partial")

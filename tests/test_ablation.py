@@ -14,11 +14,11 @@ import scipy.stats
 from experiments import classification as C
 from experiments.gal_variants import apply_method, canonical_method, parse_method
 from gal.adjuster import CNNAdjuster, MLPAdjuster, count_parameters
-from gal.config import ConfigError, load_config
-from gal.records import RunWriter
-from gal.tables import TABLE6, TABLE8, render_table
-from gal.tables.ablation import paper_count_reading
-from gal.tables.render import grid
+from gal_suite.config import ConfigError, load_config
+from gal_suite.records import RunWriter
+from gal_suite.tables import TABLE6, TABLE8, render_table
+from gal_suite.tables.ablation import paper_count_reading
+from gal_suite.tables.render import grid
 from tests.test_classification import _smoke
 
 pytestmark = pytest.mark.usefixtures("gal_cache")  # tests/conftest.py
@@ -189,7 +189,7 @@ def _cell(g, method_label: str, col: str) -> str:
 
 
 def test_table6_rows_statistics_and_verdicts(tmp_path):
-    from gal.records import load_runs
+    from gal_suite.records import load_runs
 
     df = load_runs(_records(tmp_path) / "ablation")
     g, facts = grid(df, TABLE6)
@@ -252,7 +252,7 @@ def test_smoke_ablation_end_to_end(tmp_path, monkeypatch):
     assert cfg["gal_adjuster"] == "uniform" and cfg["gal_noise_scaling"] == "unit" and cfg["h_params"] == 0
     for n in (6, 8):
         assert Path(render_table(n, runs, tmp_path / "tables")["md"]).exists()
-    from gal.figures import render_figure
+    from gal_suite.figures import render_figure
 
     for n in (7, 8):
         if n == 7:
@@ -267,7 +267,7 @@ def test_ablation_profile_steps_in_float64_and_tables_i_ii_keep_their_settings()
     profile computes GAL's step in float64; Tables I-II keep their recorded settings."""
     from experiments.classification import config_for, plan_runs
     from experiments.classification_spec import run_settings
-    from gal.config import load_config
+    from gal_suite.config import load_config
 
     abl = load_config(config_for("ablation"), "ablation")
     spec = next(s for s in plan_runs(abl, "ablation", "ablation") if s.method == "gal")

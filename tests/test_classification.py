@@ -15,7 +15,7 @@ from PIL import Image
 from experiments import classification as C
 from experiments.engine import evaluate, make_criterion, topk_errors, train_one_epoch
 from experiments.image_data import DataError, ImageSet, TensorLoader, check_pair, load_split
-from gal.config import load_config
+from gal_suite.config import load_config
 
 CLASSES = [f"c{i}" for i in range(10)]
 
@@ -261,7 +261,7 @@ def test_smoke_profile_end_to_end_to_table1(tmp_path, monkeypatch, fmt):
         mb = json.loads((d / "baseline" / f"seed-{seed}" / "metrics.json").read_text())
         ma = json.loads((d / "gal_alpha0" / f"seed-{seed}" / "metrics.json").read_text())
         assert {k: mb[k] for k in ("error_top1", "val_loss")} == {k: ma[k] for k in ("error_top1", "val_loss")}
-    from gal.tables import render_table
+    from gal_suite.tables import render_table
 
     paths = render_table(1, runs, tmp_path / "tables")
     md = Path(paths["md"]).read_text()

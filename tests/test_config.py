@@ -1,4 +1,4 @@
-"""gal.config: profiles deep-merge over `common`, overrides, and one clear ConfigError per problem."""
+"""gal_suite.config: profiles deep-merge over `common`, overrides, and one clear ConfigError per problem."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gal.config import ConfigError, deep_merge, load_config, parse_overrides
+from gal_suite.config import ConfigError, deep_merge, load_config, parse_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 REGRESSION = REPO / "experiments" / "configs" / "regression.yaml"

@@ -23,8 +23,8 @@ from detr_gal.coco_data import load_coco_split
 from detr_gal.engine import coco_ap, coco_detections
 from detr_gal.model import build_detr, build_loss, count_parameters
 from gal import GradientAdjuster
-from gal.config import load_config
-from gal.tables import render_table
+from gal_suite.config import load_config
+from gal_suite.tables import render_table
 
 TINY = {"backbone": "resnet10t", "num_queries": 5, "d_model": 32, "encoder_layers": 1,
         "decoder_layers": 2, "heads": 2, "ffn_dim": 64, "dropout": 0.0, "aux_loss": True,
@@ -291,7 +291,7 @@ def test_config_hash_counts_the_device_type_only():
     import hashlib
 
     from experiments.common import config_hash
-    from gal.records import to_builtin
+    from gal_suite.records import to_builtin
 
     s = {"device": "cpu", "train": {"lr": 0.1}}
     blob = json.dumps(to_builtin(s), sort_keys=True, default=str)  # the hash of CPU runs is unchanged

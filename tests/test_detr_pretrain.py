@@ -13,7 +13,7 @@ import yaml
 from detr_gal import run as R
 from detr_gal.model import backbone_of, build_detr
 from detr_gal.pretrain import presence_targets, pretrain_backbone
-from gal.config import ConfigError, load_config
+from gal_suite.config import ConfigError, load_config
 
 PRE = {"epochs": 2, "lr": 2e-3, "batch_size": 16, "weight_decay": 1e-4, "seed": 0}
 SMALL = {"model.backbone_kwargs": {"out_indices": [1, 2]}, "model.pretrain": PRE,

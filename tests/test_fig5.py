@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gal import records
-from gal.fig5 import epoch_ranges, render_fig5
-from gal.figures import render_figure
-from gal.records import RunWriter
+from gal_suite import records
+from gal_suite.fig5 import epoch_ranges, render_fig5
+from gal_suite.figures import render_figure
+from gal_suite.records import RunWriter
 
 EPOCHS = 6
 

@@ -1,5 +1,5 @@
 """Figs. 6, 7 and 8 of the paper (Sec. VI-A, VI-D, VI-E/F) from synthetic run records with known
-final errors and per-epoch GAL diagnostics (gal.fig_analysis, gal.fig_ablation)."""
+final errors and per-epoch GAL diagnostics (gal_suite.fig_analysis, gal_suite.fig_ablation)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gal import records
-from gal.fig8 import render_fig8
-from gal.fig_analysis import NoRunsError
-from gal.figures import render_figure
-from gal.records import RunWriter
-from gal.stats import ci_paired_diff
+from gal_suite import records
+from gal_suite.fig8 import render_fig8
+from gal_suite.fig_analysis import NoRunsError
+from gal_suite.figures import render_figure
+from gal_suite.records import RunWriter
+from gal_suite.stats import ci_paired_diff
 
 EPOCHS = 4
 DS, LABEL = "tiny100_32", "Tiny-ImageNet-100 at 32 px (CIFAR-100 stand-in)"
@@ -422,7 +422,7 @@ def test_fig8_coincidence_note_when_no_step_rejected(tmp_path: Path,
 
 
 def test_coincidence_only_for_policies_that_never_reject() -> None:
-    from gal.fig8 import coincidence
+    from gal_suite.fig8 import coincidence
 
     def pol(p: str, all_one: bool, errs: dict[str, float]) -> dict[str, Any]:
         return {"policy": p, "label": p, "per_seed": errs,

@@ -1,4 +1,4 @@
-"""The figure registry (gal.figures.FIGURES, Figs. 4-8 of the paper as specs): it covers every
+"""The figure registry (gal_suite.figures.FIGURES, Figs. 4-8 of the paper as specs): it covers every
 figure the Makefile renders and every committed figure file, an unknown figure is one clear error,
 and tables and figures share one NoRunsError and read records in one direction only."""
 
@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-import gal.fig_analysis
-import gal.figures
-import gal.records
-import gal.tables
-from gal.cli import main
-from gal.fig_spec import FigureSpec
-from gal.figures import FIGURES, figure_spec, render_figure
+import gal_suite.fig_analysis
+import gal_suite.figures
+import gal_suite.records
+import gal_suite.tables
+from gal_suite.cli import main
+from gal_suite.fig_spec import FigureSpec
+from gal_suite.figures import FIGURES, figure_spec, render_figure
 
 ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "src" / "gal"
+SRC = ROOT / "src" / "gal_suite"
 
 
 def _makefile_figures() -> set[int]:
@@ -90,9 +90,9 @@ def test_spec_render_passes_only_its_options(tmp_path: Path) -> None:
 
 
 def test_one_no_runs_error(tmp_path: Path) -> None:
-    err = gal.records.NoRunsError
-    assert gal.tables.NoRunsError is err and gal.figures.NoRunsError is err
-    assert gal.fig_analysis.NoRunsError is err and issubclass(err, FileNotFoundError)
+    err = gal_suite.records.NoRunsError
+    assert gal_suite.tables.NoRunsError is err and gal_suite.figures.NoRunsError is err
+    assert gal_suite.fig_analysis.NoRunsError is err and issubclass(err, FileNotFoundError)
     for n, spec in FIGURES.items():
         with pytest.raises(err, match=spec.make_target if n != 5 else "make table"):
             render_figure(n, tmp_path / "empty", tmp_path / "out", profile="cpu")
@@ -114,12 +114,12 @@ def test_dependencies_run_one_way() -> None:
     assert len(figure_modules) >= 10
     for p in figure_modules:
         imps = _gal_imports(p)
-        assert not any(i.startswith(("gal.tables", "gal.cli")) for i in imps), p.name
+        assert not any(i.startswith(("gal_suite.tables", "gal_suite.cli")) for i in imps), p.name
         if p.name != "figures.py":  # the registry is on top: no figure module imports it
-            assert "gal.figures" not in imps, p.name
+            assert "gal_suite.figures" not in imps, p.name
     style = _gal_imports(SRC / "fig_style.py")
-    assert not any(i.startswith(("gal.fig", "gal.records", "gal.record_io")) for i in style)
+    assert not any(i.startswith(("gal_suite.fig", "gal_suite.records", "gal_suite.record_io")) for i in style)
     for p in sorted((SRC / "tables").glob("*.py")):
-        assert not any(i.startswith("gal.fig") for i in _gal_imports(p)), p.name
+        assert not any(i.startswith("gal_suite.fig") for i in _gal_imports(p)), p.name
     for p in [*SRC.glob("fig*.py"), *(SRC / "tables").glob("*.py")]:
         assert len(p.read_text().splitlines()) <= 400, p.name

@@ -21,7 +21,7 @@ from reference_h import linear_stack
 from benchmarks import gal_cost
 from experiments.common import DIAGNOSTICS, EpochAverager
 from gal import GradientAdjuster
-from gal.records import RunWriter, load_history
+from gal_suite.records import RunWriter, load_history
 
 #: aten operators of one ``GradientAdjuster.backward`` (Alg. 1 lines 3-16 without the optimizer
 #: step, the Linear head's backward included) on the fixed case of :func:`_fixed_case`, measured

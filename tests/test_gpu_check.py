@@ -121,7 +121,7 @@ def test_gpu_seed_batch_runs_the_cpu_profile_as_its_own_profile():
     import subprocess
 
     from experiments.classification import config_for
-    from gal.config import load_config
+    from gal_suite.config import load_config
 
     out = subprocess.run(["bash", "benchmarks/gpu_seed_batch.sh", "--dry-run"], capture_output=True,
                          text=True, check=True).stdout

@@ -19,7 +19,7 @@ from experiments import classification as C
 from experiments.augment import TensorAugment
 from experiments.classification_setup import lr_lambda
 from experiments.image_data import DataError, ImageSet, TensorLoader
-from gal.config import ConfigError, load_config
+from gal_suite.config import ConfigError, load_config
 from tests.test_classification import _synthetic, make_imagefolder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -265,7 +265,7 @@ def test_smoke_profile_end_to_end_to_table3(tmp_path):
         assert m["acc_top1"] == 100.0 - m["error_top1"] and m["acc_top5"] == 100.0 - m["error_top5"]
         base, a0 = (_metrics(d / key / "rmsproptf" / meth / "seed-0") for meth in ("baseline", "gal_alpha0"))
         assert base == a0  # GAL with alpha = 0 trains exactly like the baseline
-    from gal.tables import render_table
+    from gal_suite.tables import render_table
 
     md = Path(render_table(3, runs, tmp_path / "tables")["md"]).read_text()
     assert "# Table III" in md and "h params ours" in md and "test_resnet (ResNet-50 stand-in)" in md

@@ -29,7 +29,7 @@ from experiments.launch import (
     claim_state,
     run_jobs,
 )
-from gal.config import load_config
+from gal_suite.config import load_config
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

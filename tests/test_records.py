@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from gal.records import RunWriter, flatten, load_history, load_runs
+from gal_suite.records import RunWriter, flatten, load_history, load_runs
 
 
 def _cfg(method: str = "gal", seed: int = 0) -> dict:

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from experiments import regression as reg
-from gal.config import ConfigError
-from gal.records import load_runs
+from gal_suite.config import ConfigError
+from gal_suite.records import load_runs
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
@@ -105,7 +105,7 @@ def test_rerun_is_noop(tiny_table: tuple[Path, dict]) -> None:
 
 
 def test_nan_loss_is_recorded_as_failed_and_excluded(tmp_path: Path) -> None:
-    from gal.stats import complete_runs
+    from gal_suite.stats import complete_runs
 
     root = tmp_path / "table5"
     over = {**TINY, "train.lr": 1e6}
@@ -231,7 +231,7 @@ def test_changed_settings_are_refused_not_rerun(tiny_table: tuple[Path, dict]) -
 
 def test_resume_under_changed_settings_is_a_clear_error(tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from gal.records import RunWriter
+    from gal_suite.records import RunWriter
 
     root = tmp_path / "runs"
     w = RunWriter(reg.RunSpec("cpu", "paper", "diabetes", "baseline", 0).run_dir(root))

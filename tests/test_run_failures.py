@@ -19,7 +19,7 @@ import pytest
 from experiments import regression as reg
 from experiments import toy3d
 from experiments.common import GAL_FINITE_KEYS, run_epochs
-from gal.records import RunWriter, load_runs
+from gal_suite.records import RunWriter, load_runs
 
 
 def _status(run_dir: Path) -> dict:

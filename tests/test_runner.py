@@ -18,8 +18,8 @@ import yaml
 from experiments import runner
 from experiments.common import StaleRuns, check_choice, config_hash
 from experiments.runner import RunRequest, Selector, Task, run_task, task_main
-from gal.config import ConfigError
-from gal.records import RunWriter
+from gal_suite.config import ConfigError
+from gal_suite.records import RunWriter
 
 CONFIG = """\
 common:

@@ -13,8 +13,8 @@ from experiments import classification as C
 from experiments import regression as reg
 from experiments import runner, toy3d
 from experiments.common import StaleRuns, config_hash, settings_diff, stale_keys
-from gal.config import load_config
-from gal.records import load_runs
+from gal_suite.config import load_config
+from gal_suite.records import load_runs
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "results" / "runs"

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from gal import paper_values as pv
-from gal.stats import (
+from gal_suite import paper_values as pv
+from gal_suite.stats import (
     ci_mean_diff,
     ci_paired_diff,
     compare,

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from gal.tables.contrasts import Contrast, contrast_cell, contrast_stats, holm_contrasts
-from gal.tables.table4 import differences
+from gal_suite.tables.contrasts import Contrast, contrast_cell, contrast_stats, holm_contrasts
+from gal_suite.tables.table4 import differences
 
 
 def _arm(values: dict[int, float]) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gal.tables import render_table
+from gal_suite.tables import render_table
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "results" / "runs"

@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import gal.records as records
-from gal import paper_values as pv
-from gal.cli import main as gal_main
-from gal.records import RunWriter
-from gal.tables import IMPLEMENTED_TABLES, NoRunsError, render_table
-from gal.tables.table7 import TABLE7, TABLE7_COLUMNS
+import gal_suite.records as records
+from gal_suite import paper_values as pv
+from gal_suite.cli import main as gal_main
+from gal_suite.records import RunWriter
+from gal_suite.tables import IMPLEMENTED_TABLES, NoRunsError, render_table
+from gal_suite.tables.table7 import TABLE7, TABLE7_COLUMNS
 
 COMMIT = "fedcba9876543210"
 # seed -> s_per_image of the run records (Table I, cpu profile, SGD)
@@ -177,7 +177,7 @@ def test_table7_from_the_cli_and_with_one_source(results: Path, tmp_path: Path,
     # benchmark only (no records): CIFAR-10 and CIFAR-100 show the paper's rows alone
     import shutil
 
-    from gal.tables.table7 import render_cost_table
+    from gal_suite.tables.table7 import render_cost_table
 
     shutil.copytree(results / "benchmarks", tmp_path / "bonly" / "benchmarks")
     paths = render_table(7, tmp_path / "bonly" / "runs", tmp_path / "t2")
@@ -203,12 +203,12 @@ def test_table7_without_anything_names_the_fix(tmp_path: Path,
 def test_table7_is_a_spec_of_the_one_renderer(results: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Table VII (Sec. VI-C) is registered like every table and written by the one renderer
-    (gal.tables.render.render); its only special part is its tabulate (the cost grid)."""
+    (gal_suite.tables.render.render); its only special part is its tabulate (the cost grid)."""
     import dataclasses
 
-    import gal.tables as T
-    from gal.tables.render import render
-    from gal.tables.table7 import cost_table
+    import gal_suite.tables as T
+    from gal_suite.tables.render import render
+    from gal_suite.tables.table7 import cost_table
 
     assert T.SPECS[7] is TABLE7 and TABLE7.tabulate is cost_table
     assert all(T.SPECS[n].tabulate is None for n in T.SPECS if n != 7)

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-import gal.records as records
-from gal import paper_values as pv
-from gal.cli import main
-from gal.records import RunWriter
-from gal.stats import mde_paired, paired_verdict
-from gal.tables import TABLE5_COLUMNS, render_table5
+import gal_suite.records as records
+from gal_suite import paper_values as pv
+from gal_suite.cli import main
+from gal_suite.records import RunWriter
+from gal_suite.stats import mde_paired, paired_verdict
+from gal_suite.tables import TABLE5_COLUMNS, render_table5
 
 COMMIT = "abcdef1234567890"
 
@@ -211,7 +211,7 @@ def test_cli_compare(runs, capsys):
 
 
 def test_cli_figure_dispatch(monkeypatch, tmp_path, capsys):
-    import gal.figures
+    import gal_suite.figures
 
     calls = {}
 
@@ -219,7 +219,7 @@ def test_cli_figure_dispatch(monkeypatch, tmp_path, capsys):
         calls.update(n=n, runs=runs_root, out=out_dir, gif=gif, profile=profile)
         return [out_dir / "figX.png"]
 
-    monkeypatch.setattr(gal.figures, "render_figure", fake)
+    monkeypatch.setattr(gal_suite.figures, "render_figure", fake)
     assert main(["figure", "4", "--gif", "--runs", str(tmp_path), "--out", str(tmp_path / "f")]) == 0
     assert calls == {"n": 4, "runs": tmp_path, "out": tmp_path / "f", "gif": True, "profile": "cpu"}
     assert main(["figure", "5", "--profile", "paper", "--runs", str(tmp_path)]) == 0
@@ -228,7 +228,7 @@ def test_cli_figure_dispatch(monkeypatch, tmp_path, capsys):
 
 def test_alpha0_check_flags_missing_alpha0_seeds():
     """A baseline seed whose alpha=0 run is missing (or failed) must not pass the control."""
-    from gal.tables import TABLE5_METRICS, alpha0_check
+    from gal_suite.tables import TABLE5_METRICS, alpha0_check
 
     def _alpha0_check(base, a0):  # Table V's control check on MAE, MSE and R²
         return alpha0_check(base, a0, list(TABLE5_METRICS))
@@ -248,7 +248,7 @@ def test_alpha0_check_flags_missing_alpha0_seeds():
 def test_alpha0_header_tells_a_gap_from_a_difference():
     """The header note says ✗ only when a shared seed differs; a baseline seed without an α=0
     run (controls on fewer seeds by design) is named, not called a failure."""
-    from gal.tables.render import alpha0_text
+    from gal_suite.tables.render import alpha0_text
 
     assert alpha0_text({"alpha0_all_exact": None}) == "not run"
     assert alpha0_text({"alpha0_all_exact": True}).startswith("✓ every seed")
@@ -258,14 +258,14 @@ def test_alpha0_header_tells_a_gap_from_a_difference():
 
 
 def test_rule_notes_stand_verbatim_in_every_committed_table():
-    """The verdict rule and its companion notes are constants (gal.verdict, Table V's MDE note)
+    """The verdict rule and its companion notes are constants (gal_suite.verdict, Table V's MDE note)
     written as they are into every table with verdicts: no table edits their text."""
     from pathlib import Path
 
-    from gal import stats as gs
-    from gal.tables import SPECS
-    from gal.tables.spec import TableSpec
-    from gal.tables.table5 import MDE_NOTE
+    from gal_suite import stats as gs
+    from gal_suite.tables import SPECS
+    from gal_suite.tables.spec import TableSpec
+    from gal_suite.tables.table5 import MDE_NOTE
 
     root = Path(__file__).resolve().parents[1] / "results" / "tables"
     for n, spec in SPECS.items():

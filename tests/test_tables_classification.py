@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-import gal.records as records
-from gal import paper_values as pv
-from gal.records import RunWriter
-from gal.stats import mde_paired, paired_verdict
-from gal.tables import IMPLEMENTED_TABLES, TABLE1, NoRunsError, render_table
+import gal_suite.records as records
+from gal_suite import paper_values as pv
+from gal_suite.records import RunWriter
+from gal_suite.stats import mde_paired, paired_verdict
+from gal_suite.tables import IMPLEMENTED_TABLES, TABLE1, NoRunsError, render_table
 
 COMMIT = "0123456789abcdef"
 LABEL = "CIFAR-10 (JPEG q75 copy)"
@@ -247,8 +247,8 @@ def test_notes_name_resumed_runs_and_mixed_devices(tmp_path, monkeypatch):
 def test_a_cell_never_pools_runs_made_with_different_settings(runs, tmp_path, capsys):
     """After one seed was added at 4 epochs, `gal table 1` pooled 2- and 4-epoch runs in one cell
     (only a note said "2, 4 epoch(s)"). Now the table is refused, naming the cell and the key."""
-    from gal.cli import main
-    from gal.tables.spec import MixedSettingsError
+    from gal_suite.cli import main
+    from gal_suite.tables.spec import MixedSettingsError
 
     render_table(1, runs, tmp_path / "ok")  # one setting per cell (split_seed-like keys aside)
     d = runs / "table1" / "cpu" / "cifar10_jpeg" / "sgd" / "gal" / "seed-5"
@@ -268,7 +268,7 @@ def test_a_cell_never_pools_runs_made_with_different_settings(runs, tmp_path, ca
 
 
 def test_mixed_settings_ignores_the_device_seeds_and_implicit_defaults():
-    from gal.tables.render import mixed_settings
+    from gal_suite.tables.render import mixed_settings
 
     df = pd.DataFrame({"seed": [0, 1, 2], "settings.device": ["cpu", "cuda:0", "cpu"],
                        "settings.split_seed": [0, 1, 2], "settings.lr": [0.1, 0.1, 0.1],

@@ -1,4 +1,4 @@
-"""Fig. 4 (Sec. IV-D): the 3D example, experiments/toy3d.py and gal.figures (render from records).
+"""Fig. 4 (Sec. IV-D): the 3D example, experiments/toy3d.py and gal_suite.figures (render from records).
 
 * the baseline GD path of the suite equals a hand-written gradient-descent loop on f with
   hand-derived partial derivatives, to 1e-6;
@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from experiments import toy3d
-from gal.figures import path_summary, render_figure, toy3d_surface
+from gal_suite.figures import path_summary, render_figure, toy3d_surface
 
 START = (0.75, 1.0)
 

@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-import gal.records as records
+import gal_suite.records as records
 from experiments import until_decided as U
 from experiments.classification import config_for, plan_runs
-from gal.config import ConfigError, load_config
-from gal.records import RunWriter, load_runs
-from gal.tables import TABLE1
-from gal.tables.render import grid
+from gal_suite.config import ConfigError, load_config
+from gal_suite.records import RunWriter, load_runs
+from gal_suite.tables import TABLE1
+from gal_suite.tables.render import grid
 
 
 def _paper_rel(opt):

@@ -1,5 +1,5 @@
 """The paired verdict rule, Holm's adjustment, the relative scale and the run-until-decided
-procedure (gal.stats, gal.sequential), against hand-made intervals and simulation."""
+procedure (gal_suite.stats, gal_suite.sequential), against hand-made intervals and simulation."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from gal import sequential as sq
-from gal.stats import (
+from gal_suite import sequential as sq
+from gal_suite.stats import (
     compare_values,
     direction_verdict,
     holm,

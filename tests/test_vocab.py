@@ -1,4 +1,4 @@
-"""One vocabulary per kind of name (gal.vocab): every optimizer a config names has a registry
+"""One vocabulary per kind of name (gal_suite.vocab): every optimizer a config names has a registry
 entry, an unknown name fails with one clear error, and runners, tables and figures read the
 registry instead of copies of it."""
 
@@ -10,9 +10,10 @@ import pytest
 import torch
 import yaml
 
-from gal import optim, vocab
-from gal.config import load_config
-from gal.vocab import OPTIMIZER_LABELS, OPTIMIZERS, UnknownName
+from gal import optim
+from gal_suite import vocab
+from gal_suite.config import load_config
+from gal_suite.vocab import OPTIMIZER_LABELS, OPTIMIZERS, UnknownName
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "experiments" / "configs"
@@ -47,7 +48,7 @@ def test_every_config_optimizer_is_in_the_registry():
 
 
 def test_fig4_order_is_the_toy3d_config_order():
-    """Fig. 4's columns (gal.vocab.FIG4_OPTIMIZER_ORDER) are the 3D example's optimizers in the
+    """Fig. 4's columns (gal_suite.vocab.FIG4_OPTIMIZER_ORDER) are the 3D example's optimizers in the
     config's order; their titles stay the config's labels ("GD", "Lookahead(GD)", written into
     the run records), not the registry's table labels."""
     for cfg in _profiles("toy3d.yaml"):
@@ -90,9 +91,9 @@ def test_optim_names_are_the_registry():
 
 
 def test_figures_read_the_registry_colours():
-    """Figs. 6-7 colour each optimizer by the registry (gal.vocab.optimizer_colour, re-exported by
-    gal.fig_style), with no colour table of their own; the colours of the committed figures."""
-    from gal import fig_ablation, fig_analysis, fig_style
+    """Figs. 6-7 colour each optimizer by the registry (gal_suite.vocab.optimizer_colour, re-exported by
+    gal_suite.fig_style), with no colour table of their own; the colours of the committed figures."""
+    from gal_suite import fig_ablation, fig_analysis, fig_style
 
     assert fig_analysis.optimizer_colour is fig_ablation.optimizer_colour is vocab.optimizer_colour
     assert fig_style.optimizer_colour is vocab.optimizer_colour
@@ -105,15 +106,15 @@ def test_figures_read_the_registry_colours():
 def test_fig7_optimizers_in_the_registry_order():
     """Fig. 7's optimizers are those of its caption (PAPER_FIXED), every one a registry key of
     Tables I-II, in the registry's order."""
-    from gal import fig_ablation
+    from gal_suite import fig_ablation
 
     assert fig_ablation.FIG7_OPTIMIZERS == ("sgd", "lookahead_sgd")
     assert set(fig_ablation.PAPER_FIXED) == set(fig_ablation.FIG7_OPTIMIZERS)
 
 
 def test_table7_names_come_from_the_registries():
-    """Table VII's dataset blocks and its baseline / GAL rows are named by gal.vocab."""
-    from gal.tables.table7 import TABLE7
+    """Table VII's dataset blocks and its baseline / GAL rows are named by gal_suite.vocab."""
+    from gal_suite.tables.table7 import TABLE7
 
     assert [s.label for s in TABLE7.settings] == [vocab.DATASET_LABELS[s.key] for s in TABLE7.settings]
     assert set(TABLE7.record_subdirs.values()) <= {s.label for s in TABLE7.settings}
@@ -155,8 +156,8 @@ def test_param_groups_unchanged_layouts():
 
 def test_tables_and_runners_read_the_registry():
     from experiments import classification_plan
-    from gal import fig_style
-    from gal.tables import classification, table3
+    from gal_suite import fig_style
+    from gal_suite.tables import classification, table3
 
     assert classification.OPTIMIZER_LABELS is OPTIMIZER_LABELS
     assert table3.OPTIMIZER_LABELS is OPTIMIZER_LABELS
@@ -169,7 +170,7 @@ def test_tables_and_runners_read_the_registry():
 @pytest.mark.skipif(not (REPO / "results" / "runs" / "table1").is_dir(), reason="no committed Table I records")
 def test_rendered_table_labels_come_from_the_registry(tmp_path, monkeypatch):
     """Relabelling an optimizer in the registry relabels it in the rendered Table I."""
-    from gal.tables import render_table
+    from gal_suite.tables import render_table
 
     monkeypatch.setitem(OPTIMIZER_LABELS, "lookahead_sgd", "Lookahead-registry-label")
     md = render_table(1, REPO / "results" / "runs", tmp_path)["md"].read_text()
@@ -180,7 +181,7 @@ def test_methods_registry_drives_runners_and_tables():
     """Named methods: one label and one GAL change each, read by the runners and Tables I-V."""
     from detr_gal import run as detr
     from experiments import classification_plan, gal_variants, regression
-    from gal.tables import classification, table5
+    from gal_suite.tables import classification, table5
 
     assert gal_variants.parse_method("gal_alpha0") == vocab.gal_overrides("gal_alpha0") == {"alpha": 0.0}
     assert gal_variants.parse_method("baseline") is None and gal_variants.parse_method("gal") == {}
@@ -216,7 +217,7 @@ def test_every_config_dataset_is_in_the_registry():
 
 
 def test_tables_read_the_dataset_registry():
-    from gal.tables import classification, table5
+    from gal_suite.tables import classification, table5
 
     assert classification._DATASETS == {1: ("cifar10", "cifar10_jpeg"), 2: ("cifar100", "tiny100_32")}
     assert classification._PAPER_DATASET == {1: "CIFAR-10", 2: "CIFAR-100"}

@@ -4,8 +4,9 @@
 The core is :mod:`gal.adjuster` (h, Eq. 3), :mod:`gal.algorithm` (Eqs. 3-7 and lines 7-10 of
 Algorithm 1 as functions of tensors), :mod:`gal.eager_step` and :mod:`gal.compiled_step` (the
 paths that compose them), :mod:`gal.step` (:class:`GradientAdjuster`, Algorithm 1) and
-:mod:`gal.optim` (the paper's optimizers). Everything else in the package
-(records, stats, tables, figures, cli, config) is the experiment suite built on top.
+:mod:`gal.optim` (the paper's optimizers, :mod:`gal.registry` their names). The package needs
+torch alone; the experiment suite (records, statistics, tables, figures, configs, the ``gal``
+command) is the separate package ``gal_suite``, built on this one.
 """
 
 from gal.adjuster import CNNAdjuster, MLPAdjuster, NoiseAdjuster, build_adjuster, count_parameters
