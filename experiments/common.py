@@ -133,8 +133,8 @@ def set_threads(n: int | None) -> None:
 class EpochAverager:
     """Per-epoch means of scalar tensors without a host sync per step.
 
-    ``add(loss=..., stats=GALStats | None)`` once per step; :meth:`means` converts the sums to
-    Python floats with a single ``.tolist()`` at the end of the epoch. Keys never added are absent.
+    :meth:`add` (or :meth:`add_stats`, a GAL step) once per step; :meth:`means` converts the sums
+    to Python floats with a single ``.tolist()`` at the end of the epoch. Keys never added are absent.
 
     The values of one step are stacked into one float64 vector and added with one operator
     (GAL logs six values per step: six separate accumulations would cost more than GAL's own
@@ -165,6 +165,12 @@ class EpochAverager:
             for k in keys:
                 v = values[k].detach().to(torch.float64)
                 self._sums[k] = self._sums[k] + v if k in self._sums else v.clone()
+
+    def add_stats(self, stats: Any) -> None:
+        """One GAL step's :class:`gal.GALStats` (Alg. 1's diagnostics), its ``loss`` as ``train_loss``."""
+        d = stats.as_dict()
+        d["train_loss"] = d.pop("loss")
+        self.add(d)
 
     def means(self) -> dict[str, float]:
         if self._count == 0 or (self._vec is None and not self._sums):
