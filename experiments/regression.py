@@ -170,10 +170,7 @@ def _run_torch(
                 loss.backward()
                 avg.add({"train_loss": loss})
             else:
-                stats = adj.backward(z, yb, mse_loss, lr=opt.param_groups[0]["lr"])
-                d = stats.as_dict()
-                d["train_loss"] = d.pop("loss")
-                avg.add(d)
+                avg.add_stats(adj.backward(z, yb, mse_loss, lr=opt.param_groups[0]["lr"]))
             opt.step()
             opt.zero_grad(set_to_none=True)
         return avg.means()
