@@ -59,7 +59,7 @@ def _history(run_dir: Path) -> list[dict[str, str]]:
 
 def collect(runs_root: Path, base_root: Path | None = None) -> list[dict[str, Any]]:
     """One row per candidate run under ``runs_root/<candidate>/``: finished runs, and runs
-    stopped early (a ``.partial`` folder; ``complete`` False, their AP the last epoch's, kept for
+    stopped early (a ``.partial`` folder, or ``.stopped`` once kept in the repository; ``complete`` False, their AP the last epoch's, kept for
     the trajectory and never in a candidate's summary). With ``base_root`` (a runs root holding
     Table IV records of the old plain-DETR cpu profile), its baseline records are the candidate
     ``base``."""
