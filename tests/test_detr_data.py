@@ -10,48 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from coco_fixtures import coco_split, cxcywh, write_jpeg
 from PIL import Image
 from pycocotools.coco import COCO
 
 from detr_gal import coco_data
-from detr_gal.coco_data import DetectionLoader, load_coco, load_coco_split
+from detr_gal.coco_data import load_coco, load_coco_split
 from detr_gal.synthetic import main, make_shapes_dataset, mask_box, render_sample, shape_mask
 from experiments.image_data import DataError, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 COCO_TINY_SHA = "04ac1e826adc0e461084652ff3287798ec4030158958737027e1a2a454360701"
-
-
-# --------------------------------------------------------------------------- helpers
-def _jpeg(path: Path, w: int, h: int, seed: int, mode: str = "RGB") -> None:
-    rng = np.random.default_rng(seed)
-    shape = (h, w, 3) if mode == "RGB" else (h, w)
-    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path, quality=95)
-
-
-def _coco(root: Path, images: list[tuple[int, int, int]], anns: list[dict],
-          cats: list[dict] | None = None, write: bool = True) -> tuple[Path, Path]:
-    """A hand-made COCO split: ``images`` as (id, width, height); returns (img_dir, ann)."""
-    img_dir = root / "imgs"
-    img_dir.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for image_id, w, h in images:
-        name = f"{image_id:04d}.jpg"
-        if write:
-            _jpeg(img_dir / name, w, h, image_id)
-        entries.append({"id": image_id, "file_name": name, "width": w, "height": h})
-    for k, a in enumerate(anns):
-        a.setdefault("id", k + 1)
-        a.setdefault("iscrowd", 0)
-        a.setdefault("category_id", 3)
-    cats = cats if cats is not None else [{"id": 7, "name": "a"}, {"id": 3, "name": "b"}]
-    ann = root / "ann.json"
-    ann.write_text(json.dumps({"images": entries, "annotations": anns, "categories": cats}))
-    return img_dir, ann
-
-
-def _cxcywh(x: float, y: float, w: float, h: float, width: int, height: int) -> list[float]:
-    return [(x + w / 2) / width, (y + h / 2) / height, w / width, h / height]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +57,7 @@ def test_annotated_boxes_are_tight_boxes_of_drawn_pixels(seed):
     assert min(min(ob.bbox[2], ob.bbox[3]) for ob in objects) >= 7  # ~12 % of 64 px
 
 
-def test_shapes_dataset_is_coco(shapes):
+def test_shapes_dataset_iscoco_split(shapes):
     for split, n in (("train", 6), ("val", 3)):
         coco = COCO(str(shapes / "annotations" / f"instances_{split}2017.json"))
         assert len(coco.imgs) == n and sorted(coco.cats) == [1, 2, 3, 4]
@@ -137,7 +106,7 @@ def test_load_coco_boxes_labels_pixels(gal_cache, shapes):
     for i, image_id in enumerate(ds.image_ids):
         anns = sorted((a for a in raw["annotations"] if a["image_id"] == image_id),
                       key=lambda a: a["id"])
-        want = torch.tensor([_cxcywh(*a["bbox"], 64, 64) for a in anns])
+        want = torch.tensor([cxcywh(*a["bbox"], 64, 64) for a in anns])
         t = ds.targets[i]
         assert t["boxes"].dtype == torch.float32 and t["class_labels"].dtype == torch.int64
         torch.testing.assert_close(t["boxes"], want)
@@ -148,7 +117,7 @@ def test_load_coco_boxes_labels_pixels(gal_cache, shapes):
 
 
 def test_load_coco_padding_clipping_and_skips(gal_cache, tmp_path):
-    img_dir, ann = _coco(tmp_path, [(3, 20, 40), (1, 40, 20), (2, 30, 30)], [
+    img_dir, ann = coco_split(tmp_path, [(3, 20, 40), (1, 40, 20), (2, 30, 30)], [
         {"image_id": 1, "category_id": 7, "bbox": [30, 5, 20, 10]},   # clipped at x = 40
         {"image_id": 1, "category_id": 3, "bbox": [4, 2, 8, 6]},
         {"image_id": 1, "bbox": [1, 1, 0, 5]},                        # degenerate
@@ -157,7 +126,7 @@ def test_load_coco_padding_clipping_and_skips(gal_cache, tmp_path):
         {"image_id": 1, "bbox": [45, 2, 5, 5]},                       # outside: empty after clip
     ])
     (img_dir / "0002.jpg").unlink()  # image 2: grayscale
-    _jpeg(img_dir / "0002.jpg", 30, 30, 2, mode="L")
+    write_jpeg(img_dir / "0002.jpg", 30, 30, 2, mode="L")
     ds = load_coco(img_dir, ann, 32)
     assert ds.image_ids == [1, 2, 3] and ds.orig_sizes.tolist() == [[20, 40], [30, 30], [40, 20]]
     assert ds.cat_ids == [3, 7] and ds.cat_names == ["b", "a"]
@@ -179,7 +148,7 @@ def test_load_coco_padding_clipping_and_skips(gal_cache, tmp_path):
 
 
 def test_load_coco_caches_decoded_tensors(gal_cache, tmp_path, monkeypatch):
-    img_dir, ann = _coco(tmp_path, [(1, 40, 20), (2, 24, 24)],
+    img_dir, ann = coco_split(tmp_path, [(1, 40, 20), (2, 24, 24)],
                          [{"image_id": 1, "bbox": [4, 2, 8, 6]}])
     first = load_coco(img_dir, ann, 16)
 
@@ -199,7 +168,7 @@ def test_load_coco_caches_decoded_tensors(gal_cache, tmp_path, monkeypatch):
 
 
 def test_load_coco_bad_input(gal_cache, tmp_path):
-    img_dir, ann = _coco(tmp_path, [(1, 16, 16), (2, 16, 16), (3, 16, 16)],
+    img_dir, ann = coco_split(tmp_path, [(1, 16, 16), (2, 16, 16), (3, 16, 16)],
                          [{"image_id": 1, "bbox": [1, 1, 4, 4]}])
     with pytest.raises(DataError, match="nothere.json.*does not exist"):
         load_coco(img_dir, tmp_path / "nothere.json", 16)
@@ -223,10 +192,10 @@ def test_load_coco_bad_input(gal_cache, tmp_path):
     with pytest.raises(DataError, match=r"0002\.jpg does not decode"):
         load_coco(img_dir, ann, 16)
     (img_dir / "0002.jpg").write_bytes(good)  # a valid JPEG, but 16x16 where the json says 40x20
-    _, ann2 = _coco(tmp_path / "b", [(2, 40, 20)], [], write=False)
+    _, ann2 = coco_split(tmp_path / "b", [(2, 40, 20)], [], write=False)
     with pytest.raises(DataError, match="16x16 but the annotation file says 40x20"):
         load_coco(img_dir, ann2, 16)
-    _, ann3 = _coco(tmp_path / "c", [(1, 16, 16)],
+    _, ann3 = coco_split(tmp_path / "c", [(1, 16, 16)],
                     [{"image_id": 1, "category_id": 99, "bbox": [1, 1, 4, 4]}], write=False)
     with pytest.raises(DataError, match=r"ann\.json: 1 category id.*\[99\]"):
         load_coco(img_dir, ann3, 16)
@@ -257,83 +226,6 @@ def test_load_coco_split_root_and_archive(gal_cache, tmp_path, shapes, monkeypat
         load_coco_split({"root": str(shapes), "size": 32, "train_images": "train2018"}, "train")
     with pytest.raises(DataError, match="data.root .* is not a folder"):
         load_coco_split({"root": str(tmp_path / "nothing"), "size": 32}, "train")
-
-
-# --------------------------------------------------------------------------- batches
-@pytest.fixture
-def flip_set(gal_cache, tmp_path):
-    sizes = [(1, 40, 20), (2, 20, 40), (3, 30, 30), (4, 50, 25)]
-    anns = [{"image_id": i, "bbox": [w / 8, h / 4, w / 2, h / 3]} for i, w, h in sizes]
-    anns.append({"image_id": 1, "category_id": 7, "bbox": [30, 0, 10, 20]})
-    return load_coco(*_coco(tmp_path, sizes, anns), 32)
-
-
-def _epoch(loader: DetectionLoader) -> list:
-    return [(x.clone(), m.clone(), [{k: v.clone() for k, v in t.items()} for t in lab], i.clone())
-            for x, m, lab, i in loader]
-
-
-def test_loader_normalises_and_pads_with_zero(flip_set):
-    loader = DetectionLoader(flip_set, 3)
-    assert len(loader) == 2 and len(DetectionLoader(flip_set, 3, drop_last=True)) == 1
-    batches = _epoch(loader)
-    x = torch.cat([b[0] for b in batches])
-    m = torch.cat([b[1] for b in batches])
-    assert x.dtype == torch.float32 and m.dtype == torch.int64
-    assert torch.equal(m.bool(), flip_set.masks)
-    assert torch.cat([b[3] for b in batches]).tolist() == [0, 1, 2, 3]
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    want = (flip_set.images.float() / 255 - mean) / std * flip_set.masks.unsqueeze(1)
-    torch.testing.assert_close(x, want)
-    assert (x.masked_select(~m.bool().unsqueeze(1).expand_as(x)) == 0).all()
-
-
-def test_loader_flip_mirrors_within_unpadded_region(flip_set):
-    plain = _epoch(DetectionLoader(flip_set, 2))
-    flipped = _epoch(DetectionLoader(flip_set, 2, hflip=True, seed=1))
-    widths = [32, 16, 32, 32]  # 40x20, 20x40, 30x30, 50x25 resized to a longer side of 32
-    seen = set()
-    for (x0, m0, lab0, i0), (x1, m1, lab1, i1) in zip(plain, flipped, strict=True):
-        assert torch.equal(i0, i1) and torch.equal(m0, m1)
-        for k, j in enumerate(i0.tolist()):
-            w = widths[j]
-            mirrored = x0[k].clone()
-            mirrored[:, :, :w] = x0[k, :, :, :w].flip(-1)
-            b0, b1 = lab0[k]["boxes"], lab1[k]["boxes"]
-            if torch.equal(x1[k], x0[k]):
-                assert torch.equal(b1, b0)
-                seen.add(False)
-            else:
-                assert torch.equal(x1[k], mirrored)
-                torch.testing.assert_close(b1[:, 0], 1 - b0[:, 0])
-                assert torch.equal(b1[:, 1:], b0[:, 1:])
-                seen.add(True)
-            assert torch.equal(lab1[k]["class_labels"], lab0[k]["class_labels"])
-    assert seen == {False, True}
-    assert torch.equal(flip_set.targets[0]["boxes"], plain[0][2][0]["boxes"])  # not mutated
-
-
-def test_loader_same_seed_same_batches_and_resumable(flip_set):
-    def run(loader, epochs=2):
-        return [b for _ in range(epochs) for b in _epoch(loader)]
-
-    def same(a, b):
-        return all(torch.equal(p[0], q[0]) and torch.equal(p[3], q[3])
-                   and all(torch.equal(s["boxes"], t["boxes"]) for s, t in zip(p[2], q[2],
-                                                                               strict=True))
-                   for p, q in zip(a, b, strict=True))
-
-    kw = {"shuffle": True, "hflip": True}
-    a = run(DetectionLoader(flip_set, 2, seed=5, **kw))
-    assert same(a, run(DetectionLoader(flip_set, 2, seed=5, **kw)))
-    assert not same(a, run(DetectionLoader(flip_set, 2, seed=6, **kw)))
-    loader = DetectionLoader(flip_set, 2, seed=5, **kw)
-    _epoch(loader)
-    state = loader.generator.get_state()
-    second = _epoch(loader)
-    loader.generator.set_state(state)
-    assert same(second, _epoch(loader)) and same(second, a[2:])
 
 
 # --------------------------------------------------------------------------- real COCO subset
@@ -372,9 +264,9 @@ def test_train_and_val_must_list_the_same_categories(gal_cache, tmp_path):
     from detr_gal.coco_data import check_splits
 
     box = [{"image_id": 1, "category_id": 2, "bbox": [1, 1, 6, 6]}]
-    tr_dir, tr_ann = _coco(tmp_path / "tr", [(1, 16, 16)], [dict(b) for b in box],
+    tr_dir, tr_ann = coco_split(tmp_path / "tr", [(1, 16, 16)], [dict(b) for b in box],
                            cats=[{"id": 2, "name": "circle"}, {"id": 3, "name": "triangle"}])
-    va_dir, va_ann = _coco(tmp_path / "va", [(1, 16, 16)], [dict(b) for b in box],
+    va_dir, va_ann = coco_split(tmp_path / "va", [(1, 16, 16)], [dict(b) for b in box],
                            cats=[{"id": 1, "name": "square"}, {"id": 2, "name": "circle"},
                                  {"id": 3, "name": "tri"}])
     train, val = load_coco(tr_dir, tr_ann, 16), load_coco(va_dir, va_ann, 16)
@@ -390,8 +282,8 @@ def test_run_loads_checked_splits(gal_cache, tmp_path, monkeypatch):
     """detr_gal.run.load_data refuses splits whose categories differ."""
     from detr_gal import run as R
 
-    tr = load_coco(*_coco(tmp_path / "tr", [(1, 16, 16)], [{"image_id": 1, "bbox": [1, 1, 6, 6]}]), 16)
-    va = load_coco(*_coco(tmp_path / "va", [(1, 16, 16)], [{"image_id": 1, "bbox": [1, 1, 6, 6]}],
+    tr = load_coco(*coco_split(tmp_path / "tr", [(1, 16, 16)], [{"image_id": 1, "bbox": [1, 1, 6, 6]}]), 16)
+    va = load_coco(*coco_split(tmp_path / "va", [(1, 16, 16)], [{"image_id": 1, "bbox": [1, 1, 6, 6]}],
                           cats=[{"id": 3, "name": "b"}]), 16)
     monkeypatch.setattr(R, "load_coco_split", lambda data, split: tr if split == "train" else va)
     monkeypatch.setattr(R, "_data_section", lambda settings: {})
@@ -403,22 +295,22 @@ def test_all_boxes_dropped_is_an_error(gal_cache, tmp_path):
     """37 of 37 degenerate boxes used to load as a split without boxes, silently."""
     anns = [{"image_id": 1 + k % 2, "bbox": [1, 1, 0, 4]} for k in range(36)]
     anns.append({"image_id": 1, "bbox": [20, 20, 3, 3]})  # outside the 16x16 image
-    img_dir, ann = _coco(tmp_path, [(1, 16, 16), (2, 16, 16)], anns)
+    img_dir, ann = coco_split(tmp_path, [(1, 16, 16), (2, 16, 16)], anns)
     with pytest.raises(DataError, match=r"all 37 boxes .* dropped \(36 degenerate box, "
                                         r"1 empty after clip\)"):
         load_coco(img_dir, ann, 16)
     # a split without any annotation is not an error (nothing was dropped)
-    _, empty = _coco(tmp_path / "e", [(1, 16, 16)], [], write=False)
+    _, empty = coco_split(tmp_path / "e", [(1, 16, 16)], [], write=False)
     assert len(load_coco(img_dir, empty, 16)) == 1
 
 
 def test_duplicate_ids_are_an_error(gal_cache, tmp_path):
-    img_dir, ann = _coco(tmp_path, [(1, 16, 16)], [
+    img_dir, ann = coco_split(tmp_path, [(1, 16, 16)], [
         {"id": 5, "image_id": 1, "bbox": [1, 1, 4, 4]},
         {"id": 5, "image_id": 1, "bbox": [2, 2, 4, 4]}])
     with pytest.raises(DataError, match=r"1 duplicate id\(s\) in 'annotations': 5"):
         load_coco(img_dir, ann, 16)
-    _, ann2 = _coco(tmp_path / "c", [(1, 16, 16)], [{"image_id": 1, "bbox": [1, 1, 4, 4]}],
+    _, ann2 = coco_split(tmp_path / "c", [(1, 16, 16)], [{"image_id": 1, "bbox": [1, 1, 4, 4]}],
                     cats=[{"id": 3, "name": "b"}, {"id": 3, "name": "b2"}], write=False)
     with pytest.raises(DataError, match=r"duplicate id\(s\) in 'categories': 3"):
         load_coco(img_dir, ann2, 16)
