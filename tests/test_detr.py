@@ -250,13 +250,16 @@ def test_bad_config_and_data_errors(gal_cache, tmp_path):
     assert not any(tmp_path.rglob("status.json"))
 
 
-def test_coco_tiny_trains_and_evaluates_end_to_end(gal_cache, tmp_path):
+@pytest.mark.parametrize("model", ["detr_tiny", "cdetr_tiny"])
+def test_coco_tiny_trains_and_evaluates_end_to_end(gal_cache, tmp_path, model):
+    """The real COCO subset through both detectors (the paper profile's DETR, the cpu profile's
+    Conditional DETR): 80 categories, COCOeval on the validation images."""
     _coco_tiny()  # skips without the data
     over = {"train.epochs": 1, "datasets.coco_tiny.data.size": 96, "datasets.coco_tiny.data.max_images": 16}
-    counts = R.run_table("smoke", dataset="coco_tiny", methods=["gal"], runs_root=tmp_path,
+    counts = R.run_table("smoke", dataset="coco_tiny", models=[model], methods=["gal"], runs_root=tmp_path,
                          overrides=over, progress=False)
     assert counts["complete"] == 1
-    d = R.RunSpec("smoke", "coco_tiny", "detr_tiny", "gal", 0).run_dir(tmp_path)
+    d = R.RunSpec("smoke", "coco_tiny", model, "gal", 0).run_dir(tmp_path)
     m = json.loads((d / "metrics.json").read_text())
     assert {"ap", "ap50"} <= set(m) and all(0.0 <= m[k] <= 100.0 for k in ("ap", "ap50"))
     conf = (d / "config.yaml").read_text()
