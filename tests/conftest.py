@@ -26,3 +26,11 @@ def gal_cache(tmp_path, monkeypatch):
     C._DATA_CACHE.clear()
     yield
     C._DATA_CACHE.clear()
+
+
+@pytest.fixture(scope="module")
+def analysis_runs(tmp_path_factory: pytest.TempPathFactory):
+    """Synthetic run records for the tests of Figs. 6-8 (``fig_analysis_records``)."""
+    from fig_analysis_records import runs_fixture
+
+    yield from runs_fixture(tmp_path_factory)

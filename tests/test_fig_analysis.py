@@ -4,7 +4,6 @@ final errors and per-epoch GAL diagnostics (gal_suite.fig_analysis, gal_suite.fi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ from fig_analysis_records import (
     SGD,
     check_point,
     known_diagnostics,
-    runs_fixture,
     write,
     written_files,
 )
@@ -29,14 +27,9 @@ from gal_suite.fig_analysis import NoRunsError
 from gal_suite.figures import render_figure
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield from runs_fixture(tmp_path_factory)
-
-
-def test_fig7_points_baselines_and_exclusions(runs: Path, tmp_path: Path) -> None:
+def test_fig7_points_baselines_and_exclusions(analysis_runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "figures"
-    written = render_figure(7, runs, out)
+    written = render_figure(7, analysis_runs, out)
     written_files(out, written, 7)
     summary = json.loads((out / "fig7.json").read_text())
     assert summary["figure"] == 7 and summary["profile"] == "cpu"
@@ -97,9 +90,9 @@ def test_fig7_points_baselines_and_exclusions(runs: Path, tmp_path: Path) -> Non
     assert "beta = 1 is best with SGD" in md and "(256-64-32)" in md
 
 
-def test_fig8_policies_line10_and_g_beats_grad(runs: Path, tmp_path: Path) -> None:
+def test_fig8_policies_line10_and_g_beats_grad(analysis_runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "figures"
-    written = render_figure(8, runs, out)
+    written = render_figure(8, analysis_runs, out)
     written_files(out, written, 8)
     summary = json.loads((out / "fig8.json").read_text())
     [ds] = summary["datasets"]
@@ -161,9 +154,9 @@ def test_fig8_line10_differs_and_nan_g_beats_grad(tmp_path: Path,
     assert "seed 1: line 10 41.5, baseline 41 (differ)" in md
 
 
-def test_fig6_remainder_and_cosine(runs: Path, tmp_path: Path) -> None:
+def test_fig6_remainder_and_cosine(analysis_runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "figures"
-    written = render_figure(6, runs, out)
+    written = render_figure(6, analysis_runs, out)
     written_files(out, written, 6)
     summary = json.loads((out / "fig6.json").read_text())
     assert [p["panel"] for p in summary["panels"]] == [f"table1/{DS}", f"ablation/{DS}"]
@@ -196,19 +189,19 @@ def test_fig6_remainder_and_cosine(runs: Path, tmp_path: Path) -> None:
     assert "ablation (Sec. VI-D/E)" in md and "/table1/cpu/" in md
 
 
-def test_missing_records_raise_clear_error(runs: Path, tmp_path: Path) -> None:
+def test_missing_records_raise_clear_error(analysis_runs: Path, tmp_path: Path) -> None:
     for n in (7, 8):
         with pytest.raises(NoRunsError, match=rf"make fig{n}.*--profile paper"):
-            render_figure(n, runs, tmp_path / "out", profile="paper")
+            render_figure(n, analysis_runs, tmp_path / "out", profile="paper")
     with pytest.raises(FileNotFoundError, match=r"make table1 PROFILE=cpu.*--profile cpu"):
         render_figure(6, tmp_path / "empty", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(NotImplementedError, match="implemented figures: 4.*8"):
-        render_figure(9, runs, tmp_path / "out")
+        render_figure(9, analysis_runs, tmp_path / "out")
 
 
-def test_pdf_reproducible(runs: Path, tmp_path: Path) -> None:
-    render_figure(7, runs, tmp_path)
+def test_pdf_reproducible(analysis_runs: Path, tmp_path: Path) -> None:
+    render_figure(7, analysis_runs, tmp_path)
     first = (tmp_path / "fig7.pdf").read_bytes()
-    render_figure(7, runs, tmp_path)
+    render_figure(7, analysis_runs, tmp_path)
     assert (tmp_path / "fig7.pdf").read_bytes() == first

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from fig_analysis_records import (
     EPOCHS,
     SGD,
     known_diagnostics,
-    runs_fixture,
     write,
 )
 
@@ -26,11 +24,6 @@ from gal_suite.figures import render_figure
 from gal_suite.stats import ci_paired_diff
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield from runs_fixture(tmp_path_factory)
-
-
 # --------------------------------------------------------------------------- paired design
 def _pairs(base: list[float | None], other: list[float | None]) -> tuple[dict, dict]:
     a = {str(s): v for s, v in enumerate(base) if v is not None}
@@ -38,8 +31,8 @@ def _pairs(base: list[float | None], other: list[float | None]) -> tuple[dict, d
     return a, b
 
 
-def test_fig7_paired_panel_is_ci_paired_diff(runs: Path, tmp_path: Path) -> None:
-    render_figure(7, runs, tmp_path)
+def test_fig7_paired_panel_is_ci_paired_diff(analysis_runs: Path, tmp_path: Path) -> None:
+    render_figure(7, analysis_runs, tmp_path)
     summary = json.loads((tmp_path / "fig7.json").read_text())
     sgd = summary["datasets"][0]["optimizers"]["sgd"]
     methods = {"alpha": ["gal+alpha=0.0001", "gal", "gal+alpha=0.1", "gal+alpha=1"],
@@ -68,8 +61,8 @@ def test_fig7_paired_panel_is_ci_paired_diff(runs: Path, tmp_path: Path) -> None
     assert f"paired {d.mean():+.3g} [{d.mean() - half:+.3g}, {d.mean() + half:+.3g}] (n=3)" in md
 
 
-def test_fig8_paired_acceptance_and_no_coincidence(runs: Path, tmp_path: Path) -> None:
-    render_figure(8, runs, tmp_path)
+def test_fig8_paired_acceptance_and_no_coincidence(analysis_runs: Path, tmp_path: Path) -> None:
+    render_figure(8, analysis_runs, tmp_path)
     summary = json.loads((tmp_path / "fig8.json").read_text())
     [ds] = summary["datasets"]
     for p in ds["policies"]:
