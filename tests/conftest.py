@@ -34,3 +34,12 @@ def analysis_runs(tmp_path_factory: pytest.TempPathFactory):
     from fig_analysis_records import runs_fixture
 
     yield from runs_fixture(tmp_path_factory)
+
+
+@pytest.fixture
+def records_root(tmp_path, monkeypatch):
+    """An empty runs root for hand-written records, with no git subprocess per record."""
+    from gal_suite import records
+
+    monkeypatch.setattr(records, "git_info", lambda: ("test", False))
+    return tmp_path / "runs"

@@ -21,7 +21,6 @@ from fig_analysis_records import (
     written_files,
 )
 
-from gal_suite import records
 from gal_suite.fig8 import render_fig8
 from gal_suite.fig_analysis import NoRunsError
 from gal_suite.figures import render_figure
@@ -130,10 +129,8 @@ def test_fig8_policies_line10_and_g_beats_grad(analysis_runs: Path, tmp_path: Pa
     assert "failed outside figure: 3" in md  # gal+alpha=1 seed 2 and the two noise runs
 
 
-def test_fig8_line10_differs_and_nan_g_beats_grad(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(records, "git_info", lambda: ("test", False))
-    root = tmp_path / "runs"
+def test_fig8_line10_differs_and_nan_g_beats_grad(tmp_path: Path, records_root: Path) -> None:
+    root = records_root
     for seed, (b, n) in enumerate([(40.0, 40.0), (41.0, 41.5)]):
         write(root, "ablation", "p2", "sgd", "baseline", seed, b)
         write(root, "ablation", "p2", "sgd", "gal+policy=never", seed, n)

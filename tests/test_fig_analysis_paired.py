@@ -90,10 +90,8 @@ def _policy_runs(root: Path, epochs: int, errs: dict[str, list[float]],
                    accept=accept.get(pol))
 
 
-def test_fig8_coincidence_note_when_no_step_rejected(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(records, "git_info", lambda: ("test", False))
-    root = tmp_path / "runs"
+def test_fig8_coincidence_note_when_no_step_rejected(tmp_path: Path, records_root: Path) -> None:
+    root = records_root
     same = [94.8, 93.7, 94.3]
     _policy_runs(root, 1, {"baseline": [94.8, 93.9, 94.2], "gal": same, "gal+policy=lt": same,
                            "gal+policy=always": same, "gal+policy=never": [94.7, 93.9, 93.9]},
