@@ -4,6 +4,7 @@ Figs. 6, 7 and 8 (Sec. VI-A, VI-D, VI-E/F): ``tests/test_fig_analysis.py`` and
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,3 +144,20 @@ def written_files(out: Path, written: list[Path], n: int) -> None:
         assert path in written and path.stat().st_size > 0
     assert (out / f"fig{n}.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / f"fig{n}.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def fig8_dataset(root: Path, out: Path, profile: str) -> dict[str, Any]:
+    """Fig. 8 rendered from ``root`` into ``out``: the summary JSON's one dataset."""
+    from gal_suite.fig8 import render_fig8
+
+    paths = render_fig8(root, out, profile=profile)
+    [ds] = json.loads(next(p for p in paths if p.suffix == ".json").read_text())["datasets"]
+    return ds
+
+
+def rendered(n: int, root: Path, out: Path) -> dict[str, Any]:
+    """Fig. ``n`` rendered from ``root`` into ``out``: every output written, the summary JSON."""
+    from gal_suite.figures import render_figure
+
+    written_files(out, render_figure(n, root, out), n)
+    return json.loads((out / f"fig{n}.json").read_text())

@@ -17,8 +17,8 @@ from fig_analysis_records import (
     SGD,
     check_point,
     known_diagnostics,
+    rendered,
     write,
-    written_files,
 )
 
 from gal_suite.fig8 import render_fig8
@@ -28,9 +28,7 @@ from gal_suite.figures import render_figure
 
 def test_fig7_points_baselines_and_exclusions(analysis_runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "figures"
-    written = render_figure(7, analysis_runs, out)
-    written_files(out, written, 7)
-    summary = json.loads((out / "fig7.json").read_text())
+    summary = rendered(7, analysis_runs, out)
     assert summary["figure"] == 7 and summary["profile"] == "cpu"
     [ds] = summary["datasets"]
     assert ds["dataset_label"] == LABEL and list(ds["optimizers"]) == ["sgd", "lookahead_sgd"]
@@ -91,9 +89,7 @@ def test_fig7_points_baselines_and_exclusions(analysis_runs: Path, tmp_path: Pat
 
 def test_fig8_policies_line10_and_g_beats_grad(analysis_runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "figures"
-    written = render_figure(8, analysis_runs, out)
-    written_files(out, written, 8)
-    summary = json.loads((out / "fig8.json").read_text())
+    summary = rendered(8, analysis_runs, out)
     [ds] = summary["datasets"]
     check_point(ds["baseline"], SGD["baseline"])
     pol = {p["policy"]: p for p in ds["policies"]}
@@ -153,9 +149,7 @@ def test_fig8_line10_differs_and_nan_g_beats_grad(tmp_path: Path, records_root: 
 
 def test_fig6_remainder_and_cosine(analysis_runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "figures"
-    written = render_figure(6, analysis_runs, out)
-    written_files(out, written, 6)
-    summary = json.loads((out / "fig6.json").read_text())
+    summary = rendered(6, analysis_runs, out)
     assert [p["panel"] for p in summary["panels"]] == [f"table1/{DS}", f"ablation/{DS}"]
     t1, ab = summary["panels"]
     assert list(t1["lines"]) == ["sgd", "lookahead_sgd"] and t1["task_label"] == "Table I"

@@ -14,12 +14,12 @@ import pytest
 from fig_analysis_records import (
     EPOCHS,
     SGD,
+    fig8_dataset,
     known_diagnostics,
     write,
 )
 
 from gal_suite import records
-from gal_suite.fig8 import render_fig8
 from gal_suite.figures import render_figure
 from gal_suite.stats import ci_paired_diff
 
@@ -96,9 +96,7 @@ def test_fig8_coincidence_note_when_no_step_rejected(tmp_path: Path, records_roo
     _policy_runs(root, 1, {"baseline": [94.8, 93.9, 94.2], "gal": same, "gal+policy=lt": same,
                            "gal+policy=always": same, "gal+policy=never": [94.7, 93.9, 93.9]},
                  {"leq": 1.0, "lt": 1.0, "always": 1.0, "never": 0.0})
-    paths = render_fig8(root, tmp_path / "out", profile="one")
-    summary = json.loads(next(p for p in paths if p.suffix == ".json").read_text())
-    [ds] = summary["datasets"]
+    ds = fig8_dataset(root, tmp_path / "out", "one")
     co = ds["coincide"]
     assert co["policies"] == ["leq", "lt", "always"] and co["same_errors"] is True
     assert co["note"].startswith("line 7 (≤), line 7 (<), line 8 coincide: no step was rejected")
