@@ -46,7 +46,7 @@ def contrast_stats(a: pd.DataFrame, b: pd.DataFrame, metric: str, higher_is_bett
     """``{"n", "mean", "ci", "p", "direction"}`` of ``b − a`` on ``metric``, paired by seed."""
     d = gs.paired_diffs(gs.by_seed(a, metric), gs.by_seed(b, metric))
     n = int(len(d))
-    ci = gs.t_interval(d) if n >= 2 else (math.nan, math.nan)
+    ci = gs.t_interval(d)  # (nan, nan) below 2 pairs
     p = math.nan
     if n >= 2:
         from scipy import stats as st
