@@ -23,7 +23,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -41,10 +41,15 @@ from experiments.common import (
 from experiments.engine import unwrap
 from experiments.gal_settings import gal_from_settings
 from experiments.image_data import DataError, cache_dir
-from experiments.runner import RunRequest, Selector, Task, run_task, task_main
+from experiments.runner import Selector, Task
 from gal_suite.config import ConfigError
 from gal_suite.records import RunWriter
 from gal_suite.vocab.methods import DETECTION_METHODS, gal_overrides
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from experiments.runner import RunOptions
 
 __all__ = ["TASK", "RunSpec", "METHODS", "load_data", "plan_runs", "run_one", "run_table", "main"]
 
@@ -310,27 +315,17 @@ TASK = Task(
 
 def run_table(profile: str = "cpu", seeds: int | Sequence[int] | None = None,
               models: Sequence[str] | None = None, methods: Sequence[str] | None = None,
-              dataset: str | None = None, runs_root: str | os.PathLike[str] = DEFAULT_RUNS_ROOT,
-              overrides: Mapping[str, Any] | None = None,
-              config_path: str | os.PathLike[str] = CONFIG_PATH, progress: bool = True,
-              retry_failed: bool = False, jobs: int = 1, launcher: str = "local",
-              threads: int | None = None, slurm: Mapping[str, Any] | None = None,
-              rerun_stale: bool = False) -> dict[str, int]:
+              dataset: str | None = None, **options: Unpack[RunOptions]) -> dict[str, int]:
     """Run the missing runs of Table IV; returns counts ``{"complete", "failed", "skipped"}``
     (:func:`experiments.runner.run_task` with :data:`TASK`). A finished run made with other
     settings is refused (:class:`experiments.common.StaleRuns`, naming the differing keys)
     unless ``rerun_stale``, which sets it aside and runs it again."""
-    return run_task(TASK, RunRequest(
-        profile=profile, seeds=seeds,
-        selection={"models": models, "methods": methods, "dataset": dataset},
-        runs_root=runs_root, overrides=overrides, config_path=config_path, progress=progress,
-        retry_failed=retry_failed, rerun_stale=rerun_stale, jobs=jobs, launcher=launcher,
-        threads=threads, slurm=slurm))
+    return TASK.run(profile, seeds, {"models": models, "methods": methods, "dataset": dataset},
+                    **options)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point (``python -m detr_gal.run``)."""
-    return task_main(TASK, argv)
+#: command line entry point (``python -m detr_gal.run``)
+main = TASK.main
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from experiments.classification_plan import METHODS, OPTIMIZERS, TABLES, plan_name, plan_runs
 from experiments.classification_setup import build_run, check_world, lr_lambda
@@ -65,10 +65,15 @@ from experiments.engine import evaluate, make_criterion, train_one_epoch, unwrap
 from experiments.image_data import DataError, ImageSet, check_pair, load_split
 from experiments.launch import LaunchError
 from experiments.models import count_parameters
-from experiments.runner import RunRequest, Selector, Task, run_task, task_main
+from experiments.runner import Selector, Task
 from experiments.until_decided import run_until_decided
 from gal_suite.config import ConfigError, load_config
 from gal_suite.records import RunWriter
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from experiments.runner import RunOptions, RunRequest
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_PATH = REPO / "experiments" / "configs" / "cifar.yaml"
@@ -283,13 +288,8 @@ TASK = Task(
 
 def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int] | None = None,
               optimizers: Sequence[str] | None = None, methods: Sequence[str] | None = None,
-              dataset: str | None = None, runs_root: str | os.PathLike[str] = DEFAULT_RUNS_ROOT,
-              overrides: Mapping[str, Any] | None = None,
-              config_path: str | os.PathLike[str] | None = None, progress: bool = True,
-              retry_failed: bool = False, jobs: int = 1, launcher: str = "local",
-              threads: int | None = None,
-              slurm: Mapping[str, Any] | None = None,
-              models: Sequence[str] | None = None, rerun_stale: bool = False) -> dict[str, int]:
+              dataset: str | None = None, models: Sequence[str] | None = None,
+              **options: Unpack[RunOptions]) -> dict[str, int]:
     """Run the missing runs of Table ``table``; returns counts ``{"complete", "failed", "skipped"}``.
 
     :func:`experiments.runner.run_task` with :data:`TASK`. ``config_path`` None:
@@ -300,18 +300,12 @@ def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int]
     (:class:`experiments.common.StaleRuns`, naming the differing keys) unless ``rerun_stale``,
     which sets it aside and runs it again.
     """
-    selection = {"table": table, "optimizers": optimizers, "methods": methods, "models": models,
-                 "dataset": dataset}
-    return run_task(TASK, RunRequest(
-        profile=profile, seeds=seeds, selection=selection, runs_root=runs_root,
-        overrides=overrides, config_path=config_path, progress=progress,
-        retry_failed=retry_failed, rerun_stale=rerun_stale, jobs=jobs, launcher=launcher,
-        threads=threads, slurm=slurm))
+    return TASK.run(profile, seeds, {"table": table, "optimizers": optimizers, "methods": methods,
+                                     "models": models, "dataset": dataset}, **options)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point (``python -m experiments.classification``)."""
-    return task_main(TASK, argv)
+#: command line entry point (``python -m experiments.classification``)
+main = TASK.main
 
 
 if __name__ == "__main__":

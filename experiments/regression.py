@@ -40,7 +40,7 @@ import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -67,13 +67,18 @@ from experiments.regression_data import (
     regression_metrics,
 )
 from experiments.regression_spec import CONFIG_PATH, RunSpec, record_config, run_settings
-from experiments.runner import RunRequest, Selector, Task, run_task, task_main
+from experiments.runner import Selector, Task
 from gal import GradientAdjuster
 from gal.optim import build_optimizer
 from gal_suite.config import load_config
 from gal_suite.records import RunWriter
 from gal_suite.vocab.methods import METHODS as METHOD_VOCAB
 from gal_suite.vocab.methods import REGRESSION_METHODS
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from experiments.runner import RunOptions
 
 DEFAULT_RUNS_ROOT = Path("results/runs/table5")
 #: Table V's methods (gal_suite.vocab.methods): trained here with torch, or references (scikit-learn)
@@ -318,23 +323,10 @@ TASK = Task(
 )
 
 
-def run_table(
-    profile: str = "cpu",
-    seeds: int | Sequence[int] | None = None,
-    datasets: Sequence[str] | None = None,
-    variants: Sequence[str] | None = None,
-    methods: Sequence[str] | None = None,
-    runs_root: str | os.PathLike[str] = DEFAULT_RUNS_ROOT,
-    overrides: Mapping[str, Any] | None = None,
-    config_path: str | os.PathLike[str] = CONFIG_PATH,
-    progress: bool = True,
-    retry_failed: bool = False,
-    jobs: int = 1,
-    launcher: str = "local",
-    threads: int | None = None,
-    slurm: Mapping[str, Any] | None = None,
-    rerun_stale: bool = False,
-) -> dict[str, int]:
+def run_table(profile: str = "cpu", seeds: int | Sequence[int] | None = None,
+              datasets: Sequence[str] | None = None, variants: Sequence[str] | None = None,
+              methods: Sequence[str] | None = None,
+              **options: Unpack[RunOptions]) -> dict[str, int]:
     """Run the missing runs of Table V; returns counts ``{"complete", "failed", "skipped"}``.
 
     :func:`experiments.runner.run_task` with :data:`TASK`: the missing runs go to
@@ -344,17 +336,12 @@ def run_table(
     (:class:`experiments.common.StaleRuns`, naming the differing keys) unless ``rerun_stale``,
     which sets it aside and runs it again.
     """
-    return run_task(TASK, RunRequest(
-        profile=profile, seeds=seeds,
-        selection={"datasets": datasets, "variants": variants, "methods": methods},
-        runs_root=runs_root, overrides=overrides, config_path=config_path, progress=progress,
-        retry_failed=retry_failed, rerun_stale=rerun_stale, jobs=jobs, launcher=launcher,
-        threads=threads, slurm=slurm))
+    return TASK.run(profile, seeds,
+                    {"datasets": datasets, "variants": variants, "methods": methods}, **options)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point (``python -m experiments.regression``)."""
-    return task_main(TASK, argv)
+#: command line entry point (``python -m experiments.regression``)
+main = TASK.main
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from experiments.common import ResumeMismatch, csv_list, init_distributed, set_threads
 from experiments.launch import (
@@ -44,7 +44,10 @@ from experiments.launch import (
 from experiments.stale_runs import pending, stale_keys
 from gal_suite.config import ConfigError, load_config, parse_overrides
 
-__all__ = ["RunRequest", "Selector", "Task", "add_run_arguments", "run_specs", "run_task",
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["RunOptions", "RunRequest", "Selector", "Task", "add_run_arguments", "run_specs", "run_task",
            "task_main"]
 
 #: arguments a task's ``run_one`` may take besides ``(spec, cfg, runs_root)`` (``Task.job_options``)
@@ -115,6 +118,34 @@ class Task:
 
     def config_for(self, selection: Mapping[str, Any]) -> Path:
         return self.config_path(selection) if callable(self.config_path) else self.config_path
+
+    def run(self, profile: str, seeds: int | Sequence[int] | None, selection: Mapping[str, Any],
+            **options: Unpack[RunOptions]) -> dict[str, int]:
+        """:func:`run_task` for ``profile``, ``seeds`` and ``selection`` (a runner's
+        ``run_table``); ``options`` are :class:`RunRequest`'s other fields."""
+        return run_task(self, RunRequest(profile=profile, seeds=seeds, selection=selection,
+                                         **options))
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        """The runner's command line (:func:`task_main`)."""
+        return task_main(self, argv)
+
+
+class RunOptions(TypedDict, total=False):
+    """How a runner's ``run_table`` runs: :class:`RunRequest`'s fields besides profile, seeds
+    and selection (same meanings and defaults)."""
+
+    runs_root: str | os.PathLike[str] | None
+    overrides: Mapping[str, Any] | None
+    config_path: str | os.PathLike[str] | None
+    progress: bool
+    retry_failed: bool
+    rerun_stale: bool
+    force: bool
+    jobs: int
+    launcher: str
+    threads: int | None
+    slurm: Mapping[str, Any] | None
 
 
 @dataclasses.dataclass

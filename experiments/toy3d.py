@@ -33,15 +33,20 @@ import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
 
 from experiments.common import check_choice, stale_keys
 from experiments.launch import CLAIM_NAME
-from experiments.runner import RunRequest, Selector, Task, run_task, task_main
+from experiments.runner import Selector, Task
 from gal_suite.config import load_config, parse_overrides
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from experiments.runner import RunOptions
 
 CONFIG_PATH = Path(__file__).resolve().parent / "configs" / "toy3d.yaml"
 ARMS = ("baseline", "gal")
@@ -345,23 +350,10 @@ TASK = Task(
 )
 
 
-def run_table(
-    profile: str = "cpu",
-    runs_root: str | os.PathLike[str] = Path("results/runs"),
-    overrides: Sequence[str] = (),
-    config_path: str | os.PathLike[str] = CONFIG_PATH,
-    conventions: Iterable[str] | None = None,
-    optimizers: Iterable[str] | None = None,
-    arms: Iterable[str] | None = None,
-    seeds: int | None = None,
-    force: bool = False,
-    progress: bool = True,
-    jobs: int = 1,
-    launcher: str = "local",
-    threads: int | None = None,
-    slurm: Mapping[str, Any] | None = None,
-    rerun_stale: bool = False,
-) -> dict[str, int]:
+def run_table(profile: str = "cpu", seeds: int | None = None,
+              conventions: Iterable[str] | None = None, optimizers: Iterable[str] | None = None,
+              arms: Iterable[str] | None = None, overrides: Sequence[str] = (),
+              **options: Unpack[RunOptions]) -> dict[str, int]:
     """Run the missing runs of Fig. 4 (Sec. IV-D); returns counts ``complete``, ``failed``,
     ``skipped`` (finished with the same config).
 
@@ -370,19 +362,13 @@ def run_table(
     differing keys) unless ``rerun_stale`` (it is set aside to ``<run>.stale`` and run again);
     ``force`` re-runs every run. ``overrides`` are ``a.b=value`` strings.
     """
-    return run_task(TASK, RunRequest(
-        profile=profile, seeds=seeds,
-        selection={"conventions": None if conventions is None else list(conventions),
-                   "optimizers": None if optimizers is None else list(optimizers),
-                   "arms": None if arms is None else list(arms)},
-        runs_root=runs_root, overrides=parse_overrides(list(overrides)), config_path=config_path,
-        progress=progress, rerun_stale=rerun_stale, force=force, jobs=jobs, launcher=launcher,
-        threads=threads, slurm=slurm))
+    selection = {"conventions": conventions, "optimizers": optimizers, "arms": arms}
+    return TASK.run(profile, seeds, {k: None if v is None else list(v) for k, v in selection.items()},
+                    overrides=parse_overrides(list(overrides)), **options)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: run the missing Fig. 4 runs (Sec. IV-D) and write their records."""
-    return task_main(TASK, argv)
+#: CLI: run the missing Fig. 4 runs (Sec. IV-D) and write their records
+main = TASK.main
 
 
 if __name__ == "__main__":
