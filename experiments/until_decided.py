@@ -76,9 +76,9 @@ def run_until_decided(table: int | str, run_table: Callable[..., Mapping[str, in
     ``max_seeds`` pairs are reached; returns ``{optimizer: stopping reason}``.
 
     ``plan``: the runner's plan of one seed of the rows (its specs give each row's directory,
-    ``spec.run_dir(runs_root)``); ``run_table(table, profile, n, optimizers, methods, dataset,
-    runs_root, overrides, config_path, progress=..., **launch)`` runs the missing runs of seeds
-    0..n-1."""
+    ``spec.run_dir(runs_root)``); ``run_table(table, profile, n, optimizers=..., methods=...,
+    dataset=..., runs_root=..., overrides=..., config_path=..., progress=..., **launch)`` runs
+    the missing runs of seeds 0..n-1."""
     if str(table) not in ("1", "2"):
         raise ConfigError(f"--until-decided is for Tables 1 and 2, not {table}")
     t = int(table)
@@ -99,8 +99,9 @@ def run_until_decided(table: int | str, run_table: Callable[..., Mapping[str, in
         if not need:
             return reasons
         for n, opts in sorted(need.items()):
-            c = run_table(t, profile, n, opts, ["baseline", "gal"], dataset, runs_root, overrides,
-                          config_path, progress=progress, **launch)
+            c = run_table(t, profile, n, optimizers=opts, methods=["baseline", "gal"],
+                          dataset=dataset, runs_root=runs_root, overrides=overrides,
+                          config_path=config_path, progress=progress, **launch)
             for opt in opts:
                 dec = row_decision(rows[opt], t, opt, design)
                 if dec.next_n == n:  # seeds 0..n-1 ran, yet fewer than n complete pairs

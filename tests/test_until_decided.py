@@ -30,8 +30,9 @@ def _fake_runs(root, calls, effects):
     """A run_table stand-in that writes complete records of seeds 0..n-1 (missing ones only):
     baseline ~ 24% error with a large seed spread, GAL = baseline·(1 + effect) + small noise."""
 
-    def run_table(table, profile, n, opts, methods, dataset, runs_root, overrides, config_path,
-                  progress=True, **launch):
+    def run_table(table, profile, n, *, optimizers, methods, dataset, runs_root, overrides,
+                  config_path, progress=True, **launch):
+        opts = optimizers
         calls.append((n, tuple(opts)))
         for opt in opts:
             for s in range(n):
