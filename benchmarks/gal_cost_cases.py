@@ -160,13 +160,16 @@ def sync(device: torch.device) -> None:
 
 
 def compile_setting(device: torch.device) -> bool | dict[str, Any]:
-    """``compile_step`` of the ``gal_compiled`` arm: inductor, with its C++ wrapper on CPU.
+    """``compile_step`` of the ``gal_compiled`` arm: inductor, with its C++ wrapper on CPU;
+    on CUDA inductor's ``reduce-overhead`` mode, which replays GAL's compiled step from one CUDA
+    graph per batch shape (:class:`gal.cuda_graph.GraphReplay`: one graph launch instead of
+    about a hundred kernel launches per step).
 
     Through TorchDynamo the wrapper halved the compiled call's fixed cost (175 vs 290 us per
     Table V boston step); for the graph :class:`gal.compiled_step.TracedStep` hands to inductor
     directly the two cost the same (1.92 vs 1.96 ms per boston step, interleaved), and the
     wrapper compiles faster here (3.5 vs 7.9 s)."""
-    return {"options": {"cpp_wrapper": True}} if device.type == "cpu" else True
+    return {"options": {"cpp_wrapper": True}} if device.type == "cpu" else {"mode": "reduce-overhead"}
 
 
 def make_adjuster(case: Case, device: torch.device, **kw: Any) -> GradientAdjuster:

@@ -9,15 +9,18 @@ Steps, in order (each one time-bounded with coreutils ``timeout``; a failing or 
 is recorded in the report and the others still run):
 
 * ``env``: torch, CUDA, cuDNN, the GPU's name and memory;
-* ``tests_cuda``: the CUDA tests (``pytest -k cuda`` over tests/test_core_step.py and
-  tests/test_gal_cost.py: no host sync inside GAL's step on CUDA);
+* ``tests_cuda``: the CUDA tests (``pytest -k cuda`` over tests/test_core_step.py,
+  tests/test_gal_cost.py and tests/test_cuda_graph.py: no host sync inside GAL's step on CUDA,
+  the CUDA-graph replay of the compiled step equals the eager step);
 * ``table1``: Table I's ``paper`` profile (EfficientNet-B1 at 224 px, batch 320, SGD, AMP fp16 +
   GradScaler, channels-last, no pretrained weights) for 1 epoch on a fixed subset of the CIFAR-10
   JPEG copy: baseline, GAL (alpha 1e-3) and the GAL alpha = 0 control, seeds 0 and 1;
 * ``table1_noise``: the same with the noise adjuster at the same alpha (``gal+adjuster=normal``,
   Eq. 4 scaling: a perturbation of GAL's size without h), the control for GAL's first epoch;
-* ``gal_cost``: ``benchmarks/gal_cost.py --device cuda`` (resnet50, efficientnet_b2 at batch
-  256, 224 px, AMP, channels-last: whole-step overhead, A/A, extra work, FLOP bound, operators);
+* ``gal_cost``: ``benchmarks/gal_cost.py --device cuda --compile`` (resnet50, efficientnet_b2 at
+  batch 256, 224 px, AMP, channels-last: whole-step overhead, A/A, extra work, FLOP bound,
+  operators; beside them the compiled step replayed from a CUDA graph, its overhead and extra
+  work);
 * ``table3``: Table III's ``paper`` recipe under ``torchrun --nproc_per_node 1`` on generated
   ImageNet-shaped data (1000 classes, 256 px decoded, 224 px crops), ResNet-50 and
   EfficientNet-B2, baseline and GAL, about 200 steps each (RandAugment and erasing off: they are

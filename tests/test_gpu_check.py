@@ -25,8 +25,8 @@ def test_dry_run_lists_every_step_and_exits_0(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     cmds = [ln for ln in out.stdout.splitlines() if ln.startswith("$ timeout")]
     text = "\n".join(cmds)
-    for needle in ("-k cuda tests/test_core_step.py tests/test_gal_cost.py",
-                   "benchmarks/gal_cost.py --device cuda",
+    for needle in ("-k cuda tests/test_core_step.py tests/test_gal_cost.py tests/test_cuda_graph.py",
+                   "benchmarks/gal_cost.py --device cuda --compile",
                    "--table 1 --profile paper --dataset cifar10_jpeg",
                    "--methods baseline,gal,gal_alpha0", "model.pretrained=false",
                    "--methods gal+adjuster=normal",

@@ -207,23 +207,35 @@ class TracedStep:
                 except Exception as err:  # noqa: BLE001 - any tracing failure takes the Dynamo path
                     why = f"tracing failed ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
                 else:
-                    return self._compile(gm, inputs)
+                    return self._compile(gm, inputs, n)
         if self._dynamo is None:  # warn once: a detector's targets would warn every batch
             warnings.warn(f"GradientAdjuster(compile_step=...): {why}; compiling the step with "
                           "torch.compile (TorchDynamo) instead", stacklevel=4)
             self._dynamo = torch.compile(functional_batch_step, **self.kwargs)
         return flat_step(self._dynamo)
 
-    def _compile(self, gm: torch.fx.GraphModule, inputs: list[torch.Tensor]) -> Callable[..., Any]:
+    def _compile(self, gm: torch.fx.GraphModule, inputs: list[torch.Tensor],
+                 n_params: int) -> Callable[..., Any]:
+        """``gm`` compiled by the backend. Inductor modes that use CUDA graphs
+        (``reduce-overhead``, ``max-autotune``) compile without inductor's own CUDA graphs and
+        replay the compiled step from one graph per signature on CUDA
+        (:class:`gal.cuda_graph.GraphReplay`, h's ``n_params`` parameters read in place); on
+        the CPU they compile as the other modes."""
         kw = self.kwargs
         backend = kw.get("backend", "inductor")
-        if backend == "inductor":
-            import torch._inductor
+        if backend != "inductor":
+            from torch._dynamo import lookup_backend
 
-            mode = kw.get("mode")
-            options = dict(torch._inductor.list_mode_options(mode)) if mode else {}
-            options.update(kw.get("options") or {})
-            return torch._inductor.compile(gm, inputs, options=options or None)
-        from torch._dynamo import lookup_backend
+            return lookup_backend(backend)(gm, inputs)
+        import torch._inductor
 
-        return lookup_backend(backend)(gm, inputs)
+        mode = kw.get("mode")
+        options = dict(torch._inductor.list_mode_options(mode)) if mode else {}
+        options.update(kw.get("options") or {})
+        graphs = bool(options.pop("triton.cudagraphs", False))
+        fn = torch._inductor.compile(gm, inputs, options=options or None)
+        if not (graphs and inputs[n_params].is_cuda):
+            return fn
+        from gal.cuda_graph import GraphReplay
+
+        return GraphReplay(fn, inputs, [i < n_params for i in range(len(inputs))])

@@ -100,6 +100,9 @@ class GradientAdjuster(nn.Module):
             guards to evaluate. ``False`` (default, eager), ``True`` (inductor), a backend name
             (e.g. ``"aot_eager"``) or a dict of :func:`torch.compile` keyword arguments
             (``backend``, ``mode``, ``options``, e.g. ``{"options": {"cpp_wrapper": True}}``).
+            On CUDA, ``{"mode": "reduce-overhead"}`` replays the compiled step from one CUDA
+            graph per input signature (:class:`gal.cuda_graph.GraphReplay`), so GAL's extra
+            work costs one graph launch instead of about a hundred kernel launches.
             The first step compiles (seconds); a new batch size compiles once more. Pass the
             same ``loss_fn`` object every step (a new function object is a new graph), and do
             not change h's modules after the first step. ``sample`` granularity, distributed
