@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Many paired seeds of Table I's cpu-profile network on one CUDA GPU: the `cpu_cuda` profile (the
-# cpu profile's settings, float32, channels_last; its own rows, never pooled with CPU runs), run
-# until each optimizer row is decided (gal_suite.sequential; looks every DECIDE_BATCH pairs up to
-# MAX_SEEDS) or BUDGET seconds have passed. The finished run records (no checkpoints) are packed
-# into OUT/runs_cpu_cuda.tar.gz, laid out as results/runs (extract with tar -C results/runs -xzf).
+# Many paired seeds on one CUDA GPU, each task on its own CUDA profile (the CPU profile's settings,
+# float32, its own rows: never pooled with CPU runs), under one time budget (BUDGET seconds for
+# the whole list). WHAT, a comma list run in order (default table1):
+#   table1, table2  the cpu profile's network (`cpu_cuda`), until each optimizer row is decided
+#                   (gal_suite.sequential; looks every DECIDE_BATCH pairs up to MAX_SEEDS);
+#   analysis        the analyses of Sec. VI on `analysis_cuda` (Tables VI, VIII, Figs. 7, 8);
+#   table4          the DETR stand-in on `cpu_cuda` (Conditional DETR, baseline, GAL, controls).
+# The finished run records (no checkpoints) are packed into OUT/runs_cuda.tar.gz, laid out as
+# results/runs (extract with tar -C results/runs -xzf).
 #
-#   GAL_SHARED_DATA=.gpu_data bash benchmarks/gpu_seed_batch.sh [OUT]    (env: JOBS, BUDGET, ...)
-#   bash benchmarks/gpu_seed_batch.sh --dry-run                         (the command, no run)
+#   GAL_SHARED_DATA=.gpu_data bash benchmarks/gpu_seed_batch.sh [OUT]    (env: WHAT, JOBS, BUDGET, ...)
+#   bash benchmarks/gpu_seed_batch.sh --dry-run                         (the commands, no run)
 #
 # Needs what benchmarks/gpu_check.sh needs (torch with CUDA, pytorch_optimizer as a wheel on
-# PYTHONPATH); without .git a bundle at .gpu_data/repo.bundle restores the commit for provenance.
+# PYTHONPATH; transformers and pycocotools for table4); without .git a bundle at
+# .gpu_data/repo.bundle restores the commit for provenance.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -19,13 +24,25 @@ JOBS=${JOBS:-12}
 BUDGET=${BUDGET:-270}
 MAX_SEEDS=${MAX_SEEDS:-60}
 DECIDE_BATCH=${DECIDE_BATCH:-10}
-TABLE=${TABLE:-1}
+WHAT=${WHAT:-table1}
 RUNS=${RUNS:-/tmp/gal_gpu_runs}
 PY=${PYTHON:-python3}
-CMD=("$PY" -m experiments.classification --table "$TABLE" --profile cpu_cuda --until-decided
-     --max-seeds "$MAX_SEEDS" --decide-batch "$DECIDE_BATCH" --jobs "$JOBS" --threads 1
-     --runs-root "$RUNS" --no-progress)
-if [ "$DRY" = 1 ]; then echo "timeout -k 10 $BUDGET ${CMD[*]}"; exit 0; fi
+COMMON=(--jobs "$JOBS" --threads 1 --runs-root "$RUNS" --no-progress)
+command_of() {  # the command line of one WHAT item
+  case "$1" in
+    table1|table2) echo "$PY -m experiments.classification --table ${1#table} --profile cpu_cuda" \
+      "--until-decided --max-seeds $MAX_SEEDS --decide-batch $DECIDE_BATCH ${COMMON[*]}" ;;
+    analysis) echo "$PY -m experiments.classification --table ablation --profile analysis_cuda ${COMMON[*]}" ;;
+    table4) echo "$PY -m detr_gal.run --profile cpu_cuda ${COMMON[*]}" ;;
+    *) echo "unknown WHAT item '$1' (table1, table2, analysis, table4)" >&2; return 2 ;;
+  esac
+}
+IFS=, read -r -a ITEMS <<< "$WHAT"
+for item in "${ITEMS[@]}"; do command_of "$item" >/dev/null; done
+if [ "$DRY" = 1 ]; then
+  for item in "${ITEMS[@]}"; do echo "timeout -k 10 <budget left> $(command_of "$item")"; done
+  exit 0
+fi
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD/src:$PWD"
 export GAL_SHARED_DATA="${GAL_SHARED_DATA:-.gpu_data}" GAL_CACHE="${GAL_CACHE:-$HOME/.cache/gal}"
 if [ -f .gpu_data/repo.bundle ]; then  # the bundle names the commit these files were sent from
@@ -36,8 +53,13 @@ fi
 echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown); dirty: $(git status --porcelain -- . ':(exclude)results' 2>/dev/null | wc -l) files"
 mkdir -p "$OUT" "$RUNS"
 t0=$(date +%s)
-rc=0
-timeout -k 10 "$BUDGET" "${CMD[@]}" || rc=$?
-echo "batch exit $rc after $(( $(date +%s) - t0 )) s (124 = budget reached; finished runs are kept)"
-tar -C "$RUNS" --exclude='*.partial' --exclude='checkpoint*' --exclude='*.lock' -czf "$OUT/runs_cpu_cuda.tar.gz" .
-echo "runs: $(find "$RUNS" -name status.json -not -path '*.partial*' | wc -l) finished -> $OUT/runs_cpu_cuda.tar.gz"
+for item in "${ITEMS[@]}"; do
+  left=$(( BUDGET - ($(date +%s) - t0) ))
+  if [ "$left" -le 10 ]; then echo "$item: skipped, no time left in the budget"; continue; fi
+  rc=0
+  # shellcheck disable=SC2046  # the command line is split into words on purpose
+  timeout -k 10 "$left" $(command_of "$item") || rc=$?
+  echo "$item: exit $rc after $(( $(date +%s) - t0 )) s (124 = budget reached; finished runs are kept)"
+done
+tar -C "$RUNS" --exclude='*.partial' --exclude='checkpoint*' --exclude='*.lock' -czf "$OUT/runs_cuda.tar.gz" .
+echo "runs: $(find "$RUNS" -name status.json -not -path '*.partial*' | wc -l) finished -> $OUT/runs_cuda.tar.gz"

@@ -134,3 +134,34 @@ def test_gpu_seed_batch_runs_the_cpu_profile_as_its_own_profile():
     skip = {"amp", "channels_last"}
     assert {k: v for k, v in cuda["train"].items() if k not in skip} == {
         k: v for k, v in cpu["train"].items() if k not in skip}
+
+
+def test_gpu_seed_batch_runs_each_task_on_its_cuda_profile():
+    """WHAT=table1,analysis,table4: one command per item in order, each on a CUDA profile whose
+    settings are the CPU profile's except the device, the scheduler's resources and autocast
+    (off, as on the CPU); an unknown item is refused before anything runs."""
+    import subprocess
+
+    from detr_gal.run import CONFIG_PATH as DETR_CONFIG
+    from experiments.classification import config_for
+    from gal_suite.config import load_config
+
+    env = {**os.environ, "WHAT": "table1,analysis,table4"}
+    out = subprocess.run(["bash", "benchmarks/gpu_seed_batch.sh", "--dry-run"], capture_output=True,
+                         text=True, check=True, env=env, cwd=REPO).stdout.splitlines()
+    assert len(out) == 3
+    assert "--table 1 --profile cpu_cuda --until-decided" in out[0]
+    assert "--table ablation --profile analysis_cuda" in out[1]
+    assert "-m detr_gal.run --profile cpu_cuda" in out[2]
+    bad = subprocess.run(["bash", "benchmarks/gpu_seed_batch.sh", "--dry-run"], capture_output=True,
+                         text=True, env={**os.environ, "WHAT": "table1,tabel4"}, cwd=REPO)
+    assert bad.returncode == 2 and "unknown WHAT item 'tabel4'" in bad.stderr
+    for path, cpu_name, cuda_name in ((config_for("ablation"), "analysis", "analysis_cuda"),
+                                      (DETR_CONFIG, "cpu", "cpu_cuda")):
+        cpu, cuda = load_config(path, cpu_name, {}), load_config(path, cuda_name, {})
+        assert cuda["device"] == "cuda"
+        assert cuda["train"].get("amp", False) is False
+        for key in set(cpu) - {"device", "slurm", "train"}:
+            assert cuda[key] == cpu[key], (cuda_name, key)
+        assert {k: v for k, v in cuda["train"].items() if k != "amp"} == {
+            k: v for k, v in cpu["train"].items() if k != "amp"}
