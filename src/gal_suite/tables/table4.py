@@ -179,7 +179,7 @@ TABLE4 = TableSpec(
     record_filter={"task": "detection", "table": "4"},
     required_columns=("dataset", "model_key", "method"),
     groups=(
-        GroupKey("profile", "Profile", preferred=("paper", "cpu", "cpu_plain_detr", "smoke")),
+        GroupKey("profile", "Profile", preferred=("paper", "cpu", "cpu_cuda", "cpu_plain_detr", "smoke")),
         GroupKey("dataset", "Dataset", preferred=("coco", "shapes", "coco_tiny"), label_column="dataset_label"),
         GroupKey("model_key", "Model", preferred=("detr_r50", "detr_r101", "detr_small"),
                  label_column="model_label"),
