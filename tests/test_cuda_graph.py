@@ -62,16 +62,35 @@ def test_replay_reads_new_inputs_and_parameters_in_place() -> None:
             torch.testing.assert_close(o, w, rtol=0, atol=0)
 
 
-def test_replay_copies_a_replaced_parameter_and_checks_arity() -> None:
+def test_replay_recaptures_on_a_replaced_parameter_and_checks_arity() -> None:
     p = torch.ones(3)
     z, y, eta = torch.ones(2, 3), torch.tensor([1, 2]), torch.tensor(0.5)
     rep = GraphReplay(step, (p, z, y, eta), [True, False, False, False], capture=ReplayOnBuffers())
-    q = torch.full((3,), 2.0)  # a new parameter tensor (e.g. after .to()): copied into the buffer
+    q = torch.full((3,), 2.0)  # a new parameter tensor (p.data = ..., assign=True): captured again
     torch.testing.assert_close(rep(q, z, y, eta)[0], q * z + eta)
+    assert rep.captures == 2 and rep.static[0].data_ptr() == q.data_ptr()
+    torch.testing.assert_close(p, torch.ones(3))  # the old storage is never written
     with pytest.raises(TypeError, match="expected 4 tensors"):
         rep(q, z, y)
     with pytest.raises(ValueError, match="in_place has 2 flags"):
         GraphReplay(step, (p, z, y, eta), [True, False], capture=ReplayOnBuffers())
+
+
+def test_replay_buffers_keep_strides_and_a_failed_capture_runs_uncaptured() -> None:
+    p, y, eta = torch.ones(3), torch.tensor([1, 2]), torch.tensor(0.5)
+    wide = torch.arange(12.0).reshape(2, 6)
+    z = wide[:, :3]  # a non-dense view: the compiled step is specialised to its strides
+    rep = GraphReplay(step, (p, z, y, eta), [True, False, False, False], capture=ReplayOnBuffers())
+    assert rep.static[1].stride() == z.stride() == (6, 1)
+    torch.testing.assert_close(rep(p, z, y, eta)[0], p * z + eta)
+
+    def broken(fn, inputs):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    with pytest.warns(UserWarning, match="capture failed"):
+        rep = GraphReplay(step, (p, z, y, eta), [True, False, False, False], capture=broken)
+    for o, w in zip(rep(p, z + 1, y, eta), step(p, z + 1, y, eta), strict=True):
+        torch.testing.assert_close(o, w, rtol=0, atol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -141,3 +160,39 @@ def test_cuda_graph_modes_on_cpu_compile_without_inductor_graphs(monkeypatch) ->
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
     train({"mode": "reduce-overhead"})
     assert seen[-1] is None  # no options left once inductor's CUDA graphs are taken out
+
+
+def test_dynamo_fallback_turns_inductor_cuda_graphs_off(monkeypatch) -> None:
+    """Where the step cannot be traced (here: h has a buffer) it goes through torch.compile; a
+    CUDA-graph mode reaches it as inductor options without ``triton.cudagraphs`` (inductor's
+    graphs would overwrite a step's outputs on the next step). torch.compile is replaced by the
+    function itself, so the step equals the eager one."""
+    seen = []
+
+    def fake_torch_compile(fn, **kw):
+        seen.append(kw)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_torch_compile)
+
+    def h_with_buffer():
+        h = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+        h.register_buffer("calls", torch.zeros(()))
+        return h.double()
+
+    def train(compile_step):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 3).double()
+        adj = GradientAdjuster(3, h=h_with_buffer(), alpha=0.3, beta=2.0, seed=1,
+                               compile_step=compile_step).double()
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+        y = torch.randint(0, 3, (6,), generator=gen)
+        s = adj.backward(model(x), y, F.cross_entropy, lr=0.1)
+        return torch.stack(list(s.as_dict().values()))
+
+    eager = train(False)
+    with pytest.warns(UserWarning, match="h has buffers"):
+        compiled = train({"mode": "reduce-overhead"})
+    assert seen == [{"options": {}}]
+    torch.testing.assert_close(compiled, eager, rtol=1e-12, atol=1e-15, equal_nan=True)

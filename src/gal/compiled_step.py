@@ -211,7 +211,11 @@ class TracedStep:
         if self._dynamo is None:  # warn once: a detector's targets would warn every batch
             warnings.warn(f"GradientAdjuster(compile_step=...): {why}; compiling the step with "
                           "torch.compile (TorchDynamo) instead", stacklevel=4)
-            self._dynamo = torch.compile(functional_batch_step, **self.kwargs)
+            kw = dict(self.kwargs)
+            if kw.get("backend", "inductor") == "inductor" and (kw.get("mode") or kw.get("options")):
+                # no inductor CUDA graphs here: they overwrite a call's outputs on the next call
+                kw["options"], _ = _inductor_options(kw.pop("mode", None), kw.get("options"))
+            self._dynamo = torch.compile(functional_batch_step, **kw)
         return flat_step(self._dynamo)
 
     def _compile(self, gm: torch.fx.GraphModule, inputs: list[torch.Tensor],
@@ -229,13 +233,22 @@ class TracedStep:
             return lookup_backend(backend)(gm, inputs)
         import torch._inductor
 
-        mode = kw.get("mode")
-        options = dict(torch._inductor.list_mode_options(mode)) if mode else {}
-        options.update(kw.get("options") or {})
-        graphs = bool(options.pop("triton.cudagraphs", False))
+        options, graphs = _inductor_options(kw.get("mode"), kw.get("options"))
         fn = torch._inductor.compile(gm, inputs, options=options or None)
-        if not (graphs and inputs[n_params].is_cuda):
-            return fn
+        device = inputs[n_params].device
+        if not (graphs and device.type == "cuda" and all(t.device == device for t in inputs)):
+            return fn  # on the CPU, or an input elsewhere (a CPU lr is read once by a graph)
         from gal.cuda_graph import GraphReplay
 
         return GraphReplay(fn, inputs, [i < n_params for i in range(len(inputs))])
+
+
+def _inductor_options(mode: str | None, options: Mapping[str, Any] | None,
+                      ) -> tuple[dict[str, Any], bool]:
+    """Inductor's options for ``mode`` plus ``options``, without inductor's own CUDA graphs
+    (``triton.cudagraphs``), and whether they asked for CUDA graphs."""
+    import torch._inductor
+
+    out = dict(torch._inductor.list_mode_options(mode)) if mode else {}
+    out.update(options or {})
+    return out, bool(out.pop("triton.cudagraphs", False))
