@@ -101,17 +101,17 @@ def test_cuda_graph_compiled_step_matches_eager() -> None:
     def train(compile_step):
         dev = torch.device("cuda")
         torch.manual_seed(0)
-        model = torch.nn.Linear(4, 3).to(dev)
+        model = torch.nn.Linear(4, 3).double().to(dev)
         adj = GradientAdjuster(3, arch=(8, 4), alpha=0.3, beta=2.0, seed=1,
-                               compile_step=compile_step).to(dev)
+                               compile_step=compile_step).double().to(dev)
         opt = torch.optim.SGD([*model.parameters(), *adj.parameters()], lr=0.1)
         gen = torch.Generator().manual_seed(0)
         stats = []
         for i, n in enumerate((6, 6, 6, 6, 5)):
-            x = torch.randn(n, 4, generator=gen).to(dev)
+            x = torch.randn(n, 4, generator=gen, dtype=torch.float64).to(dev)
             y = torch.randint(0, 3, (n,), generator=gen).to(dev)
             s = adj.backward(model(x), y, F.cross_entropy, lr=0.1 / (i + 1))
-            stats.append(torch.stack([v.float() for v in s.as_dict().values()]))
+            stats.append(torch.stack([v.double() for v in s.as_dict().values()]))
             opt.step()
             opt.zero_grad()
         params = torch.cat([p.detach().reshape(-1) for g in opt.param_groups for p in g["params"]])
@@ -120,8 +120,8 @@ def test_cuda_graph_compiled_step_matches_eager() -> None:
     se, pe, _ = train(False)
     sc, pc, adj = train({"mode": "reduce-overhead"})
     assert any(type(f).__name__ == "GraphReplay" for f in adj._compiled.entries.values())
-    torch.testing.assert_close(sc, se, rtol=1e-4, atol=1e-6, equal_nan=True)
-    torch.testing.assert_close(pc, pe, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(sc, se, rtol=1e-10, atol=1e-13, equal_nan=True)
+    torch.testing.assert_close(pc, pe, rtol=1e-10, atol=1e-13)
 
 
 def test_cuda_graph_modes_on_cpu_compile_without_inductor_graphs(monkeypatch) -> None:
