@@ -10,11 +10,26 @@ import torch.nn.functional as F
 
 from gal import GradientAdjuster
 from gal.cuda_graph import GraphReplay
+from tests.test_gal_cost import _train_few
 
 
 def step(p: torch.Tensor, z: torch.Tensor, y: torch.Tensor, eta: torch.Tensor):
     """A stand-in for a compiled step: reads every input, returns fresh tensors."""
     return (p * z + eta, (z * y.unsqueeze(1)).sum(0) * p, (eta * y.double().mean()).reshape(()))
+
+
+def _one_step(compile_step, h=None):
+    """One GAL step of a double Linear model: the stats, the gradients, the adjuster."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3).double()
+    adj = GradientAdjuster(3, arch=(8, 4), h=h, alpha=0.3, beta=2.0, seed=1,
+                           compile_step=compile_step).double()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (6,), generator=gen)
+    s = adj.backward(model(x), y, F.cross_entropy, lr=0.1)
+    grads = [p.grad.clone() for p in (*model.parameters(), *adj.parameters())]
+    return torch.stack(list(s.as_dict().values())), grads, adj
 
 
 class ReplayOnBuffers:
@@ -98,27 +113,8 @@ def test_cuda_graph_compiled_step_matches_eager() -> None:
     """compile_step={"mode": "reduce-overhead"} on CUDA: the step replayed from a CUDA graph
     gives the eager step's numbers over steps with a changing learning rate and a smaller last
     batch (a second signature, a second graph)."""
-    def train(compile_step):
-        dev = torch.device("cuda")
-        torch.manual_seed(0)
-        model = torch.nn.Linear(4, 3).double().to(dev)
-        adj = GradientAdjuster(3, arch=(8, 4), alpha=0.3, beta=2.0, seed=1,
-                               compile_step=compile_step).double().to(dev)
-        opt = torch.optim.SGD([*model.parameters(), *adj.parameters()], lr=0.1)
-        gen = torch.Generator().manual_seed(0)
-        stats = []
-        for i, n in enumerate((6, 6, 6, 6, 5)):
-            x = torch.randn(n, 4, generator=gen, dtype=torch.float64).to(dev)
-            y = torch.randint(0, 3, (n,), generator=gen).to(dev)
-            s = adj.backward(model(x), y, F.cross_entropy, lr=0.1 / (i + 1))
-            stats.append(torch.stack([v.double() for v in s.as_dict().values()]))
-            opt.step()
-            opt.zero_grad()
-        params = torch.cat([p.detach().reshape(-1) for g in opt.param_groups for p in g["params"]])
-        return torch.stack(stats), params, adj
-
-    se, pe, _ = train(False)
-    sc, pc, adj = train({"mode": "reduce-overhead"})
+    se, pe, _ = _train_few(False, sizes=(6, 6, 6, 6, 5), device="cuda")
+    sc, pc, adj = _train_few({"mode": "reduce-overhead"}, sizes=(6, 6, 6, 6, 5), device="cuda")
     assert any(type(f).__name__ == "GraphReplay" for f in adj._compiled.entries.values())
     torch.testing.assert_close(sc, se, rtol=1e-10, atol=1e-13, equal_nan=True)
     torch.testing.assert_close(pc, pe, rtol=1e-10, atol=1e-13)
@@ -139,26 +135,14 @@ def test_cuda_graph_modes_on_cpu_compile_without_inductor_graphs(monkeypatch) ->
 
     monkeypatch.setattr(torch._inductor, "compile", fake_compile)
 
-    def train(compile_step):
-        torch.manual_seed(0)
-        model = torch.nn.Linear(4, 3).double()
-        adj = GradientAdjuster(3, arch=(8, 4), alpha=0.3, beta=2.0, seed=1,
-                               compile_step=compile_step).double()
-        gen = torch.Generator().manual_seed(0)
-        x = torch.randn(6, 4, generator=gen, dtype=torch.float64)
-        y = torch.randint(0, 3, (6,), generator=gen)
-        s = adj.backward(model(x), y, F.cross_entropy, lr=0.1)
-        grads = [p.grad.clone() for p in (*model.parameters(), *adj.parameters())]
-        return torch.stack(list(s.as_dict().values())), grads, adj
-
-    se, ge, _ = train(False)
-    sc, gc, adj = train({"mode": "max-autotune"})
+    se, ge, _ = _one_step(False)
+    sc, gc, adj = _one_step({"mode": "max-autotune"})
     assert seen == [{"max_autotune": True, "coordinate_descent_tuning": True}]
     assert not any(isinstance(f, GraphReplay) for f in adj._compiled.entries.values())
     torch.testing.assert_close(sc, se, rtol=1e-12, atol=1e-15, equal_nan=True)
     for a, b in zip(gc, ge, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
-    train({"mode": "reduce-overhead"})
+    _one_step({"mode": "reduce-overhead"})
     assert seen[-1] is None  # no options left once inductor's CUDA graphs are taken out
 
 
@@ -180,19 +164,8 @@ def test_dynamo_fallback_turns_inductor_cuda_graphs_off(monkeypatch) -> None:
         h.register_buffer("calls", torch.zeros(()))
         return h.double()
 
-    def train(compile_step):
-        torch.manual_seed(0)
-        model = torch.nn.Linear(4, 3).double()
-        adj = GradientAdjuster(3, h=h_with_buffer(), alpha=0.3, beta=2.0, seed=1,
-                               compile_step=compile_step).double()
-        gen = torch.Generator().manual_seed(0)
-        x = torch.randn(6, 4, generator=gen, dtype=torch.float64)
-        y = torch.randint(0, 3, (6,), generator=gen)
-        s = adj.backward(model(x), y, F.cross_entropy, lr=0.1)
-        return torch.stack(list(s.as_dict().values()))
-
-    eager = train(False)
+    eager = _one_step(False, h=h_with_buffer())[0]
     with pytest.warns(UserWarning, match="h has buffers"):
-        compiled = train({"mode": "reduce-overhead"})
+        compiled = _one_step({"mode": "reduce-overhead"}, h=h_with_buffer())[0]
     assert seen == [{"options": {}}]
     torch.testing.assert_close(compiled, eager, rtol=1e-12, atol=1e-15, equal_nan=True)

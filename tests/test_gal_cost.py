@@ -89,20 +89,21 @@ def test_op_counter_counts() -> None:
     assert gal_cost.count_flops(lambda: torch.ones(4, 5) @ torch.ones(5, 6)) == 2 * 4 * 5 * 6
 
 
-def _train_few(compile_step, loss_fn=F.cross_entropy, sizes=(6, 6, 6, 5)):
+def _train_few(compile_step, loss_fn=F.cross_entropy, sizes=(6, 6, 6, 5), device="cpu"):
     """GAL steps of a double Linear model (the last batch smaller, the learning rate GAL sees
     decaying); the stats and the parameters."""
     torch.manual_seed(0)
-    model = torch.nn.Linear(4, 3).double()
+    model = torch.nn.Linear(4, 3).double().to(device)
     adj = GradientAdjuster(3, arch=(8, 4), alpha=0.3, beta=2.0, seed=1,
-                           compile_step=compile_step).double()
+                           compile_step=compile_step).double().to(device)
     opt = torch.optim.SGD([*model.parameters(), *adj.parameters()], lr=0.1)
     gen = torch.Generator().manual_seed(0)
     stats = []
     for i, n in enumerate(sizes):
-        x = torch.randn(n, 4, generator=gen, dtype=torch.float64)
-        y = torch.randint(0, 3, (n,), generator=gen)
-        stats.append(torch.stack(list(adj.backward(model(x), y, loss_fn, lr=0.1 / (i + 1)).as_dict().values())))
+        x = torch.randn(n, 4, generator=gen, dtype=torch.float64).to(device)
+        y = torch.randint(0, 3, (n,), generator=gen).to(device)
+        s = adj.backward(model(x), y, loss_fn, lr=0.1 / (i + 1))
+        stats.append(torch.stack([v.double() for v in s.as_dict().values()]))
         opt.step()
         opt.zero_grad()
     params = torch.cat([p.detach().reshape(-1) for g in opt.param_groups for p in g["params"]])
