@@ -41,7 +41,7 @@ from experiments.common import (
 from experiments.engine import unwrap
 from experiments.gal_settings import gal_from_settings
 from experiments.image_data import DataError, cache_dir
-from experiments.runner import Selector, Task
+from experiments.runner import PathParts, Selector, Task
 from gal_suite.config import ConfigError
 from gal_suite.records import RunWriter
 from gal_suite.vocab.methods import DETECTION_METHODS, gal_overrides
@@ -68,7 +68,7 @@ METHOD_GAL: dict[str, dict[str, Any]] = {m: g for m in METHODS if (g := gal_over
 
 
 @dataclasses.dataclass(frozen=True)
-class RunSpec:
+class RunSpec(PathParts):
     """One Table IV run."""
 
     profile: str
@@ -80,13 +80,6 @@ class RunSpec:
     @property
     def _parts(self) -> list[str]:
         return ["table4", self.profile, self.dataset, self.model, OPTIMIZER, self.method, f"seed-{self.seed}"]
-
-    def run_dir(self, root: str | os.PathLike[str]) -> Path:
-        return Path(root).joinpath(*self._parts)
-
-    @property
-    def label(self) -> str:
-        return "/".join(self._parts)
 
 
 def run_settings(cfg: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:

@@ -15,22 +15,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from experiments.common import choose_device, config_hash
 from experiments.gal_variants import apply_method
+from experiments.runner import PathParts
 from gal_suite.config import ConfigError
 
 __all__ = ["RunSpec", "default_gal", "gal_columns", "model_config", "record_config", "run_settings"]
 
 
 @dataclasses.dataclass(frozen=True)
-class RunSpec:
+class RunSpec(PathParts):
     """One run: of Table I, II or III (``table`` 1, 2, 3) or of the analyses (``table="ablation"``,
     Tables VI, VIII and Figs. 7, 8, all in ``<root>/ablation/``). ``model`` (Table III) names an
     entry of the config's ``models:``; None for the other tables."""
@@ -52,13 +51,6 @@ class RunSpec:
         model = [] if self.model is None else [self.model]
         return [self.subdir, self.profile, self.dataset, *model, self.optimizer, self.method,
                 f"seed-{self.seed}"]
-
-    def run_dir(self, root: str | os.PathLike[str]) -> Path:
-        return Path(root).joinpath(*self._parts)
-
-    @property
-    def label(self) -> str:
-        return "/".join(self._parts)
 
 
 _FLAG_TEXT = {"true": True, "yes": True, "on": True, "1": True,

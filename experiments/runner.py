@@ -47,11 +47,25 @@ from gal_suite.config import ConfigError, load_config, parse_overrides
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["RunOptions", "RunRequest", "Selector", "Task", "add_run_arguments", "run_specs", "run_task",
+__all__ = ["PathParts", "RunOptions", "RunRequest", "Selector", "Task", "add_run_arguments", "run_specs", "run_task",
            "task_main"]
 
 #: arguments a task's ``run_one`` may take besides ``(spec, cfg, runs_root)`` (``Task.job_options``)
 JOB_OPTIONS = ("overrides", "retry_failed", "config_path", "progress", "force")
+
+
+class PathParts:
+    """A run spec whose record directory is ``<runs root>/<part>/<part>/...`` and whose label is
+    its parts joined by ``/`` (the spec defines the property ``_parts``)."""
+
+    _parts: Sequence[str]
+
+    def run_dir(self, root: str | os.PathLike[str]) -> Path:
+        return Path(root).joinpath(*self._parts)
+
+    @property
+    def label(self) -> str:
+        return "/".join(self._parts)
 
 
 @dataclasses.dataclass(frozen=True)
