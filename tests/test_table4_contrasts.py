@@ -57,3 +57,34 @@ def test_differences_from_the_papers_setting():
                                 "variant conditional_detr (paper detr)", "epochs 20 (paper 150)"]
     row["settings.model.variant"] = float("nan")  # an old record without the key: DETR
     assert "variant" not in " ".join(differences(row))
+
+
+def test_diagnostics_note_averages_epochs_then_runs(tmp_path):
+    """GAL's step diagnostics of Table IV: per run the mean over its epochs, then mean and sd
+    over the complete runs (a failed run and the baseline, which has none, left out)."""
+    from gal_suite.tables.table4 import diagnostics, diagnostics_note
+
+    hist = {("gal", 0): {"cosine": [0.1, 0.3], "abs_remainder": [1e-5, 3e-5], "accept_rate": [1.0, 0.5],
+                         "g_beats_grad": [0.4, 0.6]},
+            ("gal", 1): {"cosine": [-0.2, 0.0], "abs_remainder": [2e-5, 2e-5], "accept_rate": [1.0, 1.0],
+                         "g_beats_grad": [0.5, 0.5]},
+            ("gal", 2): {"cosine": [9.0, 9.0], "abs_remainder": [9.0, 9.0], "accept_rate": [0.0, 0.0],
+                         "g_beats_grad": [0.0, 0.0]},  # failed: left out
+            ("baseline", 0): {}}
+    rows = []
+    for (method, seed), cols in hist.items():
+        d = tmp_path / method / f"seed-{seed}"
+        d.mkdir(parents=True)
+        pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5], **cols}).to_csv(d / "history.csv", index=False)
+        rows.append({"profile": "cpu", "dataset": "shapes", "model_key": "m", "method": method, "seed": seed,
+                     "status": "failed" if seed == 2 else "complete", "path": str(d)})
+    out = diagnostics(pd.DataFrame(rows))
+    assert list(out) == [("cpu", "shapes", "m")] and list(out[("cpu", "shapes", "m")]) == ["gal"]
+    gal = out[("cpu", "shapes", "m")]["gal"]
+    cos = [0.2, -0.1]  # the two complete runs' epoch means
+    assert gal["cosine"][0] == pytest.approx(0.05) and gal["cosine"][2] == 2
+    assert gal["cosine"][1] == pytest.approx(math.sqrt(sum((c - 0.05) ** 2 for c in cos)))
+    assert gal["abs_remainder"][0] == pytest.approx(2e-5) and gal["accept_rate"][0] == pytest.approx(0.875)
+    note = diagnostics_note(pd.DataFrame(rows))
+    assert "`cpu`/shapes/m: GAL (proposed) (n = 2): cos(ṽ, ∂ℓ/∂z) +0.0500 ± 0.2121" in note
+    assert "g accepted 87.5% ± 17.7%" in note and "g beats ∂ℓ/∂z 50.0% ± 0.0%" in note

@@ -24,6 +24,7 @@ import pandas as pd
 
 from gal_suite import paper_values as pv
 from gal_suite import stats as gs
+from gal_suite.record_io import load_history
 from gal_suite.tables.classification import ARM_METHODS, PAIRED_STAT_ROWS, _num, _uniq
 from gal_suite.tables.contrasts import CONTRAST_NOTE, Contrast
 from gal_suite.tables.notes import alpha0_text, failed_note, ours_note
@@ -32,7 +33,7 @@ from gal_suite.tables.table3 import _fmt_counts, paper_params
 from gal_suite.tables.table5 import MDE_NOTE
 from gal_suite.vocab.methods import METHOD_LABELS
 
-__all__ = ["TABLE4", "TABLE4_METRICS", "PAPER_MODEL"]
+__all__ = ["TABLE4", "TABLE4_METRICS", "PAPER_MODEL", "diagnostics", "diagnostics_note"]
 
 TABLE4_METRICS = (
     Metric("ap", "AP↑", higher_is_better=True),
@@ -86,6 +87,56 @@ def _differences_note(df: pd.DataFrame) -> str:
             "150 epochs, lr 1e-4 / backbone 1e-5, batch 8, MS COCO): " + " | ".join(out) + ".")
 
 
+#: GAL's per-epoch diagnostics in a run's history.csv (Algorithm 1's step, Figs. 6 and 8(b))
+DIAGNOSTICS = (("cosine", "cos(ṽ, ∂ℓ/∂z)", "{:+.4f}"), ("abs_remainder", "|r|", "{:.2e}"),
+               ("accept_rate", "g accepted", "{:.1%}"), ("g_beats_grad", "g beats ∂ℓ/∂z", "{:.1%}"))
+
+
+def diagnostics(df: pd.DataFrame) -> dict[tuple[Any, ...], dict[str, dict[str, tuple[float, float, int]]]]:
+    """Per (profile, dataset, model) and method with GAL's step: for each of
+    :data:`DIAGNOSTICS`, ``(mean, sd, n)`` over the complete runs of the per-run mean over
+    epochs (from each record's history.csv; sd NaN below 2 runs)."""
+    ok, _ = gs.complete_runs(df)
+    out: dict[tuple[Any, ...], dict[str, dict[str, tuple[float, float, int]]]] = {}
+    if "path" not in ok.columns:
+        return out
+    for (prof, ds, key, method), g in ok.groupby(["profile", "dataset", "model_key", "method"], sort=True):
+        per_run: dict[str, list[float]] = {c: [] for c, _, _ in DIAGNOSTICS}
+        for path in g["path"].dropna():
+            h = load_history(str(path))
+            for c in per_run:
+                if c in h.columns and h[c].notna().any():
+                    per_run[c].append(float(h[c].mean()))
+        stats = {c: (float(pd.Series(v).mean()), float(pd.Series(v).std()) if len(v) > 1 else math.nan,
+                     len(v)) for c, v in per_run.items() if v}
+        if stats:
+            out.setdefault((prof, ds, key), {})[str(method)] = stats
+    return out
+
+
+def diagnostics_note(df: pd.DataFrame) -> str:
+    """One note on GAL's step in every GAL-family row (what the controls ask: does the learned h
+    point anywhere the noise adjuster or an untrained h does not?)."""
+    parts = []
+    for (prof, ds, key), methods in diagnostics(df).items():
+        cells = []
+        for method, stats in methods.items():
+            vals = []
+            for c, label, fmt in DIAGNOSTICS:
+                if c in stats:
+                    mean, sd, n = stats[c]
+                    sd_txt = "" if math.isnan(sd) else " ± " + fmt.format(sd).lstrip("+")
+                    vals.append(f"{label} {fmt.format(mean)}{sd_txt}")
+            cells.append(f"{METHOD_LABELS.get(method, method)} (n = {max(v[2] for v in stats.values())}): "
+                         + ", ".join(vals))
+        parts.append(f"`{prof}`/{ds}/{key}: " + "; ".join(cells))
+    if not parts:
+        return ""
+    return ("GAL's step over training (each run's history.csv: the mean over epochs, then mean ± sd "
+            "over runs; cos = Fig. 6's cosine of h's adjustment ṽ with the loss gradient, |r| = "
+            "objective (6), g accepted = lines 7-10, g beats ∂ℓ/∂z = Fig. 8(b)): " + " | ".join(parts) + ".")
+
+
 def _paper_row(group: Mapping[str, Any], method: str) -> dict[str, Any] | None:
     return pv.arm_row(4, PAPER_MODEL.get(str(group.get("model_key"))), method)
 
@@ -121,6 +172,7 @@ def _notes(facts: Mapping[str, Any]) -> list[str]:
         ours_note(facts),
         "Our setup: " + "; ".join(_setup(facts["records"])) + ".",
         _differences_note(facts["records"]),
+        diagnostics_note(facts["records"]),
         failed_note(facts),
         "Paper: Table IV, DETR-ResNet-50 / -101 trained 150 epochs on COCO 2017 with AdamW (4 GPUs), "
         "one run each (no std); GAL on the predicted boxes with h (64-16), α = 0.01, β = 1. OURS ARE "
