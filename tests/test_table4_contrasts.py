@@ -88,3 +88,25 @@ def test_diagnostics_note_averages_epochs_then_runs(tmp_path):
     note = diagnostics_note(pd.DataFrame(rows))
     assert "`cpu`/shapes/m: GAL (proposed) (n = 2): cos(ṽ, ∂ℓ/∂z) +0.0500 ± 0.2121" in note
     assert "g accepted 87.5% ± 17.7%" in note and "g beats ∂ℓ/∂z 50.0% ± 0.0%" in note
+
+
+def test_diagnostics_note_pairs_gal_with_the_noise_control_by_seed(tmp_path):
+    from gal_suite.tables.table4 import diagnostics_note
+
+    beats = {"gal": {0: 0.46, 1: 0.47, 2: 0.45}, "gal_noise": {0: 0.50, 1: 0.505, 2: 0.49, 7: 0.1}}
+    rows = []
+    for method, seeds in beats.items():
+        for seed, b in seeds.items():
+            d = tmp_path / method / f"seed-{seed}"
+            d.mkdir(parents=True)
+            pd.DataFrame({"epoch": [1, 2], "cosine": [0.0, 0.0], "g_beats_grad": [b, b]}).to_csv(
+                d / "history.csv", index=False)
+            rows.append({"profile": "cpu", "dataset": "shapes", "model_key": "m", "method": method,
+                         "seed": seed, "status": "complete", "path": str(d)})
+    d = [100 * (beats["gal"][s] - beats["gal_noise"][s]) for s in (0, 1, 2)]  # seed 7 has no pair
+    mean, sd = sum(d) / 3, math.sqrt(sum((x - sum(d) / 3) ** 2 for x in d) / 2)
+    half = st.t.ppf(0.975, 2) * sd / math.sqrt(3)
+    note = diagnostics_note(pd.DataFrame(rows))
+    assert (f"g beats ∂ℓ/∂z {mean:+.1f} points [{mean - half:+.1f}, {mean + half:+.1f}] (n = 3)"
+            in note), note
+    assert "GAL (proposed) − N(0,1) noise at GAL's α" in note

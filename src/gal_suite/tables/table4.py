@@ -20,6 +20,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from gal_suite import paper_values as pv
@@ -33,7 +34,7 @@ from gal_suite.tables.table3 import _fmt_counts, paper_params
 from gal_suite.tables.table5 import MDE_NOTE
 from gal_suite.vocab.methods import METHOD_LABELS
 
-__all__ = ["TABLE4", "TABLE4_METRICS", "PAPER_MODEL", "diagnostics", "diagnostics_note"]
+__all__ = ["TABLE4", "TABLE4_METRICS", "PAPER_MODEL", "diagnostics", "diagnostics_note", "seed_diagnostics"]
 
 TABLE4_METRICS = (
     Metric("ap", "AP↑", higher_is_better=True),
@@ -92,49 +93,81 @@ DIAGNOSTICS = (("cosine", "cos(ṽ, ∂ℓ/∂z)", "{:+.4f}"), ("abs_remainder",
                ("accept_rate", "g accepted", "{:.1%}"), ("g_beats_grad", "g beats ∂ℓ/∂z", "{:.1%}"))
 
 
-def diagnostics(df: pd.DataFrame) -> dict[tuple[Any, ...], dict[str, dict[str, tuple[float, float, int]]]]:
-    """Per (profile, dataset, model) and method with GAL's step: for each of
-    :data:`DIAGNOSTICS`, ``(mean, sd, n)`` over the complete runs of the per-run mean over
-    epochs (from each record's history.csv; sd NaN below 2 runs)."""
+#: GAL's learned h against its controls, paired by seed, in :func:`diagnostics_note`
+DIAGNOSTIC_CONTRASTS = (("gal", "gal_noise"), ("gal", "gal_frozen_h"))
+
+
+def seed_diagnostics(df: pd.DataFrame) -> dict[tuple[Any, ...], dict[str, dict[str, dict[int, float]]]]:
+    """Per (profile, dataset, model), method with GAL's step and each of :data:`DIAGNOSTICS`:
+    ``{seed: the mean over the run's epochs}`` over the complete runs (each record's
+    history.csv)."""
     ok, _ = gs.complete_runs(df)
-    out: dict[tuple[Any, ...], dict[str, dict[str, tuple[float, float, int]]]] = {}
+    out: dict[tuple[Any, ...], dict[str, dict[str, dict[int, float]]]] = {}
     if "path" not in ok.columns:
         return out
     for (prof, ds, key, method), g in ok.groupby(["profile", "dataset", "model_key", "method"], sort=True):
-        per_run: dict[str, list[float]] = {c: [] for c, _, _ in DIAGNOSTICS}
-        for path in g["path"].dropna():
-            h = load_history(str(path))
-            for c in per_run:
+        per_seed: dict[str, dict[int, float]] = {}
+        for seed, path in zip(g["seed"], g["path"], strict=True):
+            h = load_history(str(path)) if isinstance(path, str) else pd.DataFrame()
+            for c, _, _ in DIAGNOSTICS:
                 if c in h.columns and h[c].notna().any():
-                    per_run[c].append(float(h[c].mean()))
-        stats = {c: (float(pd.Series(v).mean()), float(pd.Series(v).std()) if len(v) > 1 else math.nan,
-                     len(v)) for c, v in per_run.items() if v}
-        if stats:
-            out.setdefault((prof, ds, key), {})[str(method)] = stats
+                    per_seed.setdefault(c, {})[int(seed)] = float(h[c].mean())
+        if per_seed:
+            out.setdefault((prof, ds, key), {})[str(method)] = per_seed
     return out
 
 
+def diagnostics(df: pd.DataFrame) -> dict[tuple[Any, ...], dict[str, dict[str, tuple[float, float, int]]]]:
+    """:func:`seed_diagnostics` as ``(mean, sd, n)`` over the runs (sd NaN below 2 runs)."""
+    return {grp: {m: {c: (float(np.mean(list(v.values()))),
+                          float(np.std(list(v.values()), ddof=1)) if len(v) > 1 else math.nan, len(v))
+                      for c, v in cols.items()} for m, cols in methods.items()}
+            for grp, methods in seed_diagnostics(df).items()}
+
+
+def _contrast_text(per_seed: Mapping[str, Mapping[str, Mapping[int, float]]], b: str, a: str) -> str:
+    """``"B − A, paired by seed: cos Δ [CI], g beats Δ [CI] (n)"`` or "" without 2 pairs."""
+    vals = []
+    for c, label, fmt, scale, unit in (("cosine", "cos(ṽ, ∂ℓ/∂z)", "{:+.4f}", 1.0, ""),
+                                       ("g_beats_grad", "g beats ∂ℓ/∂z", "{:+.1f}", 100.0, " points")):
+        if c not in per_seed[a] or c not in per_seed[b]:
+            continue
+        d = scale * gs.paired_diffs(per_seed[a][c], per_seed[b][c])
+        if d.size < 2:
+            continue
+        lo, hi = gs.t_interval(d)
+        vals.append(f"{label} {fmt.format(d.mean())}{unit} [{fmt.format(lo)}, {fmt.format(hi)}] "
+                    f"(n = {d.size})")
+    if not vals:
+        return ""
+    return f"{METHOD_LABELS.get(b, b)} − {METHOD_LABELS.get(a, a)}, paired by seed, 95% CI: " + "; ".join(vals)
+
+
 def diagnostics_note(df: pd.DataFrame) -> str:
-    """One note on GAL's step in every GAL-family row (what the controls ask: does the learned h
-    point anywhere the noise adjuster or an untrained h does not?)."""
+    """One note on GAL's step in every GAL-family row, and GAL's learned h against the controls
+    paired by seed (does h point anywhere the noise adjuster or an untrained h does not?)."""
     parts = []
-    for (prof, ds, key), methods in diagnostics(df).items():
+    for grp, per_seed in seed_diagnostics(df).items():
         cells = []
-        for method, stats in methods.items():
+        for method, cols in per_seed.items():
             vals = []
             for c, label, fmt in DIAGNOSTICS:
-                if c in stats:
-                    mean, sd, n = stats[c]
-                    sd_txt = "" if math.isnan(sd) else " ± " + fmt.format(sd).lstrip("+")
-                    vals.append(f"{label} {fmt.format(mean)}{sd_txt}")
-            cells.append(f"{METHOD_LABELS.get(method, method)} (n = {max(v[2] for v in stats.values())}): "
-                         + ", ".join(vals))
-        parts.append(f"`{prof}`/{ds}/{key}: " + "; ".join(cells))
+                if c in cols:
+                    v = list(cols[c].values())
+                    sd_txt = " ± " + fmt.format(float(np.std(v, ddof=1))).lstrip("+") if len(v) > 1 else ""
+                    vals.append(f"{label} {fmt.format(float(np.mean(v)))}{sd_txt}")
+            n = max(len(v) for v in cols.values())
+            cells.append(f"{METHOD_LABELS.get(method, method)} (n = {n}): " + ", ".join(vals))
+        cells += [t for b, a in DIAGNOSTIC_CONTRASTS if a in per_seed and b in per_seed
+                  and (t := _contrast_text(per_seed, b, a))]
+        parts.append(f"`{grp[0]}`/{grp[1]}/{grp[2]}: " + "; ".join(cells))
     if not parts:
         return ""
     return ("GAL's step over training (each run's history.csv: the mean over epochs, then mean ± sd "
             "over runs; cos = Fig. 6's cosine of h's adjustment ṽ with the loss gradient, |r| = "
-            "objective (6), g accepted = lines 7-10, g beats ∂ℓ/∂z = Fig. 8(b)): " + " | ".join(parts) + ".")
+            "objective (6), g accepted = lines 7-10, g beats ∂ℓ/∂z = Fig. 8(b); the paired CIs "
+            "against the controls describe the step, they are not among the table's Holm-adjusted "
+            "tests): " + " | ".join(parts) + ".")
 
 
 def _paper_row(group: Mapping[str, Any], method: str) -> dict[str, Any] | None:
