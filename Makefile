@@ -153,11 +153,14 @@ table3: venv
 
 # Table IV (DETR + GAL on the predicted boxes): runs only the missing runs, then renders
 # results/tables/table4.*. PROFILE=cpu: a small DETR on generated shapes (synthetic); PROFILE=paper:
-# DETR-R50/R101 on COCO 2017 (COCO=/path/to/coco, torchrun over NPROC GPUs).
+# DETR-R50/R101 on COCO 2017 (COCO=/path/to/coco, torchrun over NPROC GPUs). DECIDE=1: baseline
+# and GAL in batches of DECIDE_BATCH paired seeds until each model row's AP verdict is decided or
+# MAX_SEEDS pairs are reached (as for Tables I and II).
 COCO ?=
 TABLE4_RUN = $(if $(filter paper,$(PROFILE)),$(VENV)/bin/torchrun --nproc_per_node=$(NPROC),$(PY))
 table4: venv
-	$(TABLE4_RUN) -m detr_gal.run --profile $(PROFILE) $(SEEDS_ARG) \
+	$(TABLE4_RUN) -m detr_gal.run --profile $(PROFILE) \
+		$(if $(DECIDE),--until-decided --max-seeds $(MAX_SEEDS) --decide-batch $(DECIDE_BATCH),$(SEEDS_ARG)) \
 		$(if $(COCO),--set datasets.coco.data.root=$(COCO)) \
 		$(if $(filter paper,$(PROFILE)),,$(LAUNCH_ARGS))
 	$(VENV)/bin/gal table 4

@@ -5,7 +5,9 @@
 #   table1, table2  the cpu profile's network (`cpu_cuda`), until each optimizer row is decided
 #                   (gal_suite.sequential; looks every DECIDE_BATCH pairs up to MAX_SEEDS);
 #   analysis        the analyses of Sec. VI on `analysis_cuda` (Tables VI, VIII, Figs. 7, 8);
-#   table4          the DETR stand-in on `cpu_cuda` (Conditional DETR, baseline, GAL, controls).
+#   table4          the DETR stand-in on `cpu_cuda` (Conditional DETR), baseline and GAL until
+#                   each model row's AP verdict is decided (as table1);
+#   table4_controls its controls (GAL alpha = 0, the noise adjuster, h frozen) on the profile's seeds.
 # The finished run records (no checkpoints) are packed into OUT/runs_cuda.tar.gz, laid out as
 # results/runs (extract with tar -C results/runs -xzf).
 #
@@ -33,8 +35,11 @@ command_of() {  # the command line of one WHAT item
     table1|table2) echo "$PY -m experiments.classification --table ${1#table} --profile cpu_cuda" \
       "--until-decided --max-seeds $MAX_SEEDS --decide-batch $DECIDE_BATCH ${COMMON[*]}" ;;
     analysis) echo "$PY -m experiments.classification --table ablation --profile analysis_cuda ${COMMON[*]}" ;;
-    table4) echo "$PY -m detr_gal.run --profile cpu_cuda ${COMMON[*]}" ;;
-    *) echo "unknown WHAT item '$1' (table1, table2, analysis, table4)" >&2; return 2 ;;
+    table4) echo "$PY -m detr_gal.run --profile cpu_cuda --until-decided --max-seeds $MAX_SEEDS" \
+      "--decide-batch $DECIDE_BATCH ${COMMON[*]}" ;;
+    table4_controls) echo "$PY -m detr_gal.run --profile cpu_cuda" \
+      "--methods gal_alpha0,gal_noise,gal_frozen_h ${COMMON[*]}" ;;
+    *) echo "unknown WHAT item '$1' (table1, table2, analysis, table4, table4_controls)" >&2; return 2 ;;
   esac
 }
 IFS=, read -r -a ITEMS <<< "$WHAT"

@@ -13,6 +13,7 @@ epoch (no best-epoch selection).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -41,8 +42,10 @@ from experiments.common import (
 from experiments.engine import unwrap
 from experiments.gal_settings import gal_from_settings
 from experiments.image_data import DataError, cache_dir
-from experiments.runner import PathParts, Selector, Task
-from gal_suite.config import ConfigError
+from experiments.runner import PathParts, RunRequest, Selector, Task
+from experiments.until_decided import add_until_decided_arguments, decide_rows, metric_decision
+from gal_suite import sequential as sq
+from gal_suite.config import ConfigError, load_config
 from gal_suite.records import RunWriter
 from gal_suite.vocab.methods import DETECTION_METHODS, gal_overrides
 
@@ -291,6 +294,43 @@ def _check_data(cfg: Mapping[str, Any], todo: Sequence[RunSpec]) -> None:
     load_data(run_settings(cfg, todo[0]))
 
 
+def _until_decided(args: argparse.Namespace, req: RunRequest) -> int | None:
+    """``--until-decided``: paired seeds of baseline and GAL in batches until each model row's
+    AP verdict (relative scale, against the paper's DETR-R50 effect) is decided or at the cap
+    (:func:`experiments.until_decided.decide_rows`); None without the flag."""
+    if not args.until_decided:
+        return None
+    from gal_suite.tables.render import paper_effects
+    from gal_suite.tables.table4 import TABLE4
+
+    sel, arms = req.selection, ["baseline", "gal"]
+    try:
+        cfg = load_config(req.config_path or CONFIG_PATH, req.profile, req.overrides)
+        plan = plan_runs(cfg, req.profile, 1, sel["models"], arms, sel["dataset"])
+        rows = {s.model: s.run_dir(req.runs_root or DEFAULT_RUNS_ROOT).parents[1] for s in plan}
+        paper = {m: paper_effects(TABLE4, {"model_key": m}, UNTIL_DECIDED_METRIC)[1] for m in rows}
+        design = sq.SequentialDesign(batch=args.decide_batch, max_pairs=args.max_seeds)
+        opts = {k: v for k, v in dataclasses.asdict(req).items()
+                if k not in ("profile", "seeds", "selection")}
+
+        def run_rows(n: int, models: list[str]) -> Mapping[str, int]:
+            return run_table(req.profile, n, models=models, methods=arms, dataset=sel["dataset"],
+                             **opts)
+
+        reasons = decide_rows(
+            rows, lambda m, row: metric_decision(row, UNTIL_DECIDED_METRIC, paper[m], design),
+            run_rows, design, f"table4 {req.profile}", metric=UNTIL_DECIDED_METRIC)
+    except (ConfigError, DataError, FileNotFoundError, RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for model, why in reasons.items():
+        print(f"table4 {model}: {why}")
+    return 0
+
+
+#: the metric Table IV's rows are run until decided on (the paper's headline AP)
+UNTIL_DECIDED_METRIC = "ap"
+
 #: Table IV as a task of the shared runner (:mod:`experiments.runner`)
 TASK = Task(
     name="table4", prog="python -m detr_gal.run",
@@ -302,7 +342,9 @@ TASK = Task(
                Selector("dataset", "dataset key: coco, coco_tiny, shapes (default: the profile's)",
                         many=False)),
     check_data=_check_data, check_settings=_check_world, torchrun=True, errors=(DataError,),
-    profiles="cpu (default), paper or smoke",
+    profiles="cpu (default), cpu_cuda, paper or smoke",
+    extra_arguments=lambda ap: add_until_decided_arguments(ap, "Table 4 (each model row, on AP)"),
+    alt_main=_until_decided,
 )
 
 

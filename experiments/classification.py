@@ -66,7 +66,7 @@ from experiments.image_data import DataError, ImageSet, check_pair, load_split
 from experiments.launch import LaunchError
 from experiments.models import count_parameters
 from experiments.runner import Selector, Task
-from experiments.until_decided import run_until_decided
+from experiments.until_decided import add_until_decided_arguments, run_until_decided
 from gal_suite.config import ConfigError, load_config
 from gal_suite.records import RunWriter
 
@@ -248,14 +248,7 @@ def _until_decided(args: argparse.Namespace, req: RunRequest) -> int | None:
 
 
 def _until_decided_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--until-decided", action="store_true",
-                    help="Tables 1 and 2: add paired seeds (baseline and GAL) in batches until each "
-                         "optimizer row's verdict is decided or --max-seeds is reached "
-                         "(group-sequential design, gal_suite.sequential; ignores --seeds and --methods)")
-    ap.add_argument("--max-seeds", type=int, default=60, metavar="N",
-                    help="--until-decided: the cap, in paired seeds (default 60)")
-    ap.add_argument("--decide-batch", type=int, default=5, metavar="B",
-                    help="--until-decided: paired seeds added per look (default 5)")
+    add_until_decided_arguments(ap, "Tables 1 and 2 (each optimizer row)")
 
 
 #: Tables I-III and the analyses of Sec. VI as a task of the shared runner

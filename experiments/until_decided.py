@@ -16,6 +16,7 @@ no runner (``python -m experiments.classification --until-decided`` calls it).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +30,7 @@ from gal_suite.records import load_runs
 from gal_suite.tables.classification import DESIGN_FILE, classification_spec, read_design
 from gal_suite.tables.render import paper_effects
 
-__all__ = ["row_decision", "run_until_decided"]
+__all__ = ["add_until_decided_arguments", "decide_rows", "metric_decision", "row_decision", "run_until_decided"]
 
 #: the metric the rule decides on (the paper's Tables I and II report top-1 error)
 METRIC = "error_top1"
@@ -41,16 +42,25 @@ def _paper_rel(table: int, optimizer: str) -> float | None:
 
 def row_decision(row_dir: str | os.PathLike[str], table: int, optimizer: str,
                  design: sq.SequentialDesign) -> sq.Decision:
-    """The decision of one row from its complete records (relative scale, the summary scale)."""
+    """The decision of one row of Tables I/II from its complete records (relative scale, the
+    summary scale)."""
+    return metric_decision(row_dir, METRIC, _paper_rel(table, optimizer), design)
+
+
+def metric_decision(row_dir: str | os.PathLike[str], metric: str, paper_rel: float | None,
+                    design: sq.SequentialDesign) -> sq.Decision:
+    """The decision of one row (its ``baseline`` and ``gal`` records under ``row_dir``) on
+    ``metric`` against the paper's relative effect, on the relative scale GAL/baseline − 1 per
+    seed (the summary scale), from the first pairs in seed order."""
     df = load_runs(row_dir)
     if len(df):
         df, _ = gs.complete_runs(df)
-    arms = {m: gs.by_seed(df[df["method"] == m], METRIC) if len(df) else {} for m in ("baseline", "gal")}
+    arms = {m: gs.by_seed(df[df["method"] == m], metric) if len(df) else {} for m in ("baseline", "gal")}
     rel = gs.relative_diffs(arms["baseline"], arms["gal"])
-    return sq.decide([rel[k] for k in sorted(rel)], design, _paper_rel(table, optimizer))
+    return sq.decide([rel[k] for k in sorted(rel)], design, paper_rel)
 
 
-def _write_design(row_dir: Path, design: sq.SequentialDesign) -> None:
+def _write_design(row_dir: Path, design: sq.SequentialDesign, metric: str = METRIC) -> None:
     f = row_dir / DESIGN_FILE
     old = read_design(row_dir)
     if old is not None:
@@ -60,7 +70,7 @@ def _write_design(row_dir: Path, design: sq.SequentialDesign) -> None:
         return
     row_dir.mkdir(parents=True, exist_ok=True)
     tmp = f.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"design": design.to_dict(), "metric": METRIC,
+    tmp.write_text(json.dumps({"design": design.to_dict(), "metric": metric,
                                "scale": "relative (GAL/baseline - 1)"}, indent=1) + "\n")
     tmp.replace(f)
 
@@ -84,28 +94,57 @@ def run_until_decided(table: int | str, run_table: Callable[..., Mapping[str, in
     t = int(table)
     design = sq.SequentialDesign(batch=batch, max_pairs=max_seeds)
     rows = {s.optimizer: s.run_dir(runs_root).parents[1] for s in plan}
+
+    def run_rows(n: int, opts: list[str]) -> Mapping[str, int]:
+        return run_table(t, profile, n, optimizers=opts, methods=["baseline", "gal"],
+                         dataset=dataset, runs_root=runs_root, overrides=overrides,
+                         config_path=config_path, progress=progress, **launch)
+
+    return decide_rows(rows, lambda opt, row: row_decision(row, t, opt, design), run_rows, design,
+                       f"table{t} {profile}")
+
+
+def decide_rows(rows: Mapping[str, Path], decision: Callable[[str, Path], sq.Decision],
+                run_rows: Callable[[int, list[str]], Mapping[str, int]],
+                design: sq.SequentialDesign, name: str, metric: str = METRIC) -> dict[str, str]:
+    """The loop of every run-until-decided task: write ``design`` beside each row's method
+    folders (``rows``: key -> row directory), then look at every row (``decision(key, row)``),
+    run the next batch of the rows that need one (``run_rows(n, keys)`` runs the missing runs of
+    seeds 0..n-1) and look again, until every row is decided or at its cap; returns
+    ``{key: stopping reason}``."""
     for row in rows.values():
-        _write_design(row, design)
+        _write_design(row, design, metric)
     while True:
         need: dict[int, list[str]] = {}
         reasons = {}
-        for opt, row in rows.items():
-            dec = row_decision(row, t, opt, design)
-            reasons[opt] = dec.reason
-            print(f"table{t} {profile} {opt}: {dec.reason}; verdict (relative) "
-                  f"{dec.verdict or '—'}", flush=True)
+        for key, row in rows.items():
+            dec = decision(key, row)
+            reasons[key] = dec.reason
+            print(f"{name} {key}: {dec.reason}; verdict (relative) {dec.verdict or '—'}", flush=True)
             if dec.next_n is not None:
-                need.setdefault(dec.next_n, []).append(opt)
+                need.setdefault(dec.next_n, []).append(key)
         if not need:
             return reasons
-        for n, opts in sorted(need.items()):
-            c = run_table(t, profile, n, optimizers=opts, methods=["baseline", "gal"],
-                          dataset=dataset, runs_root=runs_root, overrides=overrides,
-                          config_path=config_path, progress=progress, **launch)
-            for opt in opts:
-                dec = row_decision(rows[opt], t, opt, design)
+        for n, keys in sorted(need.items()):
+            c = run_rows(n, keys)
+            for key in keys:
+                dec = decision(key, rows[key])
                 if dec.next_n == n:  # seeds 0..n-1 ran, yet fewer than n complete pairs
                     raise RuntimeError(
-                        f"table{t} {opt}: fewer than {n} complete pairs after running seeds "
-                        f"0..{n - 1} ({c}): a run failed, see its status.json under {rows[opt]} "
-                        "(--retry-failed runs it again)")
+                        f"{name} {key}: fewer than {n} complete pairs after running seeds "
+                        f"0..{n - 1} ({c}): a run failed (see its status.json under {rows[key]}; "
+                        "--retry-failed runs it again), or a baseline value is 0, which leaves "
+                        "GAL/baseline − 1 undefined")
+
+
+def add_until_decided_arguments(ap: argparse.ArgumentParser, rows: str) -> None:
+    """``--until-decided``, ``--max-seeds``, ``--decide-batch`` of a runner whose ``rows`` (e.g.
+    "Tables 1 and 2: ... optimizer row") are run until decided."""
+    ap.add_argument("--until-decided", action="store_true",
+                    help=f"{rows}: add paired seeds (baseline and GAL) in batches until each row's "
+                         "verdict is decided or --max-seeds is reached (group-sequential design, "
+                         "gal_suite.sequential; ignores --seeds and --methods)")
+    ap.add_argument("--max-seeds", type=int, default=60, metavar="N",
+                    help="--until-decided: the cap, in paired seeds (default 60)")
+    ap.add_argument("--decide-batch", type=int, default=5, metavar="B",
+                    help="--until-decided: paired seeds added per look (default 5)")

@@ -137,7 +137,7 @@ def test_gpu_seed_batch_runs_the_cpu_profile_as_its_own_profile():
 
 
 def test_gpu_seed_batch_runs_each_task_on_its_cuda_profile():
-    """WHAT=table1,analysis,table4: one command per item in order, each on a CUDA profile whose
+    """WHAT=table1,analysis,table4,table4_controls: one command per item in order, each on a CUDA profile whose
     settings are the CPU profile's except the device, the scheduler's resources and autocast
     (off, as on the CPU); an unknown item is refused before anything runs."""
     import subprocess
@@ -146,13 +146,14 @@ def test_gpu_seed_batch_runs_each_task_on_its_cuda_profile():
     from experiments.classification import config_for
     from gal_suite.config import load_config
 
-    env = {**os.environ, "WHAT": "table1,analysis,table4"}
+    env = {**os.environ, "WHAT": "table1,analysis,table4,table4_controls"}
     out = subprocess.run(["bash", "benchmarks/gpu_seed_batch.sh", "--dry-run"], capture_output=True,
                          text=True, check=True, env=env, cwd=REPO).stdout.splitlines()
-    assert len(out) == 3
+    assert len(out) == 4
     assert "--table 1 --profile cpu_cuda --until-decided" in out[0]
     assert "--table ablation --profile analysis_cuda" in out[1]
-    assert "-m detr_gal.run --profile cpu_cuda" in out[2]
+    assert "-m detr_gal.run --profile cpu_cuda --until-decided" in out[2]
+    assert "--methods gal_alpha0,gal_noise,gal_frozen_h" in out[3]
     bad = subprocess.run(["bash", "benchmarks/gpu_seed_batch.sh", "--dry-run"], capture_output=True,
                          text=True, env={**os.environ, "WHAT": "table1,tabel4"}, cwd=REPO)
     assert bad.returncode == 2 and "unknown WHAT item 'tabel4'" in bad.stderr

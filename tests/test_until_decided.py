@@ -116,3 +116,47 @@ def test_smoke_look_end_to_end(tmp_path, monkeypatch):
     for m in ("baseline", "gal"):
         assert sorted(p.name for p in (row / m).iterdir()) == ["seed-0", "seed-1"]
     assert (row / "sequential.json").is_file()
+
+
+def test_table4_rows_run_until_decided_on_ap(tmp_path, monkeypatch):
+    """``python -m detr_gal.run --until-decided``: each model row's AP (relative scale, against
+    the paper's DETR-R50 effect) decides; the design is written beside the row's method folders
+    with its metric, the runs go through the runner's run_table (baseline and GAL only, seeds
+    0..n-1), and Table IV shows the stopping reason."""
+    import detr_gal.run as R
+    from gal_suite.tables import TABLE4
+    from gal_suite.tables.render import paper_effects
+
+    monkeypatch.setattr(records, "git_info", lambda: ("0123456789abcdef", False))
+    paper_rel = paper_effects(TABLE4, {"model_key": "cdetr_small"}, "ap")[1]
+    calls = []
+
+    def fake_run_table(profile, n, *, models, methods, dataset, runs_root, **opts):
+        calls.append((n, tuple(models), tuple(methods), opts["jobs"]))
+        for s in range(n):
+            rng = np.random.default_rng(s)
+            base = 74.0 + 1.5 * rng.standard_normal()
+            vals = {"baseline": base, "gal": base * (1 + paper_rel) + 0.001 * rng.standard_normal()}
+            for m in methods:
+                d = R.RunSpec(profile, "shapes", models[0], m, s).run_dir(runs_root)
+                if (d / "metrics.json").exists():
+                    continue
+                w = RunWriter(d, device="cpu")
+                w.start({"task": "detection", "table": 4, "dataset": "shapes", "dataset_label": "shapes",
+                         "model_key": models[0], "model_label": "cdetr", "optimizer": "adamw",
+                         "method": m}, profile=profile, seed=s)
+                w.finish({"ap": vals[m], "ap50": 90.0})
+        return {"complete": n, "failed": 0, "skipped": 0}
+
+    monkeypatch.setattr(R, "run_table", fake_run_table)
+    runs = tmp_path / "runs"
+    assert R.main(["--until-decided", "--max-seeds", "20", "--decide-batch", "5", "--runs-root",
+                   str(runs), "--jobs", "2", "--no-progress"]) == 0
+    assert calls == [(5, ("cdetr_small",), ("baseline", "gal"), 2)]
+    row = runs / "table4" / "cpu" / "shapes" / "cdetr_small" / "adamw"
+    saved = json.loads((row / "sequential.json").read_text())
+    assert saved["metric"] == "ap" and saved["design"]["max_pairs"] == 20
+    g, _ = grid(load_runs(runs / "table4"), TABLE4)
+    stop = g[g["Method"] == "seeds: stopping"]
+    assert stop["AP↑ ours"].iloc[0] == "decided at look 1 (n = 5 pairs)"
+    assert g[g["Method"] == "GAL (proposed)"]["AP↑ verdict rel."].iloc[0].startswith("reproduced")

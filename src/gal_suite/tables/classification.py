@@ -167,15 +167,16 @@ def row_design(records: pd.DataFrame) -> sq.SequentialDesign | None:
     return None
 
 
-def sequential_notes(facts: Mapping[str, Any]) -> list[str]:
-    """The design of the rows run until decided (none: one line saying the seeds were fixed)."""
+def sequential_notes(facts: Mapping[str, Any],
+                     keys: tuple[str, ...] = ("profile", "dataset", "optimizer")) -> list[str]:
+    """The design of the rows (records grouped by ``keys``) run until decided (none: one line
+    saying the seeds were fixed)."""
     designs = {}
     recs = facts["records"]
-    for _, g in recs.groupby(["profile", "dataset", "optimizer"], sort=True):
+    for _, g in recs.groupby(list(keys), sort=True):
         d = row_design(g)
         if d is not None:
-            designs.setdefault(d.describe(), []).append(
-                f"{g['profile'].iloc[0]}/{g['dataset'].iloc[0]}/{g['optimizer'].iloc[0]}")
+            designs.setdefault(d.describe(), []).append("/".join(str(g[k].iloc[0]) for k in keys))
     if not designs:
         return ["Seeds: fixed in advance for every row (none was run until decided)."]
     out = [f"Run until decided ({', '.join(rows)}): {text}. A row stops at the first look whose "

@@ -26,7 +26,14 @@ import pandas as pd
 from gal_suite import paper_values as pv
 from gal_suite import stats as gs
 from gal_suite.record_io import load_history
-from gal_suite.tables.classification import ARM_METHODS, PAIRED_STAT_ROWS, _num, _uniq
+from gal_suite.tables.classification import (
+    ARM_METHODS,
+    SEQUENTIAL_STAT_ROWS,
+    _num,
+    _uniq,
+    row_design,
+    sequential_notes,
+)
 from gal_suite.tables.contrasts import CONTRAST_NOTE, Contrast
 from gal_suite.tables.notes import alpha0_text, failed_note, ours_note
 from gal_suite.tables.spec import GroupKey, InfoColumn, Method, Metric, TableSpec
@@ -241,6 +248,7 @@ def _notes(facts: Mapping[str, Any]) -> list[str]:
         gs.VERDICT_RULE,
         gs.SCALE_NOTE,
         gs.HOLM_NOTE,
+        *sequential_notes(facts, ("profile", "dataset", "model_key")),
         CONTRAST_NOTE,
         "Control GAL α=0 (when run): GAL's code path with α = 0, the baseline's training in exact "
         "arithmetic, but its box gradient comes from GAL's step (float64, cast to float32) "
@@ -271,7 +279,8 @@ TABLE4 = TableSpec(
     ),
     methods=TABLE4_METHODS,
     metrics=TABLE4_METRICS,
-    stat_rows=PAIRED_STAT_ROWS,
+    stat_rows=SEQUENTIAL_STAT_ROWS,
+    sequential=row_design,
     paper_value=_paper_value,
     notes=_notes,
     check_metrics=("ap", "ap50", "ap75", "val_loss"),
