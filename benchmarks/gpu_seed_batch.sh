@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Many paired seeds on one CUDA GPU, each task on its own CUDA profile (the CPU profile's settings,
-# float32, its own rows: never pooled with CPU runs), under one time budget (BUDGET seconds for
-# the whole list). WHAT, a comma list run in order (default table1):
+# float32 without autocast, though cuDNN may use TF32 for convolutions as PyTorch does by default;
+# its own rows: never pooled with CPU runs), under one time budget (BUDGET seconds for the whole
+# list; TABLE=N alone still means WHAT=tableN). WHAT, a comma list run in order (default table1):
 #   table1, table2  the cpu profile's network (`cpu_cuda`), until each optimizer row is decided
 #                   (gal_suite.sequential; looks every DECIDE_BATCH pairs up to MAX_SEEDS);
 #   analysis        the analyses of Sec. VI on `analysis_cuda` (Tables VI, VIII, Figs. 7, 8);
@@ -26,26 +27,26 @@ JOBS=${JOBS:-12}
 BUDGET=${BUDGET:-270}
 MAX_SEEDS=${MAX_SEEDS:-60}
 DECIDE_BATCH=${DECIDE_BATCH:-10}
-WHAT=${WHAT:-table1}
+WHAT=${WHAT:-table${TABLE:-1}}  # TABLE=2: the older way to ask for table2
 RUNS=${RUNS:-/tmp/gal_gpu_runs}
 PY=${PYTHON:-python3}
 COMMON=(--jobs "$JOBS" --threads 1 --runs-root "$RUNS" --no-progress)
-command_of() {  # the command line of one WHAT item
+set_command() {  # CMD: the command line of one WHAT item (an array: paths may hold spaces)
   case "$1" in
-    table1|table2) echo "$PY -m experiments.classification --table ${1#table} --profile cpu_cuda" \
-      "--until-decided --max-seeds $MAX_SEEDS --decide-batch $DECIDE_BATCH ${COMMON[*]}" ;;
-    analysis) echo "$PY -m experiments.classification --table ablation --profile analysis_cuda ${COMMON[*]}" ;;
-    table4) echo "$PY -m detr_gal.run --profile cpu_cuda --until-decided --max-seeds $MAX_SEEDS" \
-      "--decide-batch $DECIDE_BATCH ${COMMON[*]}" ;;
-    table4_controls) echo "$PY -m detr_gal.run --profile cpu_cuda" \
-      "--methods gal_alpha0,gal_noise,gal_frozen_h ${COMMON[*]}" ;;
+    table1|table2) CMD=("$PY" -m experiments.classification --table "${1#table}" --profile cpu_cuda
+                        --until-decided --max-seeds "$MAX_SEEDS" --decide-batch "$DECIDE_BATCH" "${COMMON[@]}") ;;
+    analysis) CMD=("$PY" -m experiments.classification --table ablation --profile analysis_cuda "${COMMON[@]}") ;;
+    table4) CMD=("$PY" -m detr_gal.run --profile cpu_cuda --until-decided --max-seeds "$MAX_SEEDS"
+                 --decide-batch "$DECIDE_BATCH" "${COMMON[@]}") ;;
+    table4_controls) CMD=("$PY" -m detr_gal.run --profile cpu_cuda
+                          --methods gal_alpha0,gal_noise,gal_frozen_h "${COMMON[@]}") ;;
     *) echo "unknown WHAT item '$1' (table1, table2, analysis, table4, table4_controls)" >&2; return 2 ;;
   esac
 }
 IFS=, read -r -a ITEMS <<< "$WHAT"
-for item in "${ITEMS[@]}"; do command_of "$item" >/dev/null; done
+for item in "${ITEMS[@]}"; do set_command "$item"; done
 if [ "$DRY" = 1 ]; then
-  for item in "${ITEMS[@]}"; do echo "timeout -k 10 <budget left> $(command_of "$item")"; done
+  for item in "${ITEMS[@]}"; do set_command "$item"; echo "timeout -k 10 <budget left> ${CMD[*]}"; done
   exit 0
 fi
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD/src:$PWD"
@@ -62,8 +63,8 @@ for item in "${ITEMS[@]}"; do
   left=$(( BUDGET - ($(date +%s) - t0) ))
   if [ "$left" -le 10 ]; then echo "$item: skipped, no time left in the budget"; continue; fi
   rc=0
-  # shellcheck disable=SC2046  # the command line is split into words on purpose
-  timeout -k 10 "$left" $(command_of "$item") || rc=$?
+  set_command "$item"
+  timeout -k 10 "$left" "${CMD[@]}" || rc=$?
   echo "$item: exit $rc after $(( $(date +%s) - t0 )) s (124 = budget reached; finished runs are kept)"
 done
 tar -C "$RUNS" --exclude='*.partial' --exclude='checkpoint*' --exclude='*.lock' -czf "$OUT/runs_cuda.tar.gz" .

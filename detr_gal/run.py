@@ -296,8 +296,10 @@ def _check_data(cfg: Mapping[str, Any], todo: Sequence[RunSpec]) -> None:
 
 def _until_decided(args: argparse.Namespace, req: RunRequest) -> int | None:
     """``--until-decided``: paired seeds of baseline and GAL in batches until each model row's
-    AP verdict (relative scale, against the paper's DETR-R50 effect) is decided or at the cap
-    (:func:`experiments.until_decided.decide_rows`); None without the flag."""
+    AP verdict (relative scale, against the paper's effect for the row's DETR: R50 for the
+    stand-ins, R101 for DETR-R101) is decided or at the cap
+    (:func:`experiments.until_decided.decide_rows`); None without the flag. Refused under
+    torchrun (one process decides; run the batches with --jobs or without --until-decided)."""
     if not args.until_decided:
         return None
     from gal_suite.tables.render import paper_effects
@@ -305,10 +307,16 @@ def _until_decided(args: argparse.Namespace, req: RunRequest) -> int | None:
 
     sel, arms = req.selection, ["baseline", "gal"]
     try:
+        if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            raise ConfigError("--until-decided runs in one process (its looks decide what runs "
+                              "next): use it without torchrun, or run fixed --seeds under torchrun")
         cfg = load_config(req.config_path or CONFIG_PATH, req.profile, req.overrides)
         plan = plan_runs(cfg, req.profile, 1, sel["models"], arms, sel["dataset"])
         rows = {s.model: s.run_dir(req.runs_root or DEFAULT_RUNS_ROOT).parents[1] for s in plan}
         paper = {m: paper_effects(TABLE4, {"model_key": m}, UNTIL_DECIDED_METRIC)[1] for m in rows}
+        if missing := sorted(m for m, v in paper.items() if v is None):
+            raise ConfigError(f"--until-decided needs the paper's AP effect for each model row; "
+                              f"none for {', '.join(missing)} (gal_suite.tables.table4.PAPER_MODEL)")
         design = sq.SequentialDesign(batch=args.decide_batch, max_pairs=args.max_seeds)
         opts = {k: v for k, v in dataclasses.asdict(req).items()
                 if k not in ("profile", "seeds", "selection")}

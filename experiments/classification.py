@@ -281,7 +281,7 @@ TASK = Task(
 
 def run_table(table: int | str, profile: str = "cpu", seeds: int | Sequence[int] | None = None,
               optimizers: Sequence[str] | None = None, methods: Sequence[str] | None = None,
-              dataset: str | None = None, models: Sequence[str] | None = None,
+              dataset: str | None = None, *, models: Sequence[str] | None = None,
               **options: Unpack[RunOptions]) -> dict[str, int]:
     """Run the missing runs of Table ``table``; returns counts ``{"complete", "failed", "skipped"}``.
 

@@ -1,17 +1,19 @@
-"""Tables I and II run until decided: paired seeds are added in batches until each row's verdict
-is decided or the cap is reached (:mod:`gal_suite.sequential`, a group-sequential design with alpha
-spending; never a naive t-test repeated after every batch).
+"""Rows run until decided (Tables I, II and IV): paired seeds are added in batches until each
+row's verdict is decided or the cap is reached (:mod:`gal_suite.sequential`, a group-sequential
+design with alpha spending; never a naive t-test repeated after every batch).
 
-A row is one (profile, dataset, optimizer) of the table, its arms ``baseline`` and ``gal``. Before
-its first look the design is written to ``<row>/sequential.json`` (``<row>`` holds the method
-folders), so the table renders that row with the design's repeated CIs and names its looks and
-stopping reason; a row keeps the design it started with (a different ``--max-seeds`` or batch
-for a row that has one is an error). At every look the decision is recomputed from the run
-records alone (the first ``n`` seeds in seed order), so an interrupted batch resumes where it
-stopped, and finished runs are never repeated. The runs themselves go through the table
-runner's ``run_table`` (:func:`experiments.classification.run_table`: ``--jobs``, ``--launcher
-slurm``, resume), which the runner passes in together with its planner, so this module imports
-no runner (``python -m experiments.classification --until-decided`` calls it).
+A row is one (profile, dataset, optimizer) of Table I or II, or one (profile, dataset, model) of
+Table IV, its arms ``baseline`` and ``gal``; it is decided on one metric (top-1 error, AP) on the
+relative scale GAL/baseline − 1. Before its first look the design is written to
+``<row>/sequential.json`` (``<row>`` holds the method folders), so the table renders that row
+with the design's repeated CIs and names its looks and stopping reason; a row keeps the design
+it started with (a different ``--max-seeds`` or batch for a row that has one is an error). At
+every look the decision is recomputed from the run records alone (the first ``n`` seeds in seed
+order), so an interrupted batch resumes where it stopped, and finished runs are never repeated.
+The runs themselves go through the table runner's ``run_table`` (``--jobs``, ``--launcher
+slurm``, resume), which the runner passes in (:func:`decide_rows`), so this module imports no
+runner (``python -m experiments.classification --until-decided`` and ``python -m detr_gal.run
+--until-decided`` call it).
 """
 
 from __future__ import annotations

@@ -154,6 +154,9 @@ def test_gpu_seed_batch_runs_each_task_on_its_cuda_profile():
     assert "--table ablation --profile analysis_cuda" in out[1]
     assert "-m detr_gal.run --profile cpu_cuda --until-decided" in out[2]
     assert "--methods gal_alpha0,gal_noise,gal_frozen_h" in out[3]
+    old_way = subprocess.run(["bash", "benchmarks/gpu_seed_batch.sh", "--dry-run"], capture_output=True,
+                             text=True, check=True, env={**os.environ, "TABLE": "2"}, cwd=REPO).stdout
+    assert "--table 2 --profile cpu_cuda --until-decided" in old_way  # TABLE=N still works
     bad = subprocess.run(["bash", "benchmarks/gpu_seed_batch.sh", "--dry-run"], capture_output=True,
                          text=True, env={**os.environ, "WHAT": "table1,tabel4"}, cwd=REPO)
     assert bad.returncode == 2 and "unknown WHAT item 'tabel4'" in bad.stderr

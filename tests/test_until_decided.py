@@ -160,3 +160,13 @@ def test_table4_rows_run_until_decided_on_ap(tmp_path, monkeypatch):
     stop = g[g["Method"] == "seeds: stopping"]
     assert stop["AP↑ ours"].iloc[0] == "decided at look 1 (n = 5 pairs)"
     assert g[g["Method"] == "GAL (proposed)"]["AP↑ verdict rel."].iloc[0].startswith("reproduced")
+
+
+def test_table4_until_decided_is_refused_under_torchrun(tmp_path, monkeypatch, capsys):
+    """Under torchrun every rank would run its own looks over records only rank 0 writes."""
+    import detr_gal.run as R
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(R, "run_table", lambda *a, **k: pytest.fail("nothing may run"))
+    assert R.main(["--until-decided", "--runs-root", str(tmp_path), "--no-progress"]) == 2
+    assert "runs in one process" in capsys.readouterr().err

@@ -155,7 +155,8 @@ def read_design(row_dir: Path) -> sq.SequentialDesign | None:
 
 
 def row_design(records: pd.DataFrame) -> sq.SequentialDesign | None:
-    """The run-until-decided design of one row (profile, dataset, optimizer) of Tables I/II: the
+    """The run-until-decided design of one row (Tables I/II: profile, dataset, optimizer; Table
+    IV: profile, dataset, model) of a table: the
     :data:`DESIGN_FILE` that ``--until-decided`` writes beside the row's method folders
     (``<row>/<method>/seed-<k>``), or None when the row's seeds were fixed in advance."""
     if "path" not in records.columns:
