@@ -151,6 +151,10 @@ def test_committed_table4_records_are_not_stale() -> None:
     plan = R.plan_runs(cfg, "cpu_plain_detr", 5)
     found, bad = _stale(plan, lambda s: R.run_settings(cfg, s), RUNS)
     assert found == len(plan) and found > 0 and bad == []
+    cfg = load_config(R.CONFIG_PATH, "cpu")  # the Conditional DETR profile: its batch continues
+    plan = R.plan_runs(cfg, "cpu")
+    found, bad = _stale(plan, lambda s: R.run_settings(cfg, s), RUNS)
+    assert found >= 10 and bad == []
 
 
 def test_committed_fig4_records_are_not_stale() -> None:
