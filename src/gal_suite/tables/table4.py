@@ -100,8 +100,9 @@ DIAGNOSTICS = (("cosine", "cos(ṽ, ∂ℓ/∂z)", "{:+.4f}"), ("abs_remainder",
                ("accept_rate", "g accepted", "{:.1%}"), ("g_beats_grad", "g beats ∂ℓ/∂z", "{:.1%}"))
 
 
-#: GAL's learned h against its controls, paired by seed, in :func:`diagnostics_note`
-DIAGNOSTIC_CONTRASTS = (("gal", "gal_noise"), ("gal", "gal_frozen_h"))
+#: GAL's learned h against its controls, and an untrained h against noise, paired by seed, in
+#: :func:`diagnostics_note`
+DIAGNOSTIC_CONTRASTS = (("gal", "gal_noise"), ("gal", "gal_frozen_h"), ("gal_frozen_h", "gal_noise"))
 
 
 def seed_diagnostics(df: pd.DataFrame) -> dict[tuple[Any, ...], dict[str, dict[str, dict[int, float]]]]:
