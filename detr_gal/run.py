@@ -34,6 +34,7 @@ from detr_gal.model import backbone_of, build_detr, build_loss, count_parameters
 from detr_gal.pretrain import pretrained_backbone
 from experiments.common import (
     RankWriter,
+    TrainState,
     choose_device,
     config_hash,
     run_epochs,
@@ -216,34 +217,19 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
                              count_parameters(None if adjuster is None else adjuster.h), train)
         rec["backbone_pretrain"] = None if pre is None else {k: v for k, v in pre.items() if k != "path"}
         writer.start(rec, profile=spec.profile, seed=spec.seed)
-    train_seconds = [0.0]
+    state = TrainState({"model": unwrap(model), "opt": optimizer, "sched": scheduler,
+                        "adjuster": adjuster}, {"data": train_loader.generator}, {"train_seconds": 0.0})
 
     def train_epoch(epoch: int) -> dict[str, float]:
         out = train_one_epoch(model, loss, train_loader, optimizer, device, epoch, adjuster=adjuster,
                               max_norm=float(tr["max_norm"]))
         scheduler.step()
-        train_seconds[0] += out["s_per_image"] * len(train_loader) * int(tr["batch_size"])
+        state.counters["train_seconds"] += out["s_per_image"] * len(train_loader) * int(tr["batch_size"])
         return out
 
     def evaluate_val(epoch: int) -> dict[str, float]:
         out = evaluate(model, val_loader, coco_gt, val.image_ids, val.orig_sizes, val.cat_ids, device)
         return {("val_loss" if k == "val_loss" else f"val_{k}"): v for k, v in out.items()}
-
-    def get_state() -> dict[str, Any]:
-        st = {"model": unwrap(model).state_dict(), "opt": optimizer.state_dict(), "sched": scheduler.state_dict(),
-              "data": train_loader.generator.get_state(), "train_seconds": train_seconds[0]}
-        if adjuster is not None:
-            st["adjuster"] = adjuster.state_dict()
-        return st
-
-    def set_state(st: dict[str, Any]) -> None:
-        unwrap(model).load_state_dict(st["model"])
-        optimizer.load_state_dict(st["opt"])
-        scheduler.load_state_dict(st["sched"])
-        train_loader.generator.set_state(st["data"])
-        train_seconds[0] = float(st["train_seconds"])
-        if adjuster is not None:
-            adjuster.load_state_dict(st["adjuster"])
 
     last: dict[str, float] = {}
 
@@ -255,7 +241,7 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
     # under DDP rank 0 writes the record and every rank resumes from its checkpoint
     outcome = run_epochs(RankWriter(writer, rank) if world > 1 else writer,  # type: ignore[arg-type]
                          epochs=epochs, settings_hash=config_hash(settings), train_epoch=train_epoch,
-                         evaluate=evaluate_and_keep, get_state=get_state, set_state=set_state,
+                         evaluate=evaluate_and_keep, get_state=state.get, set_state=state.set,
                          checkpoint_every=int(tr["checkpoint_every"]),
                          fail_hint="lower train.lr or GAL's beta")
     if outcome == "failed":
@@ -263,8 +249,9 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
     if not last:  # resumed after the last epoch's checkpoint: evaluate the restored weights
         evaluate_and_keep(epochs)
     n_train = epochs * len(train_loader) * int(tr["batch_size"])
-    metrics: dict[str, float] = {"val_loss": last["val_loss"], "train_time_s": train_seconds[0],
-                                 "s_per_image": train_seconds[0] / n_train}
+    seconds = state.counters["train_seconds"]
+    metrics: dict[str, float] = {"val_loss": last["val_loss"], "train_time_s": seconds,
+                                 "s_per_image": seconds / n_train}
     # COCOeval has no AP for an area range without ground truth (-1, NaN here): left out, not 0
     metrics.update({k: last[f"val_{k}"] for k in AP_KEYS if math.isfinite(last[f"val_{k}"])})
     return writer.finish(metrics) if rank == 0 else "complete"

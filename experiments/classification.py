@@ -60,7 +60,7 @@ from experiments.classification_spec import (
     record_config,
     run_settings,
 )
-from experiments.common import RankWriter, ResumeMismatch, config_hash, run_epochs
+from experiments.common import RankWriter, ResumeMismatch, TrainState, config_hash, run_epochs
 from experiments.engine import evaluate, make_criterion, train_one_epoch, unwrap
 from experiments.image_data import DataError, ImageSet, check_pair, load_split
 from experiments.launch import LaunchError
@@ -142,14 +142,16 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
 
         bar = tqdm(total=epochs * len(run.train_loader) * tr["batch_size"], unit="img",
                    unit_scale=True, desc=spec.label, leave=False, dynamic_ncols=True)
-    train_seconds = [0.0]
+    state = TrainState({"model": unwrap(run.model), "opt": run.optimizer, "sched": run.scheduler,
+                        "adjuster": run.adjuster, "scaler": run.scaler, "ema": run.ema},
+                       {"data": run.train_loader.generator}, {"train_seconds": 0.0})
 
     def train_epoch(epoch: int) -> dict[str, float]:
         out = train_one_epoch(run.model, crit, run.train_loader, run.optimizer, run.device, epoch,
                               adjuster=run.adjuster, scheduler=run.scheduler, scaler=run.scaler,
                               amp=amp, max_norm=float(tr["max_norm"]), ema=run.ema,
                               progress=bar.update if bar is not None else None)
-        train_seconds[0] += out["s_per_image"] * len(run.train_loader) * tr["batch_size"]
+        state.counters["train_seconds"] += out["s_per_image"] * len(run.train_loader) * tr["batch_size"]
         return out
 
     def evaluate_all(loader: Any, tta: bool) -> dict[str, float]:
@@ -168,31 +170,12 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
         raw = evaluate(run.model, crit, loader, run.device, amp=amp, tta_flip=tta)
         return {**out, **{f"{k}_raw": v for k, v in raw.items()}}
 
-    def get_state() -> dict[str, Any]:
-        st = {"model": unwrap(run.model).state_dict(), "opt": run.optimizer.state_dict(),
-              "sched": run.scheduler.state_dict(), "data": run.train_loader.generator.get_state(),
-              "train_seconds": train_seconds[0]}
-        for k, obj in (("adjuster", run.adjuster), ("scaler", run.scaler), ("ema", run.ema)):
-            if obj is not None:
-                st[k] = obj.state_dict()
-        return st
-
-    def set_state(st: dict[str, Any]) -> None:
-        unwrap(run.model).load_state_dict(st["model"])
-        run.optimizer.load_state_dict(st["opt"])
-        run.scheduler.load_state_dict(st["sched"])
-        run.train_loader.generator.set_state(st["data"])
-        train_seconds[0] = float(st["train_seconds"])
-        for k, obj in (("adjuster", run.adjuster), ("scaler", run.scaler), ("ema", run.ema)):
-            if obj is not None:
-                obj.load_state_dict(st[k])
-
     # under DDP rank 0 writes the record and every rank resumes from its checkpoint
     outcome = run_epochs(
         RankWriter(writer, rank) if world > 1 else writer,  # type: ignore[arg-type]
         epochs=epochs, settings_hash=config_hash(settings), train_epoch=train_epoch,
         evaluate=lambda epoch: evaluate_all(run.val_loader, False),
-        get_state=get_state, set_state=set_state,
+        get_state=state.get, set_state=state.set,
         checkpoint_every=int(tr["checkpoint_every"]),
         fail_hint="lower the learning rate (optimizers.<name>.lr) or GAL's beta",
     )
@@ -202,9 +185,10 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
         return "failed"
     final = evaluate_all(run.test_loader, bool(tr["tta_flip"]))
     n_train = epochs * len(run.train_loader) * tr["batch_size"]
+    seconds = state.counters["train_seconds"]
     metrics = {"error_top1": final["val_error_top1"], "error_top5": final["val_error_top5"],
-               "val_loss": final["val_loss"], "train_time_s": train_seconds[0],
-               "s_per_image": train_seconds[0] / n_train, "images_per_s": n_train / train_seconds[0]}
+               "val_loss": final["val_loss"], "train_time_s": seconds,
+               "s_per_image": seconds / n_train, "images_per_s": n_train / seconds}
     if run.ema is not None:  # the trained (non-averaged) weights beside the EMA's
         metrics.update({"error_top1_raw": final["val_error_top1_raw"],
                         "error_top5_raw": final["val_error_top5_raw"],

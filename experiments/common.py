@@ -25,6 +25,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ from gal_suite.records import IGNORED_SETTINGS, IMPLICIT_SETTINGS, RunWriter
 
 __all__ = [
     "DIAGNOSTICS",
+    "TrainState",
     "EpochAverager",
     "GAL_FINITE_KEYS",
     "IGNORED_SETTINGS",
@@ -192,6 +194,34 @@ def _nonfinite(row: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
         if isinstance(v, int | float) and not math.isfinite(v):
             bad.append(f"{k}={v}")
     return bad
+
+
+@dataclass
+class TrainState:
+    """A run's resumable training state, for :func:`run_epochs`' ``get_state`` / ``set_state``
+    (:meth:`get`, :meth:`set`), saved in its checkpoint under the parts' names: ``parts`` have
+    ``state_dict`` / ``load_state_dict`` (model, optimizer, scheduler, adjuster, ...; None:
+    absent, not saved), ``generators`` have ``get_state`` / ``set_state`` (the data order),
+    ``counters`` are numbers the run adds to (e.g. ``train_seconds``)."""
+
+    parts: Mapping[str, Any]
+    generators: Mapping[str, Any] = field(default_factory=dict)
+    counters: dict[str, float] = field(default_factory=dict)
+
+    def get(self) -> dict[str, Any]:
+        st: dict[str, Any] = {k: obj.state_dict() for k, obj in self.parts.items() if obj is not None}
+        st.update({k: g.get_state() for k, g in self.generators.items()})
+        st.update(self.counters)
+        return st
+
+    def set(self, st: Mapping[str, Any]) -> None:
+        for k, obj in self.parts.items():
+            if obj is not None:
+                obj.load_state_dict(st[k])
+        for k, g in self.generators.items():
+            g.set_state(st[k])
+        for k in self.counters:
+            self.counters[k] = float(st[k])
 
 
 #: GAL diagnostics that must stay finite (Eq. 7's remainder r and |r|, h's objective 6); a

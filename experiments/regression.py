@@ -50,6 +50,7 @@ from torch import nn
 from experiments.common import (
     DIAGNOSTICS,
     EpochAverager,
+    TrainState,
     check_choice,
     choose_device,
     config_hash,
@@ -188,23 +189,11 @@ def _run_torch(
     def evaluate(epoch: int) -> dict[str, float]:
         return {"val_loss": float(mse_loss(predict(), yte))}
 
-    def get_state() -> dict[str, Any]:
-        st: dict[str, Any] = {"model": model.state_dict(), "opt": opt.state_dict(),
-                              "batches": batches.get_state()}
-        if adj is not None:
-            st["adjuster"] = adj.state_dict()
-        return st
-
-    def set_state(st: dict[str, Any]) -> None:
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        batches.set_state(st["batches"])
-        if adj is not None:
-            adj.load_state_dict(st["adjuster"])
+    state = TrainState({"model": model, "opt": opt, "adjuster": adj}, {"batches": batches})
 
     outcome = run_epochs(
         writer, epochs=int(settings["epochs"]), settings_hash=config_hash(settings),
-        train_epoch=train_epoch, evaluate=evaluate, get_state=get_state, set_state=set_state,
+        train_epoch=train_epoch, evaluate=evaluate, get_state=state.get, set_state=state.set,
         checkpoint_every=int(cfg["train"]["checkpoint_every"]),
         min_checkpoint_s=MIN_CHECKPOINT_S,
         fail_hint=_fail_hint(settings, spec.variant),
