@@ -54,9 +54,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
+import functools
 import os
-import platform
 import statistics
 import sys
 import time
@@ -89,12 +88,14 @@ from benchmarks.gal_cost_instruments import (  # noqa: E402
     profiler_ops,
     quantiles,
 )
-from gal_suite.records import git_info  # noqa: E402
+from benchmarks.gal_cost_report import target_line, write_report  # noqa: E402
 
 CPU_CASES = (*REGRESSION_CASES, "cifar_cpu_profile", "resnet50", "efficientnet_b2")
 CUDA_CASES = ("resnet50", "efficientnet_b2")
 REGRESSION_RATIO_TARGET = 1.5
 CLASSIFICATION_MIN_OVERHEAD = 0.01
+TARGETS = {"classification": "whole-step overhead <= max(1%, 2x FLOP bound)",
+           "regression": f"GAL step <= {REGRESSION_RATIO_TARGET}x the baseline step"}
 
 
 def build_case(name: str, device: torch.device, *, timm_batch: int, timm_size: int) -> Case:
@@ -271,51 +272,6 @@ def classification_target(gal_paired: dict[str, float], aa_paired: dict[str, flo
     }
 
 
-# --------------------------------------------------------------------------- report
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"1x {torch.cuda.get_device_name(device)}"
-    return f"CPU: {cpu_model()} ({os.cpu_count()} logical cores)"
-
-
-def target_line(c: dict[str, Any]) -> str:
-    t, s = c["target"], c["step"]["gal"]
-    state = "met" if t["met"] else "NOT met"
-    if c["kind"] == "regression":
-        line = (f"[target] {c['name']}: GAL step {t['value']:.2f}x baseline "
-                f"(<= {t['limit']}x): {state}; compare_vanilla=False "
-                f"{c['step']['gal_no_compare']['ratio']:.2f}x")
-        if "compiled_value" in t:
-            line += (f"; compile_step={t['compile_step']} {t['compiled_value']:.2f}x: "
-                     + ("met" if t["compiled_met"] else "NOT met"))
-        return line
-    line = (f"[target] {c['name']}: overhead {t['value_pct']:+.2f}% (paired-ratio IQR "
-            f"{100 * (s['paired_ratio']['q25'] - 1):+.2f}% .. {100 * (s['paired_ratio']['q75'] - 1):+.2f}%)"
-            f" vs limit {t['limit_pct']:.2f}% (FLOP bound {100 * c['flops']['bound']:.4f}%): {state}")
-    if "aa_pct" in t:
-        line += (f"; A/A baseline vs itself {t['aa_pct']:+.2f}% (IQR {t['aa_iqr_pct'][0]:+.2f}% .. "
-                 f"{t['aa_iqr_pct'][1]:+.2f}%), "
-                 + ("resolved" if t["resolved"] else "NOT resolved at this limit on this machine")
-                 + f"; GAL's extra work alone {t['extra_work_pct']:.2f}% of fwd+bwd: "
-                 + ("met" if t["extra_work_met"] else "NOT met"))
-    if "compiled_value_pct" in t:
-        line += (f"; compile_step={t['compile_step']}: overhead {t['compiled_value_pct']:+.2f}% "
-                 + ("met" if t["compiled_met"] else "NOT met")
-                 + f", extra work {t['compiled_extra_work_pct']:.2f}% "
-                 + ("met" if t["compiled_extra_work_met"] else "NOT met"))
-    return line
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -337,9 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     names = args.cases.split(",") if args.cases else list(CPU_CASES if device.type == "cpu" else CUDA_CASES)
     timm_batch = args.timm_batch or (8 if device.type == "cpu" else 256)
-    load_start = os.getloadavg()
-    t_start = time.monotonic()
-    cases = []
+    out = args.out or REPO / "results" / "benchmarks" / f"gal_cost_{device.type}.json"
+    report = functools.partial(write_report, out, device=device, argv=argv, note=args.note,
+                               load_start=os.getloadavg(), t_start=time.monotonic(), targets=TARGETS)
+    cases: list[dict[str, Any]] = []
     for name in names:
         t0 = time.monotonic()
         case = build_case(name, device, timm_batch=timm_batch, timm_size=args.timm_size)
@@ -350,32 +307,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             res["checkpoint"] = checkpoint_cost(case, device, step_s)
         res["wall_s"] = round(time.monotonic() - t0, 1)
         cases.append(res)
+        report(cases, complete=False)  # a time limit leaves the cases finished so far
         print(f"{name}: baseline {res['step']['s_per_image']['baseline']['median'] * 1e6:.2f} us/img, "
               f"GAL {res['step']['s_per_image']['gal']['median'] * 1e6:.2f} us/img, ratio "
               f"{res['step']['gal']['ratio']:.3f}; extra/fwd+bwd {res['extra_work']['ratio']:.4f}; "
               f"FLOP bound {res['flops']['bound']:.2e}; ops {res['ops']['baseline_step']} -> "
               f"{res['ops']['gal_step']} ({res['wall_s']} s)", flush=True)
-    commit, dirty = git_info()
-    report = {
-        "benchmark": "gal_cost",
-        "what": "GAL's cost per training step (Table VII, Sec. VI-C): baseline vs GAL interleaved "
-                "in one process; GAL's extra work; FLOP bound; operator counts",
-        "device": device.type, "hardware": hardware(device),
-        "threads": torch.get_num_threads() if device.type == "cpu" else None,
-        "torch": torch.__version__, "python": platform.python_version(),
-        "platform": platform.platform(), "git_commit": commit, "git_dirty": dirty,
-        "command": "PYTHONPATH=. python benchmarks/gal_cost.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "wall_s": round(time.monotonic() - t_start, 1),
-        "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
-        "note": args.note,
-        "targets": {"classification": "whole-step overhead <= max(1%, 2x FLOP bound)",
-                    "regression": f"GAL step <= {REGRESSION_RATIO_TARGET}x the baseline step"},
-        "cases": cases,
-    }
-    out = args.out or REPO / "results" / "benchmarks" / f"gal_cost_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    report(cases, complete=True)
     for c in cases:
         print(target_line(c))
         if "checkpoint" in c:

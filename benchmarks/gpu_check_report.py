@@ -101,7 +101,8 @@ def summarize_cost(path: Path) -> dict[str, Any] | None:
         return None
     rep = json.loads(path.read_text())
     out: dict[str, Any] = {"hardware": rep.get("hardware"), "torch": rep.get("torch"),
-                           "git_commit": rep.get("git_commit"), "cases": {}}
+                           "git_commit": rep.get("git_commit"), "complete": rep.get("complete"),
+                           "cases": {}}
     for c in rep.get("cases", []):
         s = c["step"]
         row = {"baseline_us_per_img": 1e6 * s["s_per_image"]["baseline"]["median"],

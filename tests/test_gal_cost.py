@@ -289,6 +289,26 @@ def test_benchmark_report_on_a_tiny_budget(tmp_path: Path, capsys: pytest.Captur
     assert case["target"]["met"] == (case["step"]["gal"]["ratio"] <= 1.5)
     printed = capsys.readouterr().out
     assert "[target] boston: GAL step" in printed and ("met" in printed)
+    assert rep["complete"] is True
+
+
+def test_benchmark_report_keeps_finished_cases_when_cut_short(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report is written after every case (complete: false until the last), so a run cut
+    short by a time limit (here: the second case fails to build) keeps what it measured."""
+    real = gal_cost.build_case
+
+    def build(name, device, **kw):
+        if name == "diabetes":
+            raise KeyboardInterrupt  # as a timeout's signal would end it
+        return real(name, device, **kw)
+
+    monkeypatch.setattr(gal_cost, "build_case", build)
+    out = tmp_path / "gal_cost.json"
+    with pytest.raises(KeyboardInterrupt):
+        gal_cost.main(["--cases", "boston,diabetes", "--seconds", "0.2", "--out", str(out)])
+    rep = json.loads(out.read_text())
+    assert rep["complete"] is False and [c["name"] for c in rep["cases"]] == ["boston"]
 
 
 def test_benchmark_classification_target_fields(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
