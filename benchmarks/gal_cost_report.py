@@ -51,16 +51,20 @@ def write_report(out: Path, cases: Sequence[dict[str, Any]], *, device: torch.de
     tmp.replace(out)
 
 
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def target_line(c: dict[str, Any]) -> str:
     t, s = c["target"], c["step"]["gal"]
-    state = "met" if t["met"] else "NOT met"
+    state = _met(t["met"])
     if c["kind"] == "regression":
         line = (f"[target] {c['name']}: GAL step {t['value']:.2f}x baseline "
                 f"(<= {t['limit']}x): {state}; compare_vanilla=False "
                 f"{c['step']['gal_no_compare']['ratio']:.2f}x")
         if "compiled_value" in t:
             line += (f"; compile_step={t['compile_step']} {t['compiled_value']:.2f}x: "
-                     + ("met" if t["compiled_met"] else "NOT met"))
+                     + _met(t["compiled_met"]))
         return line
     line = (f"[target] {c['name']}: overhead {t['value_pct']:+.2f}% (paired-ratio IQR "
             f"{100 * (s['paired_ratio']['q25'] - 1):+.2f}% .. {100 * (s['paired_ratio']['q75'] - 1):+.2f}%)"
@@ -70,10 +74,10 @@ def target_line(c: dict[str, Any]) -> str:
                  f"{t['aa_iqr_pct'][1]:+.2f}%), "
                  + ("resolved" if t["resolved"] else "NOT resolved at this limit on this machine")
                  + f"; GAL's extra work alone {t['extra_work_pct']:.2f}% of fwd+bwd: "
-                 + ("met" if t["extra_work_met"] else "NOT met"))
+                 + _met(t["extra_work_met"]))
     if "compiled_value_pct" in t:
         line += (f"; compile_step={t['compile_step']}: overhead {t['compiled_value_pct']:+.2f}% "
-                 + ("met" if t["compiled_met"] else "NOT met")
+                 + _met(t["compiled_met"])
                  + f", extra work {t['compiled_extra_work_pct']:.2f}% "
-                 + ("met" if t["compiled_extra_work_met"] else "NOT met"))
+                 + _met(t["compiled_extra_work_met"]))
     return line
