@@ -260,13 +260,14 @@ def run_one(spec: RunSpec, cfg: Mapping[str, Any], runs_root: str | os.PathLike[
 def plan_runs(cfg: Mapping[str, Any], profile: str, seeds: int | Sequence[int] | None = None,
               models: Sequence[str] | None = None, methods: Sequence[str] | None = None,
               dataset: str | None = None) -> list[RunSpec]:
-    """The runs of Table IV under ``profile``: every (model, method, seed), seeds 0..N-1."""
+    """The runs of Table IV under ``profile``: every (model, method, seed), seeds 0..N-1, in
+    seed-major order (an interrupted batch leaves every arm of its first seeds, i.e. pairs)."""
     plan = cfg["run"]["table4"]
     n = cfg["seeds"] if seeds is None else seeds
     seed_list = list(range(int(n))) if isinstance(n, int) else [int(s) for s in n]
     ds = dataset or plan["dataset"]
-    return [RunSpec(profile, ds, m, meth, s) for m in (models or plan["models"])
-            for meth in (methods or plan["methods"]) for s in seed_list]
+    return [RunSpec(profile, ds, m, meth, s) for s in seed_list for m in (models or plan["models"])
+            for meth in (methods or plan["methods"])]
 
 
 def _check_world(settings: Mapping[str, Any], world: int) -> None:
