@@ -125,11 +125,15 @@ def seed_diagnostics(df: pd.DataFrame) -> dict[tuple[Any, ...], dict[str, dict[s
     return out
 
 
+def _summary(by_seed: Mapping[int, float]) -> tuple[float, float, int]:
+    """``(mean, sd, n)`` over the runs (sd ddof=1, NaN below 2 runs)."""
+    v = list(by_seed.values())
+    return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else math.nan, len(v)
+
+
 def diagnostics(df: pd.DataFrame) -> dict[tuple[Any, ...], dict[str, dict[str, tuple[float, float, int]]]]:
     """:func:`seed_diagnostics` as ``(mean, sd, n)`` over the runs (sd NaN below 2 runs)."""
-    return {grp: {m: {c: (float(np.mean(list(v.values()))),
-                          float(np.std(list(v.values()), ddof=1)) if len(v) > 1 else math.nan, len(v))
-                      for c, v in cols.items()} for m, cols in methods.items()}
+    return {grp: {m: {c: _summary(v) for c, v in cols.items()} for m, cols in methods.items()}
             for grp, methods in seed_diagnostics(df).items()}
 
 
@@ -161,9 +165,9 @@ def diagnostics_note(df: pd.DataFrame) -> str:
             vals = []
             for c, label, fmt in DIAGNOSTICS:
                 if c in cols:
-                    v = list(cols[c].values())
-                    sd_txt = " ± " + fmt.format(float(np.std(v, ddof=1))).lstrip("+") if len(v) > 1 else ""
-                    vals.append(f"{label} {fmt.format(float(np.mean(v)))}{sd_txt}")
+                    mean, sd, _ = _summary(cols[c])
+                    sd_txt = "" if math.isnan(sd) else " ± " + fmt.format(sd).lstrip("+")
+                    vals.append(f"{label} {fmt.format(mean)}{sd_txt}")
             n = max(len(v) for v in cols.values())
             cells.append(f"{METHOD_LABELS.get(method, method)} (n = {n}): " + ", ".join(vals))
         cells += [t for b, a in DIAGNOSTIC_CONTRASTS if a in per_seed and b in per_seed
