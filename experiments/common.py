@@ -341,18 +341,21 @@ class RankWriter:
         return self.writer.fail(reason) if self.rank == 0 else "failed"
 
 
-def init_distributed(cfg: dict[str, Any]) -> None:
+def init_distributed(cfg: dict[str, Any]) -> bool:
     """Under torchrun: the default process group (NCCL with ``cfg["device"] = "cuda:<LOCAL_RANK>"``
-    when CUDA is available, else gloo), unless one exists."""
+    when CUDA is available, else gloo), unless one exists. True when this call created it (the
+    caller then destroys it: a gloo group left to the interpreter's teardown can abort the process
+    with "terminate called without an active exception")."""
     import torch.distributed as dist
 
     if dist.is_initialized():
-        return
+        return False
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", 0))
         torch.cuda.set_device(local)
         cfg["device"] = f"cuda:{local}"
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return True
 
 
 # --------------------------------------------------------------------------- command line

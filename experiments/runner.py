@@ -236,9 +236,34 @@ def run_task(task: Task, req: RunRequest) -> dict[str, int]:
         settings = task.run_settings(cfg, spec)
         if task.check_settings is not None:
             task.check_settings(settings, world)
+    owns_group = False
     if world > 1:
         set_threads(req.threads or cfg["num_threads"])
-        init_distributed(cfg)
+        owns_group = init_distributed(cfg)
+    try:
+        counts = _run_plan(task, req, cfg, plan, config_path, world)
+    except BaseException:
+        if owns_group:
+            _leave_group(together=False)
+        raise
+    if owns_group:
+        _leave_group(together=True)
+    return counts
+
+
+def _leave_group(*, together: bool) -> None:
+    """Destroy the process group this runner created; ``together``: after a barrier, so that no
+    rank tears down while another still talks to it (skipped when this rank failed)."""
+    import torch.distributed as dist
+
+    if together:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
+def _run_plan(task: Task, req: RunRequest, cfg: dict[str, Any], plan: list, config_path: Any,
+              world: int) -> dict[str, int]:
+    """The missing runs of ``plan``: in step on every rank under torchrun, else by ``run_specs``."""
     runs_root = task.runs_root if req.runs_root is None else req.runs_root
     retry = req.retry_failed or not task.keep_failed
     if req.force:

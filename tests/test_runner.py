@@ -225,3 +225,54 @@ def test_every_runner_is_a_task_with_the_shared_flags(module: str) -> None:
     flags = {a for act in runner.build_parser(task)._actions for a in act.option_strings}
     assert {"--profile", "--seeds", "--runs-root", "--config", "--set", "--retry-failed",
             "--rerun-stale", "--jobs", "--launcher", "--threads", "--no-progress"} <= flags
+
+
+@pytest.fixture
+def one_rank_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``WORLD_SIZE=2`` as torchrun would set it, with ``init_distributed`` creating a real gloo
+    group of one process (the runner's own init needs a second rank)."""
+    import torch.distributed as dist
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+
+    def init(cfg: Any) -> bool:
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+        return True
+
+    monkeypatch.setattr(runner, "init_distributed", init)
+    yield dist
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def test_torchrun_runner_destroys_the_group_it_created(task: Task, calls: Calls, one_rank_group) -> None:
+    """A gloo group left to interpreter teardown can abort a rank ("terminate called without an
+    active exception"): the runner destroys the group it made, after the runs and after an error."""
+    task = dataclasses.replace(task, torchrun=True)
+    assert run_task(task, _req(seeds=1)) == {"complete": 2, "failed": 0, "skipped": 0}
+    assert calls() == ["data:2", "fake/cpu/a/seed-0", "fake/cpu/b/seed-0"]  # here, one by one
+    assert not one_rank_group.is_initialized()
+
+
+def test_torchrun_runner_destroys_the_group_after_a_failing_run(task: Task, one_rank_group,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    task = dataclasses.replace(task, torchrun=True)
+
+    def boom(*a: Any, **k: Any) -> dict[str, int]:
+        assert one_rank_group.is_initialized()
+        raise RuntimeError("rank failed")
+
+    monkeypatch.setattr(runner, "_run_plan", boom)
+    with pytest.raises(RuntimeError, match="rank failed"):
+        run_task(task, _req(seeds=1))
+    assert not one_rank_group.is_initialized()
+
+
+def test_torchrun_runner_leaves_a_group_it_did_not_create(task: Task, one_rank_group,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller that made the group itself (a notebook, a test) keeps it."""
+    runner.init_distributed({})  # the fixture's init, made by the caller
+    monkeypatch.setattr(runner, "init_distributed", lambda cfg: False)
+    assert run_task(dataclasses.replace(task, torchrun=True), _req(seeds=1))["complete"] == 2
+    assert one_rank_group.is_initialized()
