@@ -138,12 +138,12 @@ def check_point(p: dict, values: list[float | None]) -> None:
     assert p["per_seed"] == {str(s): v for s, v in ok}
 
 
-def written_files(out: Path, written: list[Path], n: int) -> None:
+def written_files(out: Path, written: list[Path], stem: str) -> None:
     for ext in ("png", "pdf", "json", "md"):
-        path = out / f"fig{n}.{ext}"
+        path = out / f"{stem}.{ext}"
         assert path in written and path.stat().st_size > 0
-    assert (out / f"fig{n}.png").read_bytes()[:4] == b"\x89PNG"
-    assert (out / f"fig{n}.pdf").read_bytes()[:4] == b"%PDF"
+    assert (out / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / f"{stem}.pdf").read_bytes()[:4] == b"%PDF"
 
 
 def fig8_dataset(root: Path, out: Path, profile: str) -> dict[str, Any]:
@@ -159,5 +159,7 @@ def rendered(n: int, root: Path, out: Path) -> dict[str, Any]:
     """Fig. ``n`` rendered from ``root`` into ``out``: every output written, the summary JSON."""
     from gal_suite.figures import render_figure
 
-    written_files(out, render_figure(n, root, out), n)
-    return json.loads((out / f"fig{n}.json").read_text())
+    # the synthetic records are the cpu profile's: Fig. 6's home profile, not Figs. 7 and 8's
+    stem = f"fig{n}" if n == 6 else f"fig{n}-cpu"
+    written_files(out, render_figure(n, root, out), stem)
+    return json.loads((out / f"{stem}.json").read_text())

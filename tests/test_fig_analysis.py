@@ -81,7 +81,7 @@ def test_fig7_points_baselines_and_exclusions(analysis_runs: Path, tmp_path: Pat
     assert all("adjuster=cnn" not in path and "alpha=0.5" not in path
                for o in ds["optimizers"].values() for pn in o["panels"].values()
                for p in pn["points"] for path in p["runs"].values())
-    md = (out / "fig7.md").read_text()
+    md = (out / "fig7-cpu.md").read_text()
     assert "gal+alpha=1/seed-2" in md and "non complete: 1" in md
     assert "failed outside figure: 2" in md and "seeds (any point): 0, 1, 2" in md
     assert "beta = 1 is best with SGD" in md and "(256-64-32)" in md
@@ -118,7 +118,7 @@ def test_fig8_policies_line10_and_g_beats_grad(analysis_runs: Path, tmp_path: Pa
         np.testing.assert_allclose(cv["min"], mat.min(0), rtol=1e-12)
         np.testing.assert_allclose(cv["max"], mat.max(0), rtol=1e-12)
         assert cv["mean"][0] == pytest.approx(0.5 * k[policy] * np.mean([1, 1 / 2, 1 / 3]))
-    md = (out / "fig8.md").read_text()
+    md = (out / "fig8-cpu.md").read_text()
     assert "errors equal to the baseline seed by seed: yes" in md
     assert "line 7 (≤) is best; line 8 is better than line 10" in md
     assert "fraction of mini-batches" in md and "line 10 ≤ baseline" in md
@@ -142,7 +142,7 @@ def test_fig8_line10_differs_and_nan_g_beats_grad(tmp_path: Path, records_root: 
     assert cv["leq"]["seeds"] == [0]  # seed 1's g_beats_grad column is all NaN: skipped
     assert [e["path"].endswith("gal/seed-1") for e in summary["excluded"]["no_g_beats_grad"]] \
         == [True]
-    md = (tmp_path / "out" / "fig8.md").read_text()
+    md = (tmp_path / "out" / "fig8-p2.md").read_text()
     assert "errors equal to the baseline seed by seed: no" in md
     assert "seed 1: line 10 41.5, baseline 41 (differ)" in md
 
@@ -193,6 +193,6 @@ def test_missing_records_raise_clear_error(analysis_runs: Path, tmp_path: Path) 
 
 def test_pdf_reproducible(analysis_runs: Path, tmp_path: Path) -> None:
     render_figure(7, analysis_runs, tmp_path)
-    first = (tmp_path / "fig7.pdf").read_bytes()
+    first = (tmp_path / "fig7-cpu.pdf").read_bytes()
     render_figure(7, analysis_runs, tmp_path)
-    assert (tmp_path / "fig7.pdf").read_bytes() == first
+    assert (tmp_path / "fig7-cpu.pdf").read_bytes() == first

@@ -33,7 +33,7 @@ def _pairs(base: list[float | None], other: list[float | None]) -> tuple[dict, d
 
 def test_fig7_paired_panel_is_ci_paired_diff(analysis_runs: Path, tmp_path: Path) -> None:
     render_figure(7, analysis_runs, tmp_path)
-    summary = json.loads((tmp_path / "fig7.json").read_text())
+    summary = json.loads((tmp_path / "fig7-cpu.json").read_text())
     sgd = summary["datasets"][0]["optimizers"]["sgd"]
     methods = {"alpha": ["gal+alpha=0.0001", "gal", "gal+alpha=0.1", "gal+alpha=1"],
                "beta": ["gal+beta=0.5", "gal", "gal+beta=5"]}
@@ -57,13 +57,13 @@ def test_fig7_paired_panel_is_ci_paired_diff(analysis_runs: Path, tmp_path: Path
     half = 4.302652729911275 * d.std(ddof=1) / math.sqrt(3)
     assert sgd["panels"]["alpha"]["points"][1]["paired"]["ci95"] == pytest.approx(
         [d.mean() - half, d.mean() + half], rel=1e-9)
-    md = (tmp_path / "fig7.md").read_text()
+    md = (tmp_path / "fig7-cpu.md").read_text()
     assert f"paired {d.mean():+.3g} [{d.mean() - half:+.3g}, {d.mean() + half:+.3g}] (n=3)" in md
 
 
 def test_fig8_paired_acceptance_and_no_coincidence(analysis_runs: Path, tmp_path: Path) -> None:
     render_figure(8, analysis_runs, tmp_path)
-    summary = json.loads((tmp_path / "fig8.json").read_text())
+    summary = json.loads((tmp_path / "fig8-cpu.json").read_text())
     [ds] = summary["datasets"]
     for p in ds["policies"]:
         m = {"leq": "gal", "lt": "gal+policy=lt", "always": "gal+policy=always",
@@ -77,7 +77,7 @@ def test_fig8_paired_acceptance_and_no_coincidence(analysis_runs: Path, tmp_path
     never = next(p for p in ds["policies"] if p["policy"] == "never")
     assert never["paired"]["mean_diff"] == 0.0 and never["paired"]["ci95"] == [0.0, 0.0]
     assert ds["coincide"] == {"policies": [], "same_errors": None, "note": None}
-    md = (tmp_path / "fig8.md").read_text()
+    md = (tmp_path / "fig8-cpu.md").read_text()
     assert "| line 7 (≤) (`leq`) | " in md and "| 0.900 |" in md and "coincide" not in md
 
 
@@ -102,7 +102,7 @@ def test_fig8_coincidence_note_when_no_step_rejected(tmp_path: Path, records_roo
     assert co["note"].startswith("line 7 (≤), line 7 (<), line 8 coincide: no step was rejected")
     assert {p["policy"]: p["accept_rate"]["mean"] for p in ds["policies"]} == {
         "leq": 1.0, "lt": 1.0, "always": 1.0, "never": 0.0}
-    md = (tmp_path / "out" / "fig8.md").read_text()
+    md = (tmp_path / "out" / "fig8-one.md").read_text()
     assert co["note"] in md and "| 1.000 |" in md and "| 0.000 |" in md
     # one epoch: the per-epoch panel says so; its band is the min-max of the seeds' values
     leq = ds["g_beats_grad"]["curves"]["leq"]

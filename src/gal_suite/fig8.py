@@ -4,7 +4,8 @@
 seeds; line 10 feeds dl/dz to the model at every step, so its errors are compared with the
 baseline's seed by seed. (b) the per-epoch fraction ``g_beats_grad`` (l(z - eta~ g) <
 l(z - eta~ dl/dz)) per policy, mean with min-max band. Record selection and shared helpers:
-:mod:`gal_suite.fig_sweeps`. Outputs: ``fig8.{png,pdf,json,md}``.
+:mod:`gal_suite.fig_sweeps`. Outputs: ``fig8.{png,pdf,json,md}`` (the analysis
+profile; ``fig8-<profile>.*`` for another).
 """
 
 from __future__ import annotations
@@ -311,12 +312,16 @@ def _draw_fig8(summary: Mapping[str, Any]) -> Any:
 
 
 def render_fig8(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Path]:
-    """Render Fig. 8 (Sec. VI-E/F) for one ``profile``: ``fig8.{json,md,png,pdf}`` in ``out_dir``.
+    """Render Fig. 8 (Sec. VI-E/F) for one ``profile``: ``fig8.{json,md,png,pdf}`` in ``out_dir``
+    for the analysis profile, ``fig8-<profile>.*`` for any other (never mixed, neither overwrites
+    the other).
     Raises :class:`gal_suite.records.NoRunsError` naming ``make fig8`` if there are no records."""
     summary = fig8_summary(Path(runs_root), profile)
-    return write_figure(_draw_fig8(summary), summary, fig8_markdown(summary), out_dir, "fig8")
+    return write_figure(_draw_fig8(summary), summary, fig8_markdown(summary), out_dir,
+                        FIG8.stem(profile))
 
 
 #: Fig. 8 (Sec. VI-E/F): the SGD ablation records (the update policies of Algorithm 1).
 FIG8 = FigureSpec(number=8, section="VI-E/F", subject="update policies and g vs dl/dz",
-                  records=("ablation",), draw=render_fig8)
+                  records=("ablation",), draw=render_fig8,
+                  home_profile="analysis")

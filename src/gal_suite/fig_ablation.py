@@ -242,12 +242,16 @@ def _draw_fig7(summary: Mapping[str, Any]) -> Any:
 
 
 def render_fig7(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Path]:
-    """Render Fig. 7 (Sec. VI-D) for one ``profile``: ``fig7.{json,md,png,pdf}`` in ``out_dir``.
+    """Render Fig. 7 (Sec. VI-D) for one ``profile``: ``fig7.{json,md,png,pdf}`` in ``out_dir``
+    for the analysis profile, ``fig7-<profile>.*`` for any other (never mixed, neither overwrites
+    the other).
     Raises :class:`gal_suite.records.NoRunsError` naming ``make fig7`` if there are no records."""
     summary = fig7_summary(Path(runs_root), profile)
-    return write_figure(_draw_fig7(summary), summary, fig7_markdown(summary), out_dir, "fig7")
+    return write_figure(_draw_fig7(summary), summary, fig7_markdown(summary), out_dir,
+                        FIG7.stem(profile))
 
 
 #: Fig. 7 (Sec. VI-D): the ablation records (alpha, beta and the architecture of h swept).
 FIG7 = FigureSpec(number=7, section="VI-D", subject="alpha / beta / architecture",
-                  records=("ablation",), draw=render_fig7)
+                  records=("ablation",), draw=render_fig7,
+                  home_profile="analysis")

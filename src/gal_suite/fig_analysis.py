@@ -302,4 +302,4 @@ def render_fig6(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Pa
 
 #: Fig. 6 (Sec. VI-A): the ``gal`` runs of Tables I-III and of the analyses; one figure per profile.
 FIG6 = FigureSpec(number=6, section="VI-A", subject="remainder and cosine", records=FIG6_TASKS,
-                  draw=render_fig6, profile_stem=True)
+                  draw=render_fig6, home_profile="cpu")

@@ -41,8 +41,9 @@ class FigureSpec:
         outputs: the names of the files ``draw`` always writes (``{stem}`` filled in).
         optional_outputs: files it writes only with an option or where records exist (Fig. 4:
             the authors' conventions, the animation).
-        profile_stem: the files of a profile other than ``cpu`` are ``fig<number>-<profile>.*``
-            (Fig. 6: the cpu and ablation profiles are two figures); else always ``fig<number>``.
+        home_profile: the profile whose files are ``fig<number>.*``; any other profile's are
+            ``fig<number>-<profile>.*`` (Fig. 6: ``cpu``, so the cpu and analysis profiles are two
+            figures; Figs. 7, 8: ``analysis``); ``None``: always ``fig<number>``.
     """
 
     number: int
@@ -53,7 +54,7 @@ class FigureSpec:
     options: tuple[str, ...] = ("profile",)
     outputs: tuple[str, ...] = FIGURE_FILES
     optional_outputs: tuple[str, ...] = ()
-    profile_stem: bool = False
+    home_profile: str | None = None
 
     def __post_init__(self) -> None:
         bad = [o for o in self.options if o not in OPTIONS]
@@ -71,9 +72,10 @@ class FigureSpec:
         return f"make fig{self.number}"
 
     def stem(self, profile: str = "cpu") -> str:
-        """The stem of its files for ``profile`` (see ``profile_stem``)."""
+        """The stem of its files for ``profile`` (see ``home_profile``)."""
         base = f"fig{self.number}"
-        return base if not self.profile_stem or profile == "cpu" else f"{base}-{profile}"
+        home = self.home_profile
+        return base if home is None or profile == home else f"{base}-{profile}"
 
     def output_names(self, profile: str = "cpu", optional: bool = False) -> list[str]:
         """The names of the files it writes for ``profile``; with ``optional`` also those it may
