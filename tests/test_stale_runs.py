@@ -134,9 +134,10 @@ def test_committed_table5_records_are_not_stale(profile: str) -> None:
     (2, "cpu", {"seeds": 3, "optimizers": ["sgd"], "methods": ["gal_alpha0"]}, 3),
     (3, "cpu", {}, 12),  # both rows: resnet10t and the TinyNet-E EfficientNet-B2 stand-in
     ("ablation", "ablation", {}, 111),
+    ("ablation", "analysis", {}, 80),  # 16 configurations x 5 paired seeds
 ])
 def test_committed_classification_records_are_not_stale(table, profile, kw, n) -> None:
-    """What `make table1 table2 table3 ablation` plans finds every committed run finished with
+    """What `make table1 table2 table3 ablation` (both analyses profiles) plans finds every committed run finished with
     its own settings (nothing re-run, nothing refused)."""
     cfg = load_config(C.config_for(table), profile)
     plan = C.plan_runs(cfg, table, profile, **kw)
