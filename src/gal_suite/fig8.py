@@ -190,7 +190,9 @@ def fig8_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
                 "policy": "the run's gal_policy column: leq = line 7 (≤), lt = line 7 (<), "
                 "always = line 8, never = line 10 (Algorithm 1)",
                 "line10_vs_baseline": "line 10 sends dl/dz to the model at every step, so its "
-                "model trajectory is the baseline's: error_top1 compared seed by seed (exact)",
+                "model trajectory is the baseline's bit for bit when GAL's step runs in z's dtype; "
+                "a float64 step rounds dl/dz once more, so the trajectories then drift apart from "
+                "rounding alone: error_top1 compared seed by seed (exact)",
                 "paired": "per policy: its error minus the baseline's of the same seed; "
                 "mean_diff and its paired 95% CI (t, n-1 df; gal_suite.stats.ci_paired_diff)",
                 "accept_rate": "history column accept_rate (per epoch, the fraction of steps "
@@ -226,7 +228,9 @@ def fig8_markdown(summary: Mapping[str, Any]) -> str:
                   f"{yes_no(c['line8_better_than_line10'])}; line 7 (≤) better than line 7 (<): "
                   f"{yes_no(c['line7_leq_better_than_line7_lt'])}",
                   "- line 10 sends dl/dz to the model at every step, so its model trajectory "
-                  f"should equal the baseline's; errors equal to the baseline seed by seed: "
+                  "equals the baseline's bit for bit when GAL's step runs in z's dtype (a float64 "
+                  "step differs from it by rounding alone, which grows over training); errors "
+                  "equal to the baseline seed by seed: "
                   f"{yes_no(t['all_equal'])} ({eq or 'no paired seed'})", "",
                   f"### (b) g beats dl/dz ({b['unit']}; granularity {b['granularity']})", "",
                   f"- paper: {b['paper']}"]
