@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 PROFILE ?= cpu
 # The analyses of Sec. VI (Tables VI, VIII, Figs. 6-8) run on the `analysis` profile when PROFILE=cpu
 # (4 epochs over half of the CIFAR-10 JPEG copy, 16 configurations x 5 paired seeds, about 75 min on
-# 2 idle cores, up to 7.5 h on shared ones; docs/analyses.md). APROFILE=ablation: the older 1-epoch profile (its records are kept).
+# 2 idle cores, up to 7.5 h on shared ones; docs/analyses.md). APROFILE=ablation: the older 1-epoch
+# profile (its records are kept).
 APROFILE ?= $(if $(filter cpu,$(PROFILE)),analysis,$(PROFILE))
 SEEDS ?=
 SEEDS_ARG = $(if $(SEEDS),--seeds $(SEEDS))

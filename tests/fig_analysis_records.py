@@ -157,9 +157,8 @@ def fig8_dataset(root: Path, out: Path, profile: str) -> dict[str, Any]:
 
 def rendered(n: int, root: Path, out: Path) -> dict[str, Any]:
     """Fig. ``n`` rendered from ``root`` into ``out``: every output written, the summary JSON."""
-    from gal_suite.figures import render_figure
+    from gal_suite.figures import FIGURES, render_figure
 
-    # the synthetic records are the cpu profile's: Fig. 6's home profile, not Figs. 7 and 8's
-    stem = f"fig{n}" if n == 6 else f"fig{n}-cpu"
+    stem = FIGURES[n].stem("cpu")  # the synthetic records are the cpu profile's
     written_files(out, render_figure(n, root, out), stem)
     return json.loads((out / f"{stem}.json").read_text())

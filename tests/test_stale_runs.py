@@ -137,8 +137,8 @@ def test_committed_table5_records_are_not_stale(profile: str) -> None:
     ("ablation", "analysis", {}, 80),  # 16 configurations x 5 paired seeds
 ])
 def test_committed_classification_records_are_not_stale(table, profile, kw, n) -> None:
-    """What `make table1 table2 table3 ablation` (both analyses profiles) plans finds every committed run finished with
-    its own settings (nothing re-run, nothing refused)."""
+    """What `make table1 table2 table3 ablation` (both analyses profiles) plans finds every
+    committed run finished with its own settings (nothing re-run, nothing refused)."""
     cfg = load_config(C.config_for(table), profile)
     plan = C.plan_runs(cfg, table, profile, **kw)
     found, bad = _stale(plan, lambda s: C.run_settings(cfg, s), RUNS)
