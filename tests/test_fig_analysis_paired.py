@@ -153,4 +153,9 @@ def test_fig6_one_epoch_and_readings(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert f"SGD: mean |r| {r1:.2g} (epoch 1) → {r4:.2g} (epoch {EPOCHS}): down" \
         in p["reading"]["remainder"]
     assert f"SGD: mean cos > 0 on {int((cos > 0).sum())}/{EPOCHS} epochs" in p["reading"]["cosine"]
+    rs = np.array([[known_diagnostics(s, e, "leq")["abs_remainder"] for e in range(1, EPOCHS + 1)]
+                   for s in range(3)])
+    spread = max((rs[:, e].max() - rs[:, e].min()) / rs[:, e].mean() for e in range(EPOCHS))
+    assert p["lines"]["sgd"]["trend"]["abs_remainder_seed_range"] == pytest.approx(spread)
+    assert f"; seed range ≤ {spread:.0%} of the mean" in p["reading"]["remainder"]
     assert "no evolution" not in p["reading"]["remainder"]

@@ -151,6 +151,13 @@ def _title(p: Mapping[str, Any], profile: str) -> str:
     return f"{TASK_LABELS.get(p['task'], p['task'])}: {p['dataset_label']}\n" + ", ".join(bits)
 
 
+def _relative_range(curves: np.ndarray) -> float:
+    """Largest (max − min) / mean over seeds of any epoch (rows: seeds, columns: epochs): how wide
+    the min-max band of a line is; on a log axis a band of a few per cent is thinner than the line."""
+    c = np.asarray(curves, float)
+    return float(np.max((c.max(0) - c.min(0)) / np.abs(c.mean(0))))
+
+
 def fig6_summary(panels: Sequence[Mapping[str, Any]], runs_root: Path, profile: str,
                  excluded: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The numbers of ``fig6.json`` (Fig. 6, Sec. VI-A): per panel and optimizer the epochs, the
@@ -170,6 +177,7 @@ def fig6_summary(panels: Sequence[Mapping[str, Any]], runs_root: Path, profile: 
                 "trend": {
                     "abs_remainder_first": float(r[0]), "abs_remainder_last": float(r[-1]),
                     "abs_remainder_decreased": bool(r[-1] < r[0]),
+                    "abs_remainder_seed_range": _relative_range(ln["curves"]["abs_remainder"]),
                     "cosine_mean": float(c.mean()), "cosine_last": float(c[-1]),
                     "epochs_cosine_positive": [e for e, v in zip(ln["epochs"], c, strict=True)
                                                if v > 0],
@@ -241,7 +249,8 @@ def fig6_readings(p: Mapping[str, Any]) -> dict[str, str]:
         t, name, ep = ln["trend"], ln["label"], ln["epochs"]
         rem.append(f"{name}: mean |r| {t['abs_remainder_first']:.2g} (epoch {ep[0]}) → "
                    f"{t['abs_remainder_last']:.2g} (epoch {ep[-1]}): "
-                   f"{'down' if t['abs_remainder_decreased'] else 'not down'}")
+                   f"{'down' if t['abs_remainder_decreased'] else 'not down'}; "
+                   f"seed range ≤ {t['abs_remainder_seed_range']:.0%} of the mean")
         cos.append(f"{name}: mean cos > 0 on {len(t['epochs_cosine_positive'])}/{len(ep)} "
                    f"epochs (mean {t['cosine_mean']:.2g})")
     return {"remainder": "\n".join([f"paper: {FIG6_READING['remainder']}", "here:", *rem]),

@@ -59,8 +59,17 @@ def footer(prov: Mapping[str, Any]) -> str:
             + (" (some with uncommitted changes)" if prov["dirty"] else ""))
 
 
+#: Height (inches) of the strip kept free below the axes for the :func:`footer`.
+FOOTER_IN = 0.14
+
+
 def stamp(fig: Any, prov: Mapping[str, Any]) -> None:
-    """Write :func:`footer` into the bottom right corner of a matplotlib figure."""
+    """Write :func:`footer` into the bottom right corner of a matplotlib figure, in a strip that a
+    constrained layout keeps clear of the axes (their labels never run under it)."""
+    strip = FOOTER_IN / fig.get_figheight()
+    engine = fig.get_layout_engine()
+    if engine is not None and hasattr(engine, "set") and "rect" in engine.get():
+        engine.set(rect=(0.0, strip, 1.0, 1.0 - strip))
     fig.text(0.995, 0.002, footer(prov), ha="right", va="bottom", fontsize=6, color="0.35")
 
 
