@@ -137,7 +137,7 @@ ablation: venv
 	$(VENV)/bin/gal figure 6 --profile $(APROFILE)
 
 # Fig. 6: remainder and cosine(v~, dl/dz) per epoch of the GAL runs of one profile (Tables I, II and
-# the analyses)
+# the analyses): results/figures/fig6-<profile>.*, fig6.* for the analysis profile (make ablation)
 fig6: venv
 	$(VENV)/bin/gal figure 6 --profile $(PROFILE)
 

@@ -23,7 +23,7 @@ from fig_analysis_records import (
 
 from gal_suite.fig8 import render_fig8
 from gal_suite.fig_analysis import NoRunsError
-from gal_suite.figures import render_figure
+from gal_suite.figures import FIGURES, render_figure
 
 
 def test_fig7_points_baselines_and_exclusions(analysis_runs: Path, tmp_path: Path) -> None:
@@ -175,7 +175,7 @@ def test_fig6_remainder_and_cosine(analysis_runs: Path, tmp_path: Path) -> None:
     ex = summary["excluded"]
     assert [(e["method"], e["seed"]) for e in ex["non_complete"]] == [("gal", 2)]
     assert [e["line"] for e in ex["skipped_lines"]] == [f"table1/{DS}/adabound"]
-    md = (out / "fig6.md").read_text()
+    md = (out / f"{FIGURES[6].stem('cpu')}.md").read_text()
     assert "ImageNet with EfficientNet-B2" in md and "Table I: " + LABEL in md
     assert "ablation (Sec. VI-D/E)" in md and "/table1/cpu/" in md
 

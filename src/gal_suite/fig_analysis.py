@@ -17,7 +17,9 @@ mean of ``|r|`` (Eq. 7, the objective (6) that trains h); the signed ``remainder
 on the epochs every seed has, band: min-max over seeds (as Fig. 5, :mod:`gal_suite.fig5`).
 
 Outputs in ``out_dir``: ``fig6.png`` / ``fig6.pdf`` (no creation date: reproducible bytes),
-``fig6.json`` (the plotted numbers) and ``fig6.md`` (summary, with the paper's claim beside ours).
+``fig6.json`` (the plotted numbers) and ``fig6.md`` (summary, with the paper's claim beside ours)
+for the ``analysis`` profile (the analyses of Sec. VI run long enough for the per-epoch evolution
+the figure is about), ``fig6-<profile>.*`` for any other.
 Figs. 7 and 8 (Sec. VI-D/E/F, the ablation records) are in :mod:`gal_suite.fig_ablation`; the record
 helpers the three share are in :mod:`gal_suite.fig_records` (re-exported here).
 """
@@ -291,8 +293,9 @@ def _draw_fig6(summary: Mapping[str, Any]) -> Any:
 
 def render_fig6(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Path]:
     """Render Fig. 6 (Sec. VI-A) for one ``profile``: ``fig6.{json,md,png,pdf}`` in ``out_dir``
-    for the cpu profile, ``fig6-<profile>.*`` for any other (the cpu profile's float32 runs and
-    the ablation profile's float64 runs are two figures, neither overwrites the other).
+    for the analysis profile, ``fig6-<profile>.*`` for any other (the cpu profile's float32 runs
+    of Tables I/II and the analysis profile's float64 runs are two figures, neither overwrites
+    the other).
 
     Raises :class:`NoRunsError` (a ``FileNotFoundError``) naming the ``make`` targets if no
     complete ``gal`` run of Tables I/II or of the ablation has the diagnostics columns.
@@ -309,6 +312,7 @@ def render_fig6(runs_root: Path, out_dir: Path, profile: str = "cpu") -> list[Pa
                         FIG6.stem(profile))
 
 
-#: Fig. 6 (Sec. VI-A): the ``gal`` runs of Tables I-III and of the analyses; one figure per profile.
+#: Fig. 6 (Sec. VI-A): the ``gal`` runs of Tables I-III and of the analyses; one figure per profile,
+#: the analysis profile's is ``fig6.*`` (as for Figs. 7 and 8).
 FIG6 = FigureSpec(number=6, section="VI-A", subject="remainder and cosine", records=FIG6_TASKS,
-                  draw=render_fig6, home_profile="cpu")
+                  draw=render_fig6, home_profile="analysis")
