@@ -106,14 +106,35 @@ def test_analysis_profile_is_its_committed_plan():
     for s in plan:
         got[(s.optimizer, s.method)].append(s.seed)
     assert {(c["optimizer"], c["method"]): c["seeds"] for c in committed["plan"]} == got
-    assert committed["runs"] == len(plan) == 80 and {s.dataset for s in plan} == {"cifar10_jpeg"}
-    assert committed["total_hours_jobs2_at_B"] <= 8
-    assert committed["total_hours_jobs2_at_B"] == pytest.approx(
-        len(plan) * committed["per_run_estimate_s"] / 2 / 3600, abs=0.01)
+    assert committed["runs"] == len(plan) == 185 and {s.dataset for s in plan} == {"cifar10_jpeg"}
+    assert committed["left_out"] == {}
+    # the whole plan fits the 8-hour budget at the per-run time measured in its first batch ...
+    assert committed["total_hours_jobs2"] <= committed["budget_hours"] == 8
+    assert committed["total_hours_jobs2"] == pytest.approx(
+        len(plan) * committed["per_run_s"] / 2 / 3600, abs=0.01)
+    first = committed["first_batch"]
+    assert committed["per_run_s"] == first["measured_in_batch"]["wall_s_per_run_median"]
+    # ... and the first batch (80 runs) fitted it at the busy-core estimate made before any run
+    assert first["runs"] == 80 and first["total_hours_jobs2_at_B"] <= 8
+    assert first["total_hours_jobs2_at_B"] == pytest.approx(
+        first["runs"] * first["per_run_estimate_s"] / 2 / 3600, abs=0.01)
+    assert {(c["optimizer"], c["method"]) for c in first["plan"]} < set(got)
     five = list(range(5))
+    assert all(seeds == five for seeds in got.values())
+    sweep = {m for (o, m) in got if o == "lookahead_sgd"}
+    # Fig. 7: every alpha, beta and arch of the paper's sweep; the point equal to the optimizer's
+    # GAL setting is its `gal` run
+    default = {"sgd": {"alpha=0.01", "beta=1"}, "lookahead_sgd": {"alpha=0.001", "beta=5"}}
+    for opt in ("sgd", "lookahead_sgd"):
+        for m in ("alpha=1e-05", "alpha=0.0001", "alpha=0.001", "alpha=0.01", "alpha=0.1",
+                  "beta=0.5", "beta=1", "beta=2", "beta=5", "beta=10",
+                  "arch=256", "arch=256-64", "arch=256-64-32-16"):
+            assert ((opt, f"gal+{m}") in got) != (m in default[opt]), (opt, m)
+    assert len(sweep) == 13  # baseline, gal (alpha 1e-3, beta 5, (256-64-32)) and 11 sweep points
     for m in ("baseline", "gal", "gal+adjuster=uniform", "gal+adjuster=uniform+noise_scaling=unit",
               "gal+adjuster=normal", "gal+adjuster=normal+noise_scaling=unit", "gal+policy=lt",
-              "gal+policy=always", "gal+policy=never"):
+              "gal+policy=always", "gal+policy=never", "gal+arch=256-64",
+              "gal+adjuster=cnn+arch=256-64", "gal+adjuster=cnn+arch=256-64-32-16"):
         assert got[("sgd", m)] == five, m
     s = C.run_settings(cfg, next(p for p in plan if p.method == "gal"))
     assert s["gal"]["arch"] == [256, 64, 32] and (s["gal"]["alpha"], s["gal"]["beta"]) == (0.01, 1.0)
