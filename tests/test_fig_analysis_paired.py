@@ -59,6 +59,21 @@ def test_fig7_paired_panel_is_ci_paired_diff(analysis_runs: Path, tmp_path: Path
         [d.mean() - half, d.mean() + half], rel=1e-9)
     md = (tmp_path / "fig7-cpu.md").read_text()
     assert f"paired {d.mean():+.3g} [{d.mean() - half:+.3g}, {d.mean() + half:+.3g}] (n=3)" in md
+    # the claims on the paired design: the best point a claim names minus the best it does not
+    # (alpha: in [1e-4, 1e-2] -> gal (0.01, mean 38.58) vs 0.1 (44.0); beta: the paper's 1 = gal
+    # vs 0.5 (41.5); arch: (256-64-32) = gal vs (256) (40.0)), t(0.975, 2) by hand
+    for key, other, named_x, other_x, reading in (
+            ("alpha", "gal+alpha=0.1", 0.01, 0.1, "supported"),
+            ("beta", "gal+beta=0.5", 1.0, 0.5, "supported"),
+            ("arch", "gal+arch=256", "256-64-32", "256", "not resolved")):
+        d = np.array(SGD["gal"]) - np.array(SGD[other])
+        half = 4.302652729911275 * d.std(ddof=1) / math.sqrt(3)
+        t = sgd["checks"][key]["paired_test"]
+        assert (t["named_best"], t["other_best"], t["n"]) == (named_x, other_x, 3)
+        assert t["mean_diff"] == pytest.approx(d.mean(), rel=1e-12)
+        assert t["ci95"] == pytest.approx([d.mean() - half, d.mean() + half], rel=1e-9)
+        assert t["reading"] == reading
+    assert "paired: in-range best (0.01) − best other (0.1) -5.42 " in md
 
 
 def test_fig8_paired_acceptance_and_no_coincidence(analysis_runs: Path, tmp_path: Path) -> None:
