@@ -44,6 +44,7 @@ from scipy import stats as st
 from gal_suite.verdict import (
     ALPHA,
     HOLM_NOTE,
+    HOLM_NOTE_NO_ROW,
     SCALE_NOTE,
     VERDICT_RULE,
     VERDICTS,
@@ -58,7 +59,7 @@ from gal_suite.verdict import (
 __all__ = [
     "DDOF", "ALPHA", "Summary", "TestResult", "summarize", "ttest_student", "ttest_welch",
     "ttest_paired", "ci_mean_diff", "paired_diffs", "t_interval", "ci_paired_diff", "mde_paired", "VERDICTS",
-    "VERDICT_RULE", "HOLM_NOTE", "SCALE_NOTE", "paired_verdict", "direction_verdict", "primary_ci",
+    "VERDICT_RULE", "HOLM_NOTE", "HOLM_NOTE_NO_ROW", "SCALE_NOTE", "paired_verdict", "direction_verdict", "primary_ci",
     "relative_diffs", "relative_paper_diff", "holm", "ttest_against", "survives_holm",
     "complete_runs", "compare_values", "compare"
 ]

@@ -23,6 +23,7 @@ __all__ = [
     "VERDICTS",
     "VERDICT_RULE",
     "HOLM_NOTE",
+    "HOLM_NOTE_NO_ROW",
     "SCALE_NOTE",
     "paired_verdict",
     "direction_verdict",
@@ -35,14 +36,18 @@ __all__ = [
 #: significance level of the verdict rule.
 ALPHA = 0.05
 
-#: header note on Holm's adjustment (every table that has verdicts)
-HOLM_NOTE = (
+_HOLM_NOTE_HEAD = (
     "Multiple comparisons: every verdict of this table is one test; '(Holm ✓)' = the verdict "
     "survives Holm's adjustment across all of them (the tests it rests on: against 0 for "
     "'reproduced', 'opposite' and 'same direction, …', against the paper's Δ for 'not reproduced' "
-    "and 'same direction, …'), '(Holm ✗)' = it does not and reads as a lead only; the 'Holm p' "
-    "row gives the adjusted p-values of the paired tests (against 0; against the paper's Δ)."
+    "and 'same direction, …'), '(Holm ✗)' = it does not and reads as a lead only; "
 )
+#: header note on Holm's adjustment (tables with verdicts and a 'Holm p' row)
+HOLM_NOTE = (_HOLM_NOTE_HEAD + "the 'Holm p' row gives the adjusted p-values of the paired tests "
+             "(against 0; against the paper's Δ).")
+#: the same for tables without a 'Holm p' row (Tables VI, VIII): where the adjusted p-values are
+HOLM_NOTE_NO_ROW = (_HOLM_NOTE_HEAD + "the adjusted p-values of the paired tests (against 0; "
+                    "against the paper's Δ) are in the table's _numeric.csv.")
 #: header note on the two scales (tables with a "verdict rel." column)
 SCALE_NOTE = (
     "Two scales: 'verdict' compares GAL − baseline in points with the paper's difference in "

@@ -144,7 +144,9 @@ def _reading_note() -> str:
     reading = ", ".join(f"{k} {red:,}" for k, _, _, red in rows)
     verdict = ("matches every paper count" if match
                else "does NOT match every paper count")
-    return (f"Parameters: ours count every parameter of h for d = 100 (weights and biases): {ours}. "
+    return ("Parameters: the 'ours' column counts every parameter (weights and biases) of h as "
+            "the runs built it, for their d (100 on the CIFAR-100 stand-in, 10 on the CIFAR-10 "
+            f"copy of the analysis profile); for the paper's d = 100 these are {ours}. "
             "The paper's counts cannot be all parameters (MLP (256) alone has 51,556 with biases, "
             "the paper says 51.2K); counting the linear layers' weights without their biases and "
             "the convolutions with theirs, truncated to 0.1K, "
@@ -173,7 +175,7 @@ def _notes_fn(table: int) -> NotesFn:
             "data order and augmentation), with the verdict rule's 95% CI and n pairs; each row is "
             "judged against the paper's own row − baseline difference.",
             gs.VERDICT_RULE,
-            gs.HOLM_NOTE,
+            gs.HOLM_NOTE_NO_ROW,
         ]
         if table == 6:
             out.append("Rows: v drawn from U(-1, 1) or N(0, 1) each step (no parameters) replaces "
