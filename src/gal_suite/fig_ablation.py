@@ -176,7 +176,9 @@ def fig7_summary(runs_root: Path, profile: str = "cpu") -> dict[str, Any]:
                 "paired_test": "the claim tested on the paired design: the best point the "
                 "paper's claim names (alpha in [1e-4, 1e-2]; the paper's best beta / arch) minus "
                 "the best point it does not, per seed, mean and paired 95% CI; 'supported' if "
-                "the CI lies below 0, 'contradicted' above, 'not resolved' if it holds 0"},
+                "the CI lies below 0, 'contradicted' above, 'not resolved' if it holds 0; the "
+                "two points are picked from the same runs (best on each side), so a resolved "
+                "reading is a lead, not corrected for that choice"},
             "paper": {"fixed": PAPER_FIXED, "claims": FIG7_CLAIMS},
             "datasets": datasets, "excluded": close_excluded(excluded)}
 
@@ -191,7 +193,9 @@ def fig7_markdown(summary: Mapping[str, Any]) -> str:
     lines = [f"# Fig. 7 (Sec. VI-D): effects of alpha, beta and the architecture of h "
              f"(profile `{summary['profile']}`)", "",
              f"Rendered from `{summary['source']}`; test error top-1 (%), mean ± std over seeds."
-             " x values are the runs' `gal_*` columns.", ""]
+             " x values are the runs' `gal_*` columns. 'paired:' tests a claim on the paired"
+             " design, the best point it names minus the best it does not (picked from the same"
+             " runs: a resolved reading is a lead, not corrected for that choice).", ""]
     for ds in summary["datasets"]:
         lines += [f"## {ds['dataset_label']} ({ds['model']})", ""]
         for o in ds["optimizers"].values():
