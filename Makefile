@@ -114,8 +114,8 @@ benchmark: venv
 sweep: venv
 	PYTHONPATH=. $(PY) benchmarks/cpu_profile_sweep.py
 
-# The analyses of Sec. VI (APROFILE=analysis: the CIFAR-10 JPEG copy with CIFAR-100's GAL settings; the paper: the
-# Table II dataset; runs shared between them: a configuration used
+# The analyses of Sec. VI (APROFILE=analysis: the CIFAR-10 JPEG copy with CIFAR-100's GAL
+# settings; the paper: the Table II dataset; runs shared between them: a configuration used
 # by two targets runs once): Table VI (noise instead of h), Table VIII (MLP vs CNN h), Fig. 7
 # (alpha, beta, arch; SGD and Lookahead), Fig. 8 (update policies; g beats dl/dz).
 table6 table8: venv

@@ -139,13 +139,11 @@ def test_committed_table5_records_are_not_stale(profile: str) -> None:
 ])
 def test_committed_classification_records_are_not_stale(table, profile, kw, n) -> None:
     """What `make table1 table2 table3 ablation` (both analyses profiles) plans finds every
-    committed run finished with its own settings (nothing re-run, nothing refused); ``n`` is the
-    number of runs planned, or (committed, planned) while a plan's batch is still landing."""
-    committed, planned = n if isinstance(n, tuple) else (n, n)
+    committed run finished with its own settings (nothing re-run, nothing refused)."""
     cfg = load_config(C.config_for(table), profile)
     plan = C.plan_runs(cfg, table, profile, **kw)
     found, bad = _stale(plan, lambda s: C.run_settings(cfg, s), RUNS)
-    assert len(plan) == planned and found == committed and bad == []
+    assert found == len(plan) == n and bad == []
 
 
 def test_committed_table4_records_are_not_stale() -> None:

@@ -90,14 +90,12 @@ def _claim_test(points: Sequence[Mapping[str, Any]], in_claim: Any) -> dict[str,
     other = [q for q in points if not in_claim(q["x"])]
     if not named or not other:
         return None
-    a, b = _best(named), _best(other)
-    qa = next(q for q in named if q["x"] == a)
-    qb = next(q for q in other if q["x"] == b)
+    qa, qb = (min(side, key=lambda q: q["mean"]) for side in (named, other))
     pr = paired_vs_baseline(qb, qa)
     ci = pr["ci95"]
     reading = ("not resolved" if ci is None or ci[0] <= 0 <= ci[1]
                else "supported" if ci[1] < 0 else "contradicted")
-    return {"named_best": a, "other_best": b, "n": pr["n"], "mean_diff": pr["mean_diff"],
+    return {"named_best": qa["x"], "other_best": qb["x"], "n": pr["n"], "mean_diff": pr["mean_diff"],
             "ci95": ci, "reading": reading}
 
 
